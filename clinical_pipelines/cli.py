@@ -1,0 +1,138 @@
+"""The ``clinical-pipelines`` command line. Each command imports only what it needs, so it starts fast."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import click
+
+
+@click.group()
+@click.version_option(package_name="clinical-pipelines")
+def main() -> None:
+    """Governed, versioned, training-ready clinical datasets."""
+
+
+@main.command()
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), help="Data folder whose landing/ receives drops.")
+@click.option("--store-url", help="Object store instead of --out (e.g. s3://bucket/prefix).")
+@click.option("--seed", type=int, default=7, show_default=True, help="Same seed, same bytes.")
+@click.option("--patients", type=int, default=6, show_default=True)
+@click.option("--slices", type=int, default=4, show_default=True, help="DICOM slices per series.")
+@click.option("--series", type=int, default=1, show_default=True, help="DICOM series per patient.")
+@click.option("--notes", type=int, default=2, show_default=True, help="Clinical notes per patient.")
+@click.option("--faults/--no-faults", default=False, help="Also write drops with known faults (truncated, unsafe...).")
+@click.option("--canaries", type=click.Path(path_type=Path), help="Where to write planted identifiers (JSON).")
+def synth(
+    out_dir: Path | None, store_url: str | None, seed: int, patients: int, slices: int, series: int, notes: int,
+    faults: bool, canaries: Path | None,
+) -> None:
+    """Write synthetic drops (DICOM, notes, tables) into a landing zone, reproducibly by seed."""
+    from clinical_pipelines.synth import SynthCorpus
+    from clinical_pipelines.landing.samples import write_corpus
+
+    if not out_dir and not store_url:
+        raise click.UsageError("give --out DIR or --store-url URL")
+    from clinical_pipelines.settings import Settings
+
+    settings = Settings.from_env(data_dir=out_dir, store_url=store_url)
+    corpus = SynthCorpus(
+        seed, n_patients=patients, slices_per_series=slices, dicom_series_per_patient=series,
+        notes_per_patient=notes,
+    )
+    written = write_corpus(settings.open_store(), corpus, faults=faults)
+    canary_path = canaries or (settings.data_dir / "synth" / "canaries.json")
+    canary_path.parent.mkdir(parents=True, exist_ok=True)
+    corpus.write_canaries(canary_path)
+    click.echo(
+        f"wrote {written.drops} drop(s), {written.files} file(s), {written.bytes / 1e6:.1f} MB to "
+        f"{settings.store_url}/landing; {len(corpus.canaries())} canaries in {canary_path}"
+    )
+
+
+def _instance_for(data_dir: Path):
+    """The Dagster instance: ``$DAGSTER_HOME`` if set, else one kept beside the data (``DIR/.dagster``)."""
+    import dagster as dg
+
+    if not os.environ.get("DAGSTER_HOME"):
+        home = data_dir / ".dagster"
+        home.mkdir(parents=True, exist_ok=True)
+        config = home / "dagster.yaml"
+        if not config.exists():
+            config.write_text("telemetry:\n  enabled: false\n")
+        os.environ["DAGSTER_HOME"] = str(home)
+    return dg.DagsterInstance.get()
+
+
+@main.command()
+@click.option("--data-dir", type=click.Path(path_type=Path), default=None, help="Data folder (holds landing/).")
+@click.option("--store-url", help="Object store holding the zones, if not the data folder (e.g. s3://...).")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def run(data_dir: Path | None, store_url: str | None, as_json: bool) -> None:
+    """Process every complete drop in landing/ through all stages built so far, then exit."""
+    from clinical_pipelines.headless import process_landing
+    from clinical_pipelines.settings import Settings
+
+    settings = Settings.from_env(data_dir=data_dir, store_url=store_url)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    instance = _instance_for(settings.data_dir)
+    summary = process_landing(settings, instance)
+    total_files = sum(d.files for d in summary.drops)
+    total_bytes = sum(d.bytes for d in summary.drops)
+    quarantined = sum(d.quarantined for d in summary.drops)
+    if as_json:
+        click.echo(json.dumps({
+            "drops": [d.__dict__ for d in summary.drops], "files": total_files, "bytes": total_bytes,
+            "quarantined": quarantined, "rejected_folders": summary.rejected_folders, "store": settings.store_url,
+            "dagster_home": os.environ["DAGSTER_HOME"], "seconds": round(summary.seconds, 2),
+        }, indent=2))
+    else:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title="clinical-pipelines: drops processed")
+        for column in ("drop", "status", "files", "MB", "quarantined"):
+            table.add_column(column)
+        for d in summary.drops:
+            reasons = ", ".join(f"{k}×{v}" for k, v in d.quarantined_by_reason.items())
+            table.add_row(d.partition_key, "ok" if d.success else "FAILED", str(d.files), f"{d.bytes / 1e6:.1f}",
+                          f"{d.quarantined} {reasons}".strip())
+        console = Console()
+        console.print(table)
+        console.print(
+            f"{len(summary.drops)} drop(s), {total_files} file(s), {total_bytes / 1e6:.1f} MB accepted, "
+            f"{quarantined} item(s) quarantined, {summary.rejected_folders} unsafe folder(s) rejected "
+            f"in {summary.seconds:.1f} s\n"
+            f"raw zone (encrypted):  {settings.store_url}/raw\n"
+            f"quarantine:            {settings.store_url}/quarantine\n"
+            f"master key folder:     {settings.key_dir}\n"
+            f"Dagster instance:      {os.environ['DAGSTER_HOME']}"
+        )
+        for d in summary.failed:
+            console.print(f"[red]{d.partition_key} failed:[/red] {d.error}")
+    sys.exit(1 if summary.failed else 0)
+
+
+@main.group()
+def quarantine() -> None:
+    """Inspect quarantined items (reasons only; no PHI printed)."""
+
+
+@quarantine.command("list")
+@click.option("--data-dir", type=click.Path(path_type=Path), default=None)
+@click.option("--store-url")
+def quarantine_list(data_dir: Path | None, store_url: str | None) -> None:
+    """One JSON line per quarantined item: reason, stage, drop, hashes and sizes."""
+    from clinical_pipelines.quarantine import Quarantine
+    from clinical_pipelines.settings import Settings
+
+    settings = Settings.from_env(data_dir=data_dir, store_url=store_url)
+    for record in Quarantine(settings.open_store(), settings.keyring()).records():
+        click.echo(json.dumps(record.public(), sort_keys=True))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,25 @@
+"""All Dagster definitions in one place: every stage's defs plus resources for the chosen environment.
+
+``dagster dev -w workspace.yaml`` loads ``defs`` from here. The environment
+(``CLINICAL_PIPELINES_ENV``, local by default) picks the resource values; see
+:mod:`clinical_pipelines.settings`.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from clinical_pipelines.defs import ingest
+from clinical_pipelines.defs.resources import resources_for
+from clinical_pipelines.settings import Settings
+
+STAGES = [ingest.defs]
+
+
+def build_definitions(settings: Settings | None = None) -> dg.Definitions:
+    """Every stage's definitions, bound to resources built from ``settings`` (default: the environment)."""
+    settings = settings or Settings.from_env()
+    return dg.Definitions.merge(*STAGES, dg.Definitions(resources=resources_for(settings)))
+
+
+defs = build_definitions()

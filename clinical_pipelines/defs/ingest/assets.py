@@ -1,0 +1,70 @@
+"""Landing (external) and raw-zone assets, partitioned by drop."""
+
+
+from collections.abc import Iterator
+
+import dagster as dg
+
+from clinical_pipelines.defs.ingest.metadata import raw_metadata
+from clinical_pipelines.defs.partitions import drops_partitions
+from clinical_pipelines.defs.resources import KeyRingResource, LandingSettingsResource, ObjectStoreResource
+from clinical_pipelines.landing.discovery import parse_partition_key
+from clinical_pipelines.landing.manifest import MODALITIES
+from clinical_pipelines.raw.ingest import DropIngestor
+
+LANDING_DROPS = dg.AssetKey(["landing", "drops"])
+
+landing_drops = dg.AssetSpec(
+    key=LANDING_DROPS,
+    group_name="landing",
+    description=(
+        "Drops from source systems: landing/<source>/<drop_id>/ with a drop.json listing each file's path, "
+        "size and sha256. Written by sources, never by hand; the landing_sensor picks up complete drops."
+    ),
+    kinds={"s3", "folder"},
+)
+
+
+def raw_key(modality: str) -> dg.AssetKey:
+    """Asset key of the raw zone for one modality."""
+    return dg.AssetKey(["raw", modality])
+
+
+@dg.multi_asset(
+    name="ingest_drop",
+    specs=[
+        dg.AssetSpec(
+            key=raw_key(modality),
+            deps=[LANDING_DROPS],
+            group_name="raw",
+            description=f"Accepted {modality} files of a drop: verified against drop.json, content-addressed "
+            "by sha256, write-once and AES-256-GCM envelope-encrypted in raw/. Rejected items go to quarantine/.",
+            kinds={"python"},
+            tags={"phi": "true"},
+        )
+        for modality in MODALITIES
+    ],
+    partitions_def=drops_partitions,
+    can_subset=False,
+)
+def ingest_drop(
+    context: dg.AssetExecutionContext,
+    object_store: ObjectStoreResource,
+    keyring: KeyRingResource,
+    landing: LandingSettingsResource,
+) -> Iterator[dg.MaterializeResult]:
+    """Verify, encrypt and store one drop; quarantine what fails and count it."""
+    source, drop_id = parse_partition_key(context.partition_key)
+    ingestor = DropIngestor(object_store.get_store(), keyring.get_keyring(), workers=landing.ingest_workers)
+    report = ingestor.ingest(source, drop_id)
+    context.log.info(
+        f"drop {context.partition_key}: {len(report.files)} file(s), {report.bytes_accepted} bytes accepted "
+        f"({report.new_objects} new, {report.deduplicated} already stored) at {report.throughput_mb_s()} MB/s"
+    )
+    if report.quarantined:
+        context.log.warning(
+            f"drop {context.partition_key}: {len(report.quarantined)} item(s) quarantined "
+            f"{report.quarantined_by_reason()}"
+        )
+    for modality in MODALITIES:
+        yield dg.MaterializeResult(asset_key=raw_key(modality), metadata=raw_metadata(report, modality))

@@ -1,0 +1,97 @@
+"""Process whatever complete drops sit in landing, through every stage, without the UI or daemon.
+
+The same definitions, jobs and Dagster instance as the UI: runs show up there
+afterwards when ``DAGSTER_HOME`` points at the same instance.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import dagster as dg
+
+from clinical_pipelines.defs.ingest.assets import raw_key
+from clinical_pipelines.defs.ingest.jobs import process_drop_job, reject_landing_job
+from clinical_pipelines.defs.partitions import drops_partitions
+from clinical_pipelines.definitions import build_definitions
+from clinical_pipelines.landing.discovery import discover_drops, partition_key
+from clinical_pipelines.settings import Settings
+
+PARTITION_BATCH = 500
+# Runs still log everything to the event log (the UI shows it); the terminal gets warnings only.
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
+@dataclass
+class DropOutcome:
+    """One drop's run: partition key, run id, success and its raw-zone counts (from asset metadata)."""
+
+    partition_key: str
+    run_id: str
+    success: bool
+    files: int = 0
+    bytes: int = 0
+    quarantined: int = 0
+    quarantined_by_reason: dict[str, int] = field(default_factory=dict)
+    error: str | None = None
+
+
+@dataclass
+class HeadlessSummary:
+    """What :func:`process_landing` did."""
+
+    drops: list[DropOutcome] = field(default_factory=list)
+    rejected_folders: int = 0
+    seconds: float = 0.0
+
+    @property
+    def failed(self) -> list[DropOutcome]:
+        """Drops whose run failed."""
+        return [d for d in self.drops if not d.success]
+
+
+def _outcome(key: str, result: dg.ExecuteInProcessResult) -> DropOutcome:
+    outcome = DropOutcome(partition_key=key, run_id=result.run_id, success=result.success)
+    for mat in result.asset_materializations_for_node("ingest_drop"):
+        meta = {k: v.value for k, v in mat.metadata.items()}
+        outcome.files += int(meta.get("file_count", 0))  # type: ignore[arg-type]
+        outcome.bytes += int(meta.get("bytes", 0))  # type: ignore[arg-type]
+        outcome.quarantined = int(meta.get("quarantined_count", 0))  # type: ignore[arg-type]
+        outcome.quarantined_by_reason = dict(meta.get("quarantined_by_reason") or {})  # type: ignore[arg-type]
+    if not result.success:
+        failures = [e for e in result.all_events if e.is_failure]
+        outcome.error = failures[0].message if failures else "run failed"
+    return outcome
+
+
+def process_landing(settings: Settings, instance: dg.DagsterInstance) -> HeadlessSummary:
+    """Run ``process_drop`` for every complete drop whose raw stage is not yet materialized.
+
+    Folders that cannot be partitions (unsafe names) are quarantined through
+    ``reject_landing_job``. Runs execute in this process, one drop at a time.
+    """
+    started = time.perf_counter()
+    defs = build_definitions(settings)
+    summary = HeadlessSummary()
+    done = set(instance.get_materialized_partitions(raw_key("dicom")))
+    found = discover_drops(settings.open_store(), known=done, first_seen={}, now=time.time())
+    unsafe = sorted(r.prefix_hash for r in found.rejections if r.reason == "unsafe_name")
+    if unsafe:
+        config = {
+            **QUIET,
+            "ops": {"reject_landing_folders": {"config": {"prefix_sha256": unsafe, "reason": "unsafe_name"}}},
+        }
+        defs.resolve_job_def(reject_landing_job.name).execute_in_process(run_config=config, instance=instance)
+        summary.rejected_folders = len(unsafe)
+    keys = [partition_key(s, d) for s, d in found.complete]
+    registered = set(instance.get_dynamic_partitions(drops_partitions.name))
+    to_add = [k for k in keys if k not in registered]
+    for i in range(0, len(to_add), PARTITION_BATCH):
+        instance.add_dynamic_partitions(drops_partitions.name, to_add[i : i + PARTITION_BATCH])
+    job = defs.resolve_job_def(process_drop_job.name)
+    for key in keys:
+        result = job.execute_in_process(run_config=QUIET, instance=instance, partition_key=key, raise_on_error=False)
+        summary.drops.append(_outcome(key, result))
+    summary.seconds = time.perf_counter() - started
+    return summary

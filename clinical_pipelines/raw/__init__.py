@@ -1,0 +1,1 @@
+"""The raw zone: accepted bytes, content-addressed, write-once, encrypted. No Dagster here."""

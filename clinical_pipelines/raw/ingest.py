@@ -1,0 +1,261 @@
+"""Ingest one landing drop into the raw zone: verify, sniff, encrypt, store once; quarantine the rest.
+
+One streaming pass per file: the landing bytes are hashed, sniffed and
+encrypted as they flow into the raw zone, and the object is published only if
+its size and sha256 match drop.json (the store's ``verify`` hook), so a
+truncated or corrupted upload never appears under a content address.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import time
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from clinical_pipelines.landing.manifest import (
+    DROP_MANIFEST,
+    DropManifest,
+    DropManifestError,
+    FileEntry,
+    parse_drop_manifest,
+)
+from clinical_pipelines.landing.sniff import SNIFF_BYTES, sniff_modality
+from clinical_pipelines.quarantine import Quarantine, QuarantineRecord
+from clinical_pipelines.raw.zone import RawDropRecord, RawFile, RawZone
+from clinical_pipelines.storage import (
+    ObjectAlreadyExists,
+    ObjectInfo,
+    ObjectNotFound,
+    ObjectStore,
+    UnsafeKey,
+    read_all,
+)
+from clinical_pipelines.storage.envelope import EncryptingReader
+from clinical_pipelines.storage.hashing import HashingReader, sha256_stream
+from clinical_pipelines.storage.keys import KeyRing
+from clinical_pipelines.zones import landing_drop_prefix, quarantine_prefix, raw_object_key
+
+STAGE = "ingest"
+
+
+class DropNotFound(Exception):
+    """The partition names a drop with no drop.json in landing (never complete, or removed)."""
+
+
+class _Rejected(Exception):
+    """A file failed a check; carries the quarantine reason (and what was measured)."""
+
+    def __init__(self, reason: str, detail: str, *, keep_bytes: bool = True) -> None:
+        super().__init__(reason)
+        self.reason, self.detail, self.keep_bytes = reason, detail, keep_bytes
+
+
+@dataclass
+class IngestReport:
+    """The outcome of ingesting one drop. ``files`` holds source paths: never log them."""
+
+    source: str
+    drop_id: str
+    files: list[RawFile] = field(default_factory=list)
+    quarantined: list[QuarantineRecord] = field(default_factory=list)
+    manifest_error: str | None = None
+    bytes_read: int = 0
+    new_objects: int = 0
+    deduplicated: int = 0
+    key_ids: set[str] = field(default_factory=set)
+    seconds: float = 0.0
+    record_written: bool = False
+
+    @property
+    def bytes_accepted(self) -> int:
+        """Total size of the accepted files."""
+        return sum(f.size for f in self.files)
+
+    def sha256_list_digest(self, files: Iterable[RawFile] | None = None) -> str:
+        """sha256 over the sorted "<sha256> <size>" lines of the accepted files (no paths)."""
+        lines = sorted(f"{f.sha256} {f.size}\n" for f in (self.files if files is None else files))
+        return hashlib.sha256("".join(lines).encode()).hexdigest()
+
+    def quarantined_by_reason(self) -> dict[str, int]:
+        """Count of quarantined items per reason code."""
+        counts: dict[str, int] = {}
+        for record in self.quarantined:
+            counts[record.reason] = counts.get(record.reason, 0) + 1
+        return dict(sorted(counts.items()))
+
+    def throughput_mb_s(self) -> float:
+        """MB (10^6 bytes) read from landing per second of ingest."""
+        return round(self.bytes_read / 1e6 / self.seconds, 2) if self.seconds > 0 else 0.0
+
+
+class DropIngestor:
+    """Ingests drops from one store's landing zone into its raw and quarantine zones."""
+
+    def __init__(self, store: ObjectStore, keyring: KeyRing, *, workers: int = 4) -> None:
+        self.store = store
+        self.keyring = keyring
+        self.raw = RawZone(store, keyring)
+        self.quarantine = Quarantine(store, keyring)
+        self.workers = max(1, workers)
+
+    # -- the drop ------------------------------------------------------------
+    def ingest(self, source: str, drop_id: str) -> IngestReport:
+        """Ingest ``landing/<source>/<drop_id>/``; see the module docstring.
+
+        Raises :class:`DropNotFound` if the drop has no drop.json, and
+        :class:`~clinical_pipelines.raw.zone.DropConflict` if the same drop id
+        was ingested before with different content. Every other problem
+        quarantines the item and lets the rest of the drop go on.
+        """
+        started = time.perf_counter()
+        prefix = landing_drop_prefix(source, drop_id)
+        report = IngestReport(source=source, drop_id=drop_id)
+        try:
+            manifest_bytes = read_all(self.store, prefix + DROP_MANIFEST)
+        except ObjectNotFound:
+            raise DropNotFound(f"drop {source}/{drop_id} has no {DROP_MANIFEST} in landing") from None
+        listing = {info.key[len(prefix) :]: info for info in self.store.list(prefix)}
+        listing.pop(DROP_MANIFEST, None)
+        manifest_sha = self._store_plain_object(manifest_bytes)
+        try:
+            manifest = parse_drop_manifest(manifest_bytes, source=source, drop_id=drop_id)
+        except DropManifestError as exc:
+            report.manifest_error = exc.reason
+            self._quarantine_whole_drop(report, prefix, listing, exc)
+            manifest = DropManifest(source=source, drop_id=drop_id, entries=())
+        else:
+            self._ingest_entries(report, prefix, manifest, listing)
+        report.files.sort(key=lambda f: f.path)
+        record = RawDropRecord(
+            source=source, drop_id=drop_id, manifest_sha256=manifest_sha, files=tuple(report.files),
+            quarantined=tuple(sorted((q.item_id, q.reason) for q in report.quarantined)),
+        )
+        report.record_written = self.raw.write_drop_record(record)
+        report.seconds = time.perf_counter() - started
+        return report
+
+    def _ingest_entries(
+        self, report: IngestReport, prefix: str, manifest: DropManifest, listing: dict[str, ObjectInfo]
+    ) -> None:
+        for problem in manifest.problems:
+            # Bytes are kept only when the entry names a real file inside the drop.
+            inside = problem.path is not None and problem.reason != "path_escapes_drop" and problem.path in listing
+            self._quarantine(
+                report, prefix, problem.reason, problem.detail, problem.path if inside else None,
+                item_id=None if inside else f"entry-{problem.index}",
+            )
+        listed = {e.path for e in manifest.entries} | {p.path for p in manifest.problems if p.path}
+        with ThreadPoolExecutor(max_workers=self.workers) as pool:
+            outcomes = list(pool.map(lambda e: self._ingest_file(prefix, e, listing.get(e.path)), manifest.entries))
+        for entry, outcome in zip(manifest.entries, outcomes, strict=True):
+            if isinstance(outcome, _Rejected):
+                self._quarantine(
+                    report, prefix, outcome.reason, outcome.detail, entry.path,
+                    keep_bytes=outcome.keep_bytes, declared=entry,
+                )
+                continue
+            raw_file, key_id, read, new = outcome
+            report.files.append(raw_file)
+            report.bytes_read += read
+            if key_id:
+                report.key_ids.add(key_id)
+            report.new_objects += new
+            report.deduplicated += not new
+        for path in sorted(set(listing) - listed):
+            self._quarantine(report, prefix, "unlisted_file", "in the drop folder but not in drop.json", path)
+
+    # -- one file ------------------------------------------------------------
+    def _ingest_file(
+        self, prefix: str, entry: FileEntry, info: ObjectInfo | None
+    ) -> tuple[RawFile, str | None, int, bool] | _Rejected:
+        if info is not None and info.size != entry.size:
+            return _Rejected("size_mismatch", f"declared {entry.size} bytes, found {info.size}")
+        try:
+            source_stream = self.store.open_read(prefix + entry.path)
+        except ObjectNotFound:
+            return _Rejected("missing_file", "listed in drop.json but absent", keep_bytes=False)
+        except UnsafeKey:
+            return _Rejected("path_escapes_drop", "path is a symlink or resolves outside the drop", keep_bytes=False)
+        with source_stream:
+            hashing = HashingReader(source_stream, head_size=SNIFF_BYTES)
+            checked: list[str] = []
+
+            def verify() -> None:
+                if hashing.size != entry.size:
+                    raise _Rejected("size_mismatch", f"declared {entry.size} bytes, read {hashing.size}")
+                if hashing.hexdigest() != entry.sha256:
+                    raise _Rejected("sha256_mismatch", "content hash differs from drop.json")
+                modality = entry.modality or sniff_modality(hashing.head, entry.path)
+                if modality is None:
+                    raise _Rejected("unrecognised_content", "not DICOM Part 10, delimited text or UTF-8 text")
+                checked.append(modality)
+
+            if self.raw.has_object(entry.sha256):
+                try:
+                    hashing.drain()
+                    verify()
+                except _Rejected as rejected:
+                    return rejected
+                return RawFile(entry.path, entry.sha256, entry.size, checked[0]), None, hashing.size, False
+            encrypting = EncryptingReader(hashing, self.keyring)  # type: ignore[arg-type]
+            new = True
+            try:
+                self.store.put_stream(
+                    raw_object_key(entry.sha256), encrypting, write_once=True, verify=verify  # type: ignore[arg-type]
+                )
+            except _Rejected as rejected:
+                return rejected
+            except ObjectAlreadyExists:
+                new = False  # a concurrent run stored the same verified content first
+            return RawFile(entry.path, entry.sha256, entry.size, checked[0]), encrypting.key_id, hashing.size, new
+
+    def _store_plain_object(self, data: bytes) -> str:
+        """Keep a small value (drop.json) in the raw zone too; returns its sha256."""
+        digest = hashlib.sha256(data).hexdigest()
+        if not self.raw.has_object(digest):
+            with contextlib.suppress(ObjectAlreadyExists):  # a concurrent run stored it first
+                self.store.put_stream(
+                    raw_object_key(digest), EncryptingReader(io.BytesIO(data), self.keyring),  # type: ignore[arg-type]
+                    write_once=True,
+                )
+        return digest
+
+    # -- quarantine ----------------------------------------------------------
+    def _quarantine(
+        self, report: IngestReport, prefix: str, reason: str, detail: str, path: str | None, *,
+        keep_bytes: bool = True, item_id: str | None = None, declared: FileEntry | None = None,
+    ) -> None:
+        content = None
+        if keep_bytes and path is not None:
+            try:
+                content = self.store.open_read(prefix + path)
+            except (ObjectNotFound, UnsafeKey):
+                content = None
+        try:
+            record = self.quarantine.put(
+                quarantine_prefix(report.source, report.drop_id), reason=reason, detail=detail, stage=STAGE,
+                source=report.source, drop_id=report.drop_id, path=path, content=content, item_id=item_id,
+                size_declared=declared.size if declared else None,
+                sha256_declared=declared.sha256 if declared else None,
+            )
+        finally:
+            if content is not None:
+                content.close()
+        report.quarantined.append(record)
+
+    def _quarantine_whole_drop(
+        self, report: IngestReport, prefix: str, listing: dict[str, ObjectInfo], exc: DropManifestError
+    ) -> None:
+        self._quarantine(report, prefix, exc.reason, exc.detail, DROP_MANIFEST)
+        for path in sorted(listing):
+            self._quarantine(report, prefix, exc.reason, "file of a drop whose drop.json was rejected", path)
+
+
+def verify_landing_file(store: ObjectStore, key: str) -> tuple[str, int]:
+    """(sha256, size) of a landing object, streamed."""
+    with store.open_read(key) as fh:
+        return sha256_stream(fh)

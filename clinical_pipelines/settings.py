@@ -1,0 +1,99 @@
+"""Environment-driven settings: where the zones live and where keys come from.
+
+Environment variables (a contract: keep the names):
+
+- ``CLINICAL_PIPELINES_ENV``: ``local`` (default) or ``production``.
+- ``CLINICAL_PIPELINES_DATA_DIR``: the local data folder (default ``./.clinical_data``).
+- ``CLINICAL_PIPELINES_STORE_URL``: object store for all zones; a path, ``file://`` or
+  ``s3://bucket/prefix`` (default: the data folder).
+- ``CLINICAL_PIPELINES_S3_ENDPOINT_URL``: S3-compatible endpoint (moto, MinIO, ...).
+- ``CLINICAL_PIPELINES_KEY_DIR``: local key folder (default ``~/.config/clinical-pipelines/keys``);
+  must not lie inside the data folder.
+- ``CLINICAL_PIPELINES_MASTER_KEY`` / ``CLINICAL_PIPELINES_MASTER_KEY_ID``: the master key
+  (base64, 32 bytes) from a secret manager; required in production.
+- ``CLINICAL_PIPELINES_STALE_AFTER_HOURS``: an incomplete drop older than this is quarantined
+  (default 24; 0 disables).
+- ``CLINICAL_PIPELINES_INGEST_WORKERS``: files ingested in parallel per drop (default 4).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from clinical_pipelines.storage.keys import ENV_MASTER_KEY, KeyRing, load_keyring
+
+ENV = "CLINICAL_PIPELINES_ENV"
+ENV_DATA_DIR = "CLINICAL_PIPELINES_DATA_DIR"
+ENV_STORE_URL = "CLINICAL_PIPELINES_STORE_URL"
+ENV_S3_ENDPOINT_URL = "CLINICAL_PIPELINES_S3_ENDPOINT_URL"
+ENV_KEY_DIR = "CLINICAL_PIPELINES_KEY_DIR"
+ENV_STALE_AFTER_HOURS = "CLINICAL_PIPELINES_STALE_AFTER_HOURS"
+ENV_INGEST_WORKERS = "CLINICAL_PIPELINES_INGEST_WORKERS"
+
+DEFAULT_DATA_DIR = ".clinical_data"
+
+
+class SettingsError(ValueError):
+    """The configuration is inconsistent or unsafe."""
+
+
+def _default_key_dir(env: Mapping[str, str]) -> Path:
+    base = env.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "clinical-pipelines" / "keys"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved configuration of one deployment."""
+
+    env: str
+    data_dir: Path
+    store_url: str
+    s3_endpoint_url: str | None
+    key_dir: Path
+    stale_after_hours: float
+    ingest_workers: int
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+        """Read the environment (``overrides`` win), check it, and return the settings."""
+        env = os.environ if env is None else env
+        data_dir = Path(str(overrides.get("data_dir") or env.get(ENV_DATA_DIR) or DEFAULT_DATA_DIR)).absolute()
+        settings = cls(
+            env=str(overrides.get("env") or env.get(ENV) or "local"),
+            data_dir=data_dir,
+            store_url=str(overrides.get("store_url") or env.get(ENV_STORE_URL) or data_dir),
+            s3_endpoint_url=str(overrides.get("s3_endpoint_url") or env.get(ENV_S3_ENDPOINT_URL) or "") or None,
+            key_dir=Path(str(overrides.get("key_dir") or env.get(ENV_KEY_DIR) or _default_key_dir(env))).absolute(),
+            stale_after_hours=float(str(overrides.get("stale_after_hours") or env.get(ENV_STALE_AFTER_HOURS) or 24)),
+            ingest_workers=int(str(overrides.get("ingest_workers") or env.get(ENV_INGEST_WORKERS) or 4)),
+        )
+        settings.check(env)
+        return settings
+
+    def check(self, env: Mapping[str, str]) -> None:
+        """Refuse configurations that would put keys beside data or run production on defaults."""
+        if self.env not in ("local", "production"):
+            raise SettingsError(f"{ENV} must be 'local' or 'production', got {self.env!r}")
+        if self.key_dir == self.data_dir or self.data_dir in self.key_dir.parents:
+            raise SettingsError(f"{ENV_KEY_DIR} must lie outside the data folder {self.data_dir}")
+        if self.env == "production" and not env.get(ENV_MASTER_KEY):
+            raise SettingsError(f"production needs {ENV_MASTER_KEY} from your secret manager")
+
+    @property
+    def stale_after_s(self) -> float | None:
+        """Seconds after which an incomplete drop is quarantined, or None when disabled."""
+        return self.stale_after_hours * 3600 if self.stale_after_hours > 0 else None
+
+    def open_store(self):  # -> ObjectStore (import kept lazy so settings stay cheap)
+        """The object store holding every zone."""
+        from clinical_pipelines.storage import open_store
+
+        return open_store(self.store_url, endpoint_url=self.s3_endpoint_url)
+
+    def keyring(self) -> KeyRing:
+        """The master-key ring: the environment's key if set, else the local key folder (created once)."""
+        return load_keyring(self.key_dir)

@@ -1,0 +1,200 @@
+"""Streaming envelope encryption: AES-256-GCM data keys wrapped by a master key.
+
+Each object gets a fresh 256-bit data key (DEK). The DEK is wrapped with the
+master key (AES-256-GCM, AAD = key id) and stored in the object's header next
+to the master key id, so rotating a master key re-wraps headers only.
+
+The body is a sequence of independently sealed chunks (the STREAM
+construction used by Tink's streaming AEAD): chunk *i* is sealed with nonce =
+7-byte random prefix || i (4 bytes) || last-flag (1 byte). Reordering, dropping
+or truncating chunks fails authentication, and neither side ever holds more
+than one chunk in memory.
+
+Layout: ``MAGIC`` | u32 header length | header JSON | sealed chunks.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+import struct
+from typing import BinaryIO
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from clinical_pipelines.storage.keys import KeyRing
+
+MAGIC = b"CPENV1\n"
+ALGORITHM = "AES-256-GCM-STREAM"
+CHUNK_SIZE = 1024 * 1024
+TAG_SIZE = 16
+_NONCE_PREFIX_SIZE = 7
+_MAX_HEADER = 64 * 1024
+
+
+class DecryptionError(Exception):
+    """The ciphertext is malformed, truncated, tampered with, or under an unknown key."""
+
+
+def _nonce(prefix: bytes, index: int, last: bool) -> bytes:
+    return prefix + struct.pack(">IB", index, 1 if last else 0)
+
+
+def _read_exact(stream: BinaryIO, size: int) -> bytes:
+    chunks, remaining = [], size
+    while remaining:
+        data = stream.read(remaining)
+        if not data:
+            break
+        chunks.append(data)
+        remaining -= len(data)
+    return b"".join(chunks)
+
+
+class EncryptingReader:
+    """A readable stream of ciphertext for the plaintext ``source`` stream.
+
+    Feed it to ``ObjectStore.put_stream``: encryption happens as the store pulls.
+    """
+
+    def __init__(self, source: BinaryIO, keyring: KeyRing, *, chunk_size: int = CHUNK_SIZE) -> None:
+        self.key_id, master = keyring.current()
+        dek = AESGCM.generate_key(bit_length=256)
+        wrap_nonce = secrets.token_bytes(12)
+        wrapped = AESGCM(master).encrypt(wrap_nonce, dek, self.key_id.encode())
+        self._prefix = secrets.token_bytes(_NONCE_PREFIX_SIZE)
+        header = json.dumps(
+            {
+                "alg": ALGORITHM,
+                "kid": self.key_id,
+                "wrap_nonce": base64.b64encode(wrap_nonce).decode(),
+                "wrapped_dek": base64.b64encode(wrapped).decode(),
+                "nonce_prefix": base64.b64encode(self._prefix).decode(),
+                "chunk_size": chunk_size,
+            },
+            sort_keys=True,
+            separators=(",", ":"),
+        ).encode()
+        self._aead = AESGCM(dek)
+        self._source = source
+        self._chunk_size = chunk_size
+        self._index = 0
+        self._pending = source.read(chunk_size)  # one chunk of look-ahead tells us which is last
+        self._done = False
+        self._buffer = memoryview(MAGIC + struct.pack(">I", len(header)) + header)
+
+    def _seal_next(self) -> bytes:
+        chunk = self._pending
+        following = _read_exact(self._source, self._chunk_size) if len(chunk) == self._chunk_size else b""
+        last = not following
+        sealed = self._aead.encrypt(_nonce(self._prefix, self._index, last), chunk, None)
+        self._index += 1
+        self._pending = following
+        self._done = last
+        return sealed
+
+    def read(self, size: int = -1) -> bytes:
+        """Up to ``size`` bytes of ciphertext (all the rest if ``size`` < 0); b"" at the end."""
+        if size is None or size < 0:
+            parts = [bytes(self._buffer)]
+            while not self._done:
+                parts.append(self._seal_next())
+            self._buffer = memoryview(b"")
+            return b"".join(parts)
+        if not self._buffer and not self._done:
+            self._buffer = memoryview(self._seal_next())
+        out = bytes(self._buffer[:size])
+        self._buffer = self._buffer[size:]
+        return out
+
+
+class DecryptingReader:
+    """A readable stream of plaintext from an envelope-encrypted ``source`` stream.
+
+    Every chunk is authenticated before any of its bytes are returned; a
+    truncated, reordered or altered object raises :class:`DecryptionError`.
+    """
+
+    def __init__(self, source: BinaryIO, keyring: KeyRing) -> None:
+        self._source = source
+        prelude = _read_exact(source, len(MAGIC) + 4)
+        if len(prelude) < len(MAGIC) + 4 or prelude[: len(MAGIC)] != MAGIC:
+            raise DecryptionError("not an envelope-encrypted object (bad magic)")
+        (header_len,) = struct.unpack(">I", prelude[len(MAGIC) :])
+        if header_len > _MAX_HEADER:
+            raise DecryptionError("envelope header too large")
+        try:
+            header = json.loads(_read_exact(source, header_len))
+            if header["alg"] != ALGORITHM:
+                raise DecryptionError(f"unsupported envelope algorithm {header['alg']!r}")
+            self.key_id = str(header["kid"])
+            master = keyring.get(self.key_id)
+            dek = AESGCM(master).decrypt(
+                base64.b64decode(header["wrap_nonce"]), base64.b64decode(header["wrapped_dek"]),
+                self.key_id.encode(),
+            )
+            self._prefix = base64.b64decode(header["nonce_prefix"])
+            self._chunk_size = int(header["chunk_size"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise DecryptionError(f"malformed envelope header ({type(exc).__name__})") from None
+        except InvalidTag:
+            raise DecryptionError("data key does not unwrap under the master key (wrong key?)") from None
+        self._aead = AESGCM(dek)
+        self._sealed_size = self._chunk_size + TAG_SIZE
+        self._pending = _read_exact(source, self._sealed_size)
+        self._index = 0
+        self._done = False
+        self._buffer = memoryview(b"")
+
+    def _open_next(self) -> bytes:
+        sealed = self._pending
+        following = _read_exact(self._source, self._sealed_size) if len(sealed) == self._sealed_size else b""
+        last = not following
+        try:
+            plain = self._aead.decrypt(_nonce(self._prefix, self._index, last), sealed, None)
+        except InvalidTag:
+            raise DecryptionError(f"chunk {self._index} failed authentication (truncated or altered)") from None
+        self._index += 1
+        self._pending = following
+        self._done = last
+        return plain
+
+    def read(self, size: int = -1) -> bytes:
+        """Up to ``size`` bytes of plaintext (all the rest if ``size`` < 0); b"" at the end."""
+        if size is None or size < 0:
+            parts = [bytes(self._buffer)]
+            while not self._done:
+                parts.append(self._open_next())
+            self._buffer = memoryview(b"")
+            return b"".join(parts)
+        while not self._buffer and not self._done:
+            self._buffer = memoryview(self._open_next())
+        out = bytes(self._buffer[:size])
+        self._buffer = self._buffer[size:]
+        return out
+
+    def close(self) -> None:
+        """Close the underlying ciphertext stream."""
+        self._source.close()
+
+    def __enter__(self) -> DecryptingReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def encrypt_bytes(data: bytes, keyring: KeyRing) -> bytes:
+    """Envelope-encrypt a small in-memory value."""
+    import io
+
+    return EncryptingReader(io.BytesIO(data), keyring).read()
+
+
+def decrypt_bytes(blob: bytes, keyring: KeyRing) -> bytes:
+    """Decrypt a small in-memory envelope."""
+    import io
+
+    return DecryptingReader(io.BytesIO(blob), keyring).read()

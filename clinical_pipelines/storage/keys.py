@@ -1,0 +1,123 @@
+"""Master keys for envelope encryption: a local key folder by default, configuration in production.
+
+A master key never sits in the data folder. The embedded default creates one
+once, under a key folder (mode 0700, key files 0600) that is refused if it lies
+inside the data folder. Production passes the key in through the environment
+(``CLINICAL_PIPELINES_MASTER_KEY``, base64 of 32 bytes, with
+``CLINICAL_PIPELINES_MASTER_KEY_ID``), typically injected from a secret manager.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+ENV_MASTER_KEY = "CLINICAL_PIPELINES_MASTER_KEY"
+ENV_MASTER_KEY_ID = "CLINICAL_PIPELINES_MASTER_KEY_ID"
+KEY_BYTES = 32
+
+
+class KeyError_(Exception):
+    """A key is missing, malformed or unknown (never carries key material)."""
+
+
+@dataclass(frozen=True)
+class KeyRing:
+    """Master keys by id, and the id new objects are wrapped with."""
+
+    keys: Mapping[str, bytes]
+    current_id: str
+
+    def current(self) -> tuple[str, bytes]:
+        """The (key id, key) that wraps new data keys."""
+        return self.current_id, self.keys[self.current_id]
+
+    def get(self, key_id: str) -> bytes:
+        """The master key named ``key_id``; raises :class:`KeyError_` if this ring lacks it."""
+        try:
+            return self.keys[key_id]
+        except KeyError:
+            raise KeyError_(f"master key {key_id!r} is not available to this process") from None
+
+
+def fingerprint_id(prefix: str, key: bytes) -> str:
+    """A stable, non-reversible id for ``key`` (a keyed-hash fingerprint, not the key)."""
+    return f"{prefix}-{hashlib.sha256(b'clinical-pipelines/key-id/' + key).hexdigest()[:16]}"
+
+
+def keyring_from_env(env: Mapping[str, str]) -> KeyRing | None:
+    """The ring configured in ``env``, or None when no master key is set there."""
+    encoded = env.get(ENV_MASTER_KEY, "").strip()
+    if not encoded:
+        return None
+    try:
+        key = base64.b64decode(encoded, validate=True)
+    except ValueError:
+        raise KeyError_(f"{ENV_MASTER_KEY} is not valid base64") from None
+    if len(key) != KEY_BYTES:
+        raise KeyError_(f"{ENV_MASTER_KEY} must decode to {KEY_BYTES} bytes, got {len(key)}")
+    key_id = env.get(ENV_MASTER_KEY_ID, "").strip() or fingerprint_id("env", key)
+    return KeyRing({key_id: key}, key_id)
+
+
+def _write_exclusive(path: Path, data: bytes) -> bool:
+    """Create ``path`` with mode 0600 holding ``data``; False if it already existed."""
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return False
+        return True
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def local_keyring(key_dir: Path) -> KeyRing:
+    """Load the key folder's ring, creating the first master key if there is none.
+
+    Safe against concurrent first use: exactly one key wins and every process
+    then reads that one.
+    """
+    key_dir = Path(key_dir)
+    key_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(key_dir, 0o700)
+    current_file = key_dir / "current"
+    if not current_file.exists():
+        key = secrets.token_bytes(KEY_BYTES)
+        key_id = fingerprint_id("local", key)
+        record = {"key_id": key_id, "key": base64.b64encode(key).decode(), "alg": "AES-256"}
+        key_file = key_dir / f"{key_id}.key"
+        _write_exclusive(key_file, json.dumps(record).encode())
+        if not _write_exclusive(current_file, key_id.encode()):
+            key_file.unlink(missing_ok=True)  # another process created the first key first
+    current_id = current_file.read_text().strip()
+    keys: dict[str, bytes] = {}
+    for path in sorted(key_dir.glob("*.key")):
+        try:
+            if path.stat().st_mode & 0o077:
+                raise KeyError_(f"key file {path.name} in {key_dir} is readable by others; chmod 600 it")
+            record = json.loads(path.read_text())
+        except FileNotFoundError:  # a losing concurrent creator removed its candidate key
+            continue
+        keys[record["key_id"]] = base64.b64decode(record["key"])
+    if current_id not in keys:
+        raise KeyError_(f"key folder {key_dir} names current key {current_id!r} but has no file for it")
+    return KeyRing(keys, current_id)
+
+
+def load_keyring(key_dir: Path, env: Mapping[str, str] | None = None) -> KeyRing:
+    """The configured ring: the environment's master key if set, else the local key folder's."""
+    env = os.environ if env is None else env
+    return keyring_from_env(env) or local_keyring(key_dir)

@@ -1,0 +1,196 @@
+"""Object store on an S3 (or S3-compatible) bucket through boto3."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from typing import Any, BinaryIO
+
+from clinical_pipelines.storage.base import (
+    DEFAULT_CHUNK_SIZE,
+    ObjectAlreadyExists,
+    ObjectInfo,
+    ObjectNotFound,
+    Verify,
+    join_key,
+    validate_key,
+)
+
+# S3 parts must be >= 5 MiB except the last; 8 MiB keeps memory bounded per upload.
+PART_SIZE = DEFAULT_CHUNK_SIZE
+
+
+class _BodyReader(io.RawIOBase):
+    """A readable raw stream over a botocore StreamingBody."""
+
+    def __init__(self, body: Any) -> None:
+        self._body = body
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self._body.read(len(buffer))
+        n = len(data)
+        buffer[:n] = data
+        return n
+
+    def close(self) -> None:
+        if not self.closed:
+            self._body.close()
+        super().close()
+
+
+def _error_code(exc: Exception) -> str:
+    return str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
+
+
+class S3ObjectStore:
+    """Objects live in ``bucket`` under ``prefix``; keys are relative to that prefix.
+
+    Uploads are single PUTs up to 8 MiB and multipart above, streamed part by
+    part. Write-once puts use ``If-None-Match: *`` so the bucket itself refuses
+    an overwrite (HTTP 412), with no read-then-write race.
+    """
+
+    def __init__(
+        self,
+        bucket: str,
+        prefix: str = "",
+        *,
+        endpoint_url: str | None = None,
+        region_name: str | None = None,
+        client: Any = None,
+    ) -> None:
+        import boto3
+
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        self.url = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
+        self.client = client or boto3.client("s3", endpoint_url=endpoint_url, region_name=region_name)
+
+    def _k(self, key: str) -> str:
+        return join_key(self.prefix, validate_key(key))
+
+    def _rel(self, full_key: str) -> str:
+        return full_key[len(self.prefix) + 1 :] if self.prefix else full_key
+
+    # -- reads ---------------------------------------------------------------
+    def open_read(self, key: str) -> BinaryIO:
+        """Stream ``key`` from the bucket."""
+        try:
+            response = self.client.get_object(Bucket=self.bucket, Key=self._k(key))
+        except self.client.exceptions.NoSuchKey:
+            raise ObjectNotFound(key) from None
+        return io.BufferedReader(_BodyReader(response["Body"]), buffer_size=DEFAULT_CHUNK_SIZE)  # type: ignore[return-value]
+
+    def head(self, key: str) -> ObjectInfo | None:
+        """Size and mtime of ``key``, or None when absent."""
+        try:
+            r = self.client.head_object(Bucket=self.bucket, Key=self._k(key))
+        except Exception as exc:
+            if _error_code(exc) in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise
+        return ObjectInfo(
+            key=key,
+            size=int(r["ContentLength"]),
+            last_modified=r["LastModified"].timestamp(),
+            etag=str(r.get("ETag", "")).strip('"'),
+        )
+
+    def list(self, prefix: str, *, start_after: str = "", page_size: int = 1000) -> Iterator[ObjectInfo]:
+        """Every object under ``prefix``, page by page (``page_size`` keys per request)."""
+        full_prefix = join_key(self.prefix, prefix) + ("/" if prefix.endswith("/") else "")
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": full_prefix, "MaxKeys": page_size}
+        if start_after:
+            kwargs["StartAfter"] = join_key(self.prefix, start_after)
+        paginator = self.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(**kwargs):
+            for obj in page.get("Contents", []):
+                yield ObjectInfo(
+                    key=self._rel(obj["Key"]),
+                    size=int(obj["Size"]),
+                    last_modified=obj["LastModified"].timestamp(),
+                    etag=str(obj.get("ETag", "")).strip('"'),
+                )
+
+    def list_children(self, prefix: str) -> Iterator[str]:
+        """Immediate child "folders" of ``prefix`` through a delimiter listing."""
+        folder = join_key(self.prefix, prefix.strip("/"))
+        full_prefix = f"{folder}/" if folder else ""
+        paginator = self.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=full_prefix, Delimiter="/"):
+            for cp in page.get("CommonPrefixes", []):
+                yield cp["Prefix"][len(full_prefix) :].rstrip("/")
+
+    # -- writes --------------------------------------------------------------
+    def put_stream(
+        self, key: str, stream: BinaryIO, *, write_once: bool = False, verify: Verify | None = None
+    ) -> ObjectInfo:
+        """Upload ``stream``: one PUT when it fits in a part, else multipart."""
+        full = self._k(key)
+        first = _read_full(stream, PART_SIZE)
+        if len(first) < PART_SIZE:
+            if verify is not None:
+                verify()
+            return self._put_single(key, full, first, write_once)
+        extra = {"IfNoneMatch": "*"} if write_once else {}
+        if write_once and self.head(key) is not None:
+            raise ObjectAlreadyExists(key)
+        upload_id = self.client.create_multipart_upload(Bucket=self.bucket, Key=full)["UploadId"]
+        try:
+            parts, size, chunk, number = [], 0, first, 1
+            while chunk:
+                r = self.client.upload_part(
+                    Bucket=self.bucket, Key=full, UploadId=upload_id, PartNumber=number, Body=chunk
+                )
+                parts.append({"ETag": r["ETag"], "PartNumber": number})
+                size += len(chunk)
+                number += 1
+                chunk = _read_full(stream, PART_SIZE)
+            if verify is not None:
+                verify()
+            try:
+                self.client.complete_multipart_upload(
+                    Bucket=self.bucket, Key=full, UploadId=upload_id,
+                    MultipartUpload={"Parts": parts}, **extra,
+                )
+            except Exception as exc:
+                if _error_code(exc) in ("PreconditionFailed", "412"):
+                    raise ObjectAlreadyExists(key) from None
+                raise
+        except BaseException:
+            self.client.abort_multipart_upload(Bucket=self.bucket, Key=full, UploadId=upload_id)
+            raise
+        return self.head(key) or ObjectInfo(key=key, size=size, last_modified=0.0)
+
+    def _put_single(self, key: str, full: str, data: bytes, write_once: bool) -> ObjectInfo:
+        extra = {"IfNoneMatch": "*"} if write_once else {}
+        try:
+            r = self.client.put_object(Bucket=self.bucket, Key=full, Body=data, **extra)
+        except Exception as exc:
+            if _error_code(exc) in ("PreconditionFailed", "412"):
+                raise ObjectAlreadyExists(key) from None
+            raise
+        return ObjectInfo(key=key, size=len(data), last_modified=0.0, etag=str(r.get("ETag", "")).strip('"'))
+
+    def put_bytes(self, key: str, data: bytes, *, write_once: bool = False) -> ObjectInfo:
+        """Upload a small value; see :meth:`put_stream`."""
+        return self.put_stream(key, io.BytesIO(data), write_once=write_once)
+
+    def delete(self, key: str) -> None:
+        """Remove ``key`` (absent keys are fine)."""
+        self.client.delete_object(Bucket=self.bucket, Key=self._k(key))
+
+
+def _read_full(stream: BinaryIO, size: int) -> bytes:
+    """Read up to ``size`` bytes, looping over short reads; b"" only at end of stream."""
+    chunks, remaining = [], size
+    while remaining:
+        chunk = stream.read(remaining)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        remaining -= len(chunk)
+    return b"".join(chunks)

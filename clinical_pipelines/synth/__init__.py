@@ -1,0 +1,27 @@
+"""Reproducible synthetic clinical data: DICOM series, notes and CSVs, plus planted canaries.
+
+Plain Python (no Dagster). Everything derives from an integer seed; the same seed gives
+byte-identical drops and canaries.
+"""
+
+from clinical_pipelines.synth.canaries import CanaryRecorder
+from clinical_pipelines.synth.corpus import SynthCorpus
+from clinical_pipelines.synth.landing import MANIFEST_NAME, write_drop_to_dir
+from clinical_pipelines.synth.models import Canary, Patient, SynthDrop, SynthFile
+from clinical_pipelines.synth.names import RESTRICTED_ZIP3
+from clinical_pipelines.synth.patients import REFERENCE_DATE
+from clinical_pipelines.synth.uids import UID_ROOT
+
+__all__ = [
+    "MANIFEST_NAME",
+    "REFERENCE_DATE",
+    "RESTRICTED_ZIP3",
+    "UID_ROOT",
+    "Canary",
+    "CanaryRecorder",
+    "Patient",
+    "SynthCorpus",
+    "SynthDrop",
+    "SynthFile",
+    "write_drop_to_dir",
+]

@@ -1,0 +1,42 @@
+"""Where each zone keeps what: the one place object keys are spelled out (DESIGN.md §2)."""
+
+from __future__ import annotations
+
+import hashlib
+
+LANDING = "landing"
+RAW = "raw"
+QUARANTINE = "quarantine"
+CURATED = "curated"
+TRAINING = "training"
+ARCHIVE = "archive"
+
+
+def landing_drop_prefix(source: str, drop_id: str) -> str:
+    """``landing/<source>/<drop_id>/``: where a source puts one drop."""
+    return f"{LANDING}/{source}/{drop_id}/"
+
+
+def raw_object_key(sha256: str) -> str:
+    """Content address of an accepted (encrypted) object in the raw zone."""
+    return f"{RAW}/objects/sha256/{sha256[:2]}/{sha256[2:4]}/{sha256}"
+
+
+def raw_drop_record_key(source: str, drop_id: str) -> str:
+    """The encrypted record of what a drop contributed to the raw zone."""
+    return f"{RAW}/drops/{source}/{drop_id}/record.json.enc"
+
+
+def short_hash(text: str) -> str:
+    """24 hex of sha256(text): names things whose real name may carry PHI."""
+    return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()[:24]
+
+
+def quarantine_prefix(source: str, drop_id: str) -> str:
+    """Folder of a (safely named) drop's quarantined items."""
+    return f"{QUARANTINE}/{source}/{drop_id}/"
+
+
+def quarantine_invalid_prefix(landing_prefix: str) -> str:
+    """Folder for a landing folder whose own name is unsafe: addressed by its hash only."""
+    return f"{QUARANTINE}/_invalid/{short_hash(landing_prefix)}/"

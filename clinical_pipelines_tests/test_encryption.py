@@ -1,0 +1,103 @@
+"""Envelope encryption and master keys."""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+import stat
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from clinical_pipelines.settings import Settings, SettingsError
+from clinical_pipelines.storage.envelope import (
+    CHUNK_SIZE,
+    DecryptingReader,
+    DecryptionError,
+    EncryptingReader,
+    decrypt_bytes,
+    encrypt_bytes,
+)
+from clinical_pipelines.storage.keys import KeyError_, KeyRing, load_keyring, local_keyring
+
+
+@pytest.mark.parametrize("size", [0, 1, CHUNK_SIZE - 1, CHUNK_SIZE, CHUNK_SIZE + 1, 3 * CHUNK_SIZE + 7])
+def test_roundtrip_every_chunk_boundary(keyring: KeyRing, size: int) -> None:
+    data = os.urandom(size)
+    blob = encrypt_bytes(data, keyring)
+    assert decrypt_bytes(blob, keyring) == data
+    if size >= 16:
+        assert data[:16] not in blob  # no plaintext shows through
+
+
+def test_streaming_reads_in_small_pieces(keyring: KeyRing) -> None:
+    data = os.urandom(2 * CHUNK_SIZE + 5)
+    encrypting = EncryptingReader(io.BytesIO(data), keyring)
+    blob = b"".join(iter(lambda: encrypting.read(4097), b""))
+    reader = DecryptingReader(io.BytesIO(blob), keyring)
+    assert b"".join(iter(lambda: reader.read(1000), b"")) == data
+
+
+def test_tampering_truncation_and_reordering_are_detected(keyring: KeyRing) -> None:
+    data = os.urandom(3 * CHUNK_SIZE)
+    blob = encrypt_bytes(data, keyring)
+    header = len(blob) - 3 * (CHUNK_SIZE + 16)
+    sealed = CHUNK_SIZE + 16
+    flipped = bytearray(blob)
+    flipped[header + 10] ^= 1
+    chunks = [blob[header + i * sealed : header + (i + 1) * sealed] for i in range(3)]
+    for bad in (
+        bytes(flipped),
+        blob[:-1],  # truncated inside the last chunk
+        blob[: header + 2 * sealed],  # a whole final chunk dropped
+        blob[:header] + chunks[1] + chunks[0] + chunks[2],  # reordered
+    ):
+        with pytest.raises(DecryptionError):
+            decrypt_bytes(bad, keyring)
+    with pytest.raises(DecryptionError):
+        decrypt_bytes(b"plain text, not an envelope", keyring)
+
+
+def test_wrong_master_key_is_refused(keyring: KeyRing) -> None:
+    blob = encrypt_bytes(b"secret", keyring)
+    other = KeyRing({keyring.current_id: os.urandom(32)}, keyring.current_id)
+    with pytest.raises(DecryptionError, match="unwrap"):
+        decrypt_bytes(blob, other)
+    with pytest.raises(KeyError_):
+        decrypt_bytes(blob, KeyRing({"someone-else": os.urandom(32)}, "someone-else"))
+
+
+def test_local_key_folder_is_private_created_once_and_race_free(tmp_path: Path) -> None:
+    key_dir = tmp_path / "keys"
+    with ThreadPoolExecutor(8) as pool:
+        rings = list(pool.map(lambda _: local_keyring(key_dir), range(16)))
+    assert len({r.current() for r in rings}) == 1
+    assert stat.S_IMODE(key_dir.stat().st_mode) == 0o700
+    key_files = list(key_dir.glob("*.key"))
+    assert len(key_files) == 1
+    assert stat.S_IMODE(key_files[0].stat().st_mode) == 0o600
+    assert local_keyring(key_dir).current() == rings[0].current()  # read back, not regenerated
+    key_files[0].chmod(0o644)
+    with pytest.raises(KeyError_, match="readable by others"):
+        local_keyring(key_dir)
+
+
+def test_environment_key_wins_and_is_validated(tmp_path: Path) -> None:
+    key = os.urandom(32)
+    env = {"CLINICAL_PIPELINES_MASTER_KEY": base64.b64encode(key).decode(), "CLINICAL_PIPELINES_MASTER_KEY_ID": "kms-1"}
+    ring = load_keyring(tmp_path / "unused", env)
+    assert ring.current() == ("kms-1", key)
+    assert not (tmp_path / "unused").exists()
+    with pytest.raises(KeyError_, match="32 bytes"):
+        load_keyring(tmp_path, {"CLINICAL_PIPELINES_MASTER_KEY": base64.b64encode(b"short").decode()})
+
+
+def test_settings_refuse_keys_inside_the_data_folder_and_production_without_a_key(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match="outside the data folder"):
+        Settings.from_env({}, data_dir=tmp_path, key_dir=tmp_path / "keys")
+    with pytest.raises(SettingsError, match="production needs"):
+        Settings.from_env({"CLINICAL_PIPELINES_ENV": "production"}, data_dir=tmp_path / "d", key_dir=tmp_path / "k")
+    ok = Settings.from_env({}, data_dir=tmp_path / "d", key_dir=tmp_path / "k")
+    assert ok.store_url == str(tmp_path / "d")
