@@ -172,14 +172,15 @@ class DropIngestor:
     def _ingest_file(
         self, prefix: str, entry: FileEntry, info: ObjectInfo | None
     ) -> tuple[RawFile, str | None, int, bool] | _Rejected:
-        if info is not None and info.size != entry.size:
-            return _Rejected("size_mismatch", f"declared {entry.size} bytes, found {info.size}")
         try:
             source_stream = self.store.open_read(prefix + entry.path)
         except ObjectNotFound:
             return _Rejected("missing_file", "listed in drop.json but absent", keep_bytes=False)
         except UnsafeKey:
             return _Rejected("path_escapes_drop", "path is a symlink or resolves outside the drop", keep_bytes=False)
+        if info is not None and info.size != entry.size:  # known from the listing: skip the encrypt pass
+            source_stream.close()
+            return _Rejected("size_mismatch", f"declared {entry.size} bytes, found {info.size}")
         with source_stream:
             hashing = HashingReader(source_stream, head_size=SNIFF_BYTES)
             checked: list[str] = []

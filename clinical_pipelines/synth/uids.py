@@ -1,4 +1,4 @@
-"""Deterministic DICOM UIDs under a fixed root, drawn from a seeded RNG (never generate_uid)."""
+"""Deterministic DICOM UIDs under a fixed root, drawn from a seeded RNG (never random UIDs)."""
 
 from __future__ import annotations
 

@@ -3,7 +3,6 @@
 
 import dagster as dg
 
-from clinical_pipelines.defs.partitions import drops_partitions
 from clinical_pipelines.defs.resources import KeyRingResource, ObjectStoreResource
 from clinical_pipelines.landing.reject import find_rejection, quarantine_landing_folder
 
@@ -13,7 +12,6 @@ DROP_STAGES = dg.AssetSelection.groups("raw")
 process_drop_job = dg.define_asset_job(
     name="process_drop",
     selection=DROP_STAGES,
-    partitions_def=drops_partitions,
     description="Takes one landing drop through every per-drop stage (ingest → raw so far).",
 )
 
