@@ -27,12 +27,19 @@ def main() -> None:
 @click.option("--faults/--no-faults", default=False, help="Also write drops with known faults (truncated, unsafe...).")
 @click.option("--canaries", type=click.Path(path_type=Path), help="Where to write planted identifiers (JSON).")
 def synth(
-    out_dir: Path | None, store_url: str | None, seed: int, patients: int, slices: int, series: int, notes: int,
-    faults: bool, canaries: Path | None,
+    out_dir: Path | None,
+    store_url: str | None,
+    seed: int,
+    patients: int,
+    slices: int,
+    series: int,
+    notes: int,
+    faults: bool,
+    canaries: Path | None,
 ) -> None:
     """Write synthetic drops (DICOM, notes, tables) into a landing zone, reproducibly by seed."""
-    from clinical_pipelines.synth import SynthCorpus
     from clinical_pipelines.landing.samples import write_corpus
+    from clinical_pipelines.synth import SynthCorpus
 
     if not out_dir and not store_url:
         raise click.UsageError("give --out DIR or --store-url URL")
@@ -40,7 +47,10 @@ def synth(
 
     settings = Settings.from_env(data_dir=out_dir, store_url=store_url)
     corpus = SynthCorpus(
-        seed, n_patients=patients, slices_per_series=slices, dicom_series_per_patient=series,
+        seed,
+        n_patients=patients,
+        slices_per_series=slices,
+        dicom_series_per_patient=series,
         notes_per_patient=notes,
     )
     written = write_corpus(settings.open_store(), corpus, faults=faults)
@@ -73,6 +83,9 @@ def _instance_for(data_dir: Path):
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def run(data_dir: Path | None, store_url: str | None, as_json: bool) -> None:
     """Process every complete drop in landing/ through all stages built so far, then exit."""
+    import warnings
+
+    warnings.filterwarnings("ignore", message="Parameter `owners`")  # raised inside Dagster itself
     from clinical_pipelines.headless import process_landing
     from clinical_pipelines.settings import Settings
 
@@ -84,11 +97,21 @@ def run(data_dir: Path | None, store_url: str | None, as_json: bool) -> None:
     total_bytes = sum(d.bytes for d in summary.drops)
     quarantined = sum(d.quarantined for d in summary.drops)
     if as_json:
-        click.echo(json.dumps({
-            "drops": [d.__dict__ for d in summary.drops], "files": total_files, "bytes": total_bytes,
-            "quarantined": quarantined, "rejected_folders": summary.rejected_folders, "store": settings.store_url,
-            "dagster_home": os.environ["DAGSTER_HOME"], "seconds": round(summary.seconds, 2),
-        }, indent=2))
+        click.echo(
+            json.dumps(
+                {
+                    "drops": [d.__dict__ for d in summary.drops],
+                    "files": total_files,
+                    "bytes": total_bytes,
+                    "quarantined": quarantined,
+                    "rejected_folders": summary.rejected_folders,
+                    "store": settings.store_url,
+                    "dagster_home": os.environ["DAGSTER_HOME"],
+                    "seconds": round(summary.seconds, 2),
+                },
+                indent=2,
+            )
+        )
     else:
         from rich.console import Console
         from rich.table import Table
@@ -97,9 +120,14 @@ def run(data_dir: Path | None, store_url: str | None, as_json: bool) -> None:
         for column in ("drop", "status", "files", "MB", "quarantined"):
             table.add_column(column)
         for d in summary.drops:
-            reasons = ", ".join(f"{k}×{v}" for k, v in d.quarantined_by_reason.items())
-            table.add_row(d.partition_key, "ok" if d.success else "FAILED", str(d.files), f"{d.bytes / 1e6:.1f}",
-                          f"{d.quarantined} {reasons}".strip())
+            reasons = ", ".join(f"{k}:{v}" for k, v in d.quarantined_by_reason.items())
+            table.add_row(
+                d.partition_key,
+                "ok" if d.success else "FAILED",
+                str(d.files),
+                f"{d.bytes / 1e6:.1f}",
+                f"{d.quarantined} {reasons}".strip(),
+            )
         console = Console()
         console.print(table)
         console.print(

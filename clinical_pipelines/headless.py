@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 
 import dagster as dg
 
+from clinical_pipelines.definitions import build_definitions
 from clinical_pipelines.defs.ingest.assets import raw_key
 from clinical_pipelines.defs.ingest.jobs import process_drop_job, reject_landing_job
 from clinical_pipelines.defs.partitions import drops_partitions
-from clinical_pipelines.definitions import build_definitions
 from clinical_pipelines.landing.discovery import discover_drops, partition_key
 from clinical_pipelines.settings import Settings
 

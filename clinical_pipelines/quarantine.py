@@ -115,11 +115,21 @@ class Quarantine:
             else None
         )
         record = QuarantineRecord(
-            item_id=item, reason=reason, detail=detail, stage=stage, source=source, drop_id=drop_id,
+            item_id=item,
+            reason=reason,
+            detail=detail,
+            stage=stage,
+            source=source,
+            drop_id=drop_id,
             path_sha256=short_hash(path) if path is not None else None,
-            size_declared=size_declared, size_actual=size_actual,
-            sha256_declared=sha256_declared, sha256_actual=sha_actual,
-            bytes_key=bytes_key, key_id=key_id, path_enc=path_enc, at=time.time(),
+            size_declared=size_declared,
+            size_actual=size_actual,
+            sha256_declared=sha256_declared,
+            sha256_actual=sha_actual,
+            bytes_key=bytes_key,
+            key_id=key_id,
+            path_enc=path_enc,
+            at=time.time(),
         )
         self.store.put_bytes(f"{folder}{item}.json", json.dumps(asdict(record), sort_keys=True).encode())
         return record

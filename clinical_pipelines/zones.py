@@ -18,8 +18,12 @@ def landing_drop_prefix(source: str, drop_id: str) -> str:
 
 
 def raw_object_key(sha256: str) -> str:
-    """Content address of an accepted (encrypted) object in the raw zone."""
-    return f"{RAW}/objects/sha256/{sha256[:2]}/{sha256[2:4]}/{sha256}"
+    """Content address of an accepted (encrypted) object in the raw zone.
+
+    One level of 256 fan-out folders: creating a folder costs more than writing a
+    small object on common file systems, and 256 folders hold millions of objects.
+    """
+    return f"{RAW}/objects/sha256/{sha256[:2]}/{sha256}"
 
 
 def raw_drop_record_key(source: str, drop_id: str) -> str:

@@ -91,8 +91,12 @@ def test_faulty_drop_quarantines_each_bad_file_keeps_bytes_and_goes_on(store: Ob
     report = DropIngestor(store, keyring).ingest(FAULTY_SOURCE, "drop-mixed")
     assert len(report.files) == 1  # the one good file went on
     assert report.quarantined_by_reason() == {
-        "missing_file": 1, "path_escapes_drop": 1, "sha256_mismatch": 1, "size_mismatch": 1,
-        "unlisted_file": 1, "unrecognised_content": 1,
+        "missing_file": 1,
+        "path_escapes_drop": 1,
+        "sha256_mismatch": 1,
+        "size_mismatch": 1,
+        "unlisted_file": 1,
+        "unrecognised_content": 1,
     }
     quarantine = Quarantine(store, keyring)
     for record in report.quarantined:
@@ -108,7 +112,7 @@ def test_faulty_drop_quarantines_each_bad_file_keeps_bytes_and_goes_on(store: Ob
     assert truncated.size_actual == truncated.size_declared // 2  # type: ignore[operator]
     # Quarantine records in clear text carry no path and no planted identifier.
     clear = [(k, v) for k, v in all_objects(store, "quarantine/") if k.endswith(".json")]
-    assert find_planted(clear, canaries + ("etc/passwd", "truncated.bin", "corrupted.bin")) == []
+    assert find_planted(clear, (*canaries, "etc/passwd", "truncated.bin", "corrupted.bin")) == []
 
 
 def test_corrupted_content_never_appears_under_its_declared_address(store: ObjectStore, keyring: KeyRing) -> None:
@@ -117,7 +121,9 @@ def test_corrupted_content_never_appears_under_its_declared_address(store: Objec
     bad[5] ^= 0x20
     store.put_bytes("landing/src/d2/n.txt", bytes(bad))
     entry = {"path": "n.txt", "size": len(good), "sha256": hashlib.sha256(good).hexdigest()}
-    store.put_bytes("landing/src/d2/drop.json", json.dumps({"drop_id": "d2", "source": "src", "files": [entry]}).encode())
+    store.put_bytes(
+        "landing/src/d2/drop.json", json.dumps({"drop_id": "d2", "source": "src", "files": [entry]}).encode()
+    )
     report = DropIngestor(store, keyring).ingest("src", "d2")
     assert [r.reason for r in report.quarantined] == ["sha256_mismatch"]
     assert store.head(raw_object_key(entry["sha256"])) is None

@@ -18,11 +18,18 @@ from clinical_pipelines.storage import ObjectInfo, ObjectStore
 from clinical_pipelines.storage.local import LocalObjectStore
 
 
-def tick(instance: dg.DagsterInstance, store_url: str, cursor: str | None, *, endpoint: str | None = None,
-         stale_hours: float = 24.0) -> dg.SensorResult:
+def tick(
+    instance: dg.DagsterInstance,
+    store_url: str,
+    cursor: str | None,
+    *,
+    endpoint: str | None = None,
+    stale_hours: float = 24.0,
+) -> dg.SensorResult:
     """Evaluate the real sensor once and apply its partition requests, as the daemon would."""
     context = dg.build_sensor_context(
-        instance=instance, cursor=cursor,
+        instance=instance,
+        cursor=cursor,
         resources={
             "object_store": ObjectStoreResource(url=store_url, endpoint_url=endpoint),
             "landing": LandingSettingsResource(stale_after_hours=stale_hours),

@@ -1,6 +1,5 @@
 """Dagster resources over the plain-Python engines, and their per-environment assembly."""
 
-
 import dagster as dg
 from pydantic import PrivateAttr
 

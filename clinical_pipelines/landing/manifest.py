@@ -90,8 +90,9 @@ def _parse_entry(index: int, raw: object) -> FileEntry | EntryProblem:
     path = raw.get("path")
     bad_path = check_relative_path(path)
     if bad_path:
-        return EntryProblem(index, bad_path, "path is not a relative path inside the drop",
-                            path if isinstance(path, str) else None)
+        return EntryProblem(
+            index, bad_path, "path is not a relative path inside the drop", path if isinstance(path, str) else None
+        )
     size, digest, modality = raw.get("size"), raw.get("sha256"), raw.get("modality")
     if not isinstance(size, int) or isinstance(size, bool) or size < 0:
         return EntryProblem(index, "invalid_entry", "size is not a non-negative integer", path)

@@ -38,8 +38,14 @@ def quarantine_landing_folder(store: ObjectStore, keyring: KeyRing, rejection: R
             content = None
         try:
             record = quarantine.put(
-                folder, reason=rejection.reason, detail=_detail(rejection.reason), stage=STAGE,
-                source="_invalid", drop_id=rejection.prefix_hash, path=relative, content=content,
+                folder,
+                reason=rejection.reason,
+                detail=_detail(rejection.reason),
+                stage=STAGE,
+                source="_invalid",
+                drop_id=rejection.prefix_hash,
+                path=relative,
+                content=content,
             )
         finally:
             if content is not None:

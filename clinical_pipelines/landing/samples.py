@@ -83,6 +83,8 @@ def write_faulty_drops(store: ObjectStore, good: SynthDrop) -> int:
 
     unsafe = landing_drop_prefix(FAULTY_SOURCE, "drop with spaces")
     store.put_bytes(unsafe + "a.txt", b"content of a drop whose id is unsafe\n")
-    store.put_bytes(unsafe + DROP_MANIFEST, json.dumps({"drop_id": "drop with spaces", "source": FAULTY_SOURCE,
-                                                        "files": []}).encode())
+    store.put_bytes(
+        unsafe + DROP_MANIFEST,
+        json.dumps({"drop_id": "drop with spaces", "source": FAULTY_SOURCE, "files": []}).encode(),
+    )
     return 3

@@ -27,8 +27,6 @@ def write_drop(
     entries = []
     for path, data in sorted(files.items()):
         store.put_bytes(prefix + path, data)
-        entries.append(
-            FileEntry(path, len(data), hashlib.sha256(data).hexdigest(), (modalities or {}).get(path))
-        )
+        entries.append(FileEntry(path, len(data), hashlib.sha256(data).hexdigest(), (modalities or {}).get(path)))
     store.put_bytes(prefix + DROP_MANIFEST, build_drop_manifest(source, drop_id, entries))
     return entries

@@ -131,7 +131,10 @@ class DropIngestor:
             self._ingest_entries(report, prefix, manifest, listing)
         report.files.sort(key=lambda f: f.path)
         record = RawDropRecord(
-            source=source, drop_id=drop_id, manifest_sha256=manifest_sha, files=tuple(report.files),
+            source=source,
+            drop_id=drop_id,
+            manifest_sha256=manifest_sha,
+            files=tuple(report.files),
             quarantined=tuple(sorted((q.item_id, q.reason) for q in report.quarantined)),
         )
         report.record_written = self.raw.write_drop_record(record)
@@ -145,17 +148,33 @@ class DropIngestor:
             # Bytes are kept only when the entry names a real file inside the drop.
             inside = problem.path is not None and problem.reason != "path_escapes_drop" and problem.path in listing
             self._quarantine(
-                report, prefix, problem.reason, problem.detail, problem.path if inside else None,
+                report,
+                prefix,
+                problem.reason,
+                problem.detail,
+                problem.path if inside else None,
                 item_id=None if inside else f"entry-{problem.index}",
             )
         listed = {e.path for e in manifest.entries} | {p.path for p in manifest.problems if p.path}
-        with ThreadPoolExecutor(max_workers=self.workers) as pool:
-            outcomes = list(pool.map(lambda e: self._ingest_file(prefix, e, listing.get(e.path)), manifest.entries))
+
+        def work(entry: FileEntry) -> tuple[RawFile, str | None, int, bool] | _Rejected:
+            return self._ingest_file(prefix, entry, listing.get(entry.path))
+
+        if self.workers == 1:
+            outcomes = [work(entry) for entry in manifest.entries]
+        else:  # hashing, AES-GCM and file I/O release the GIL, so threads overlap them
+            with ThreadPoolExecutor(max_workers=self.workers) as pool:
+                outcomes = list(pool.map(work, manifest.entries))
         for entry, outcome in zip(manifest.entries, outcomes, strict=True):
             if isinstance(outcome, _Rejected):
                 self._quarantine(
-                    report, prefix, outcome.reason, outcome.detail, entry.path,
-                    keep_bytes=outcome.keep_bytes, declared=entry,
+                    report,
+                    prefix,
+                    outcome.reason,
+                    outcome.detail,
+                    entry.path,
+                    keep_bytes=outcome.keep_bytes,
+                    declared=entry,
                 )
                 continue
             raw_file, key_id, read, new = outcome
@@ -206,7 +225,10 @@ class DropIngestor:
             new = True
             try:
                 self.store.put_stream(
-                    raw_object_key(entry.sha256), encrypting, write_once=True, verify=verify  # type: ignore[arg-type]
+                    raw_object_key(entry.sha256),
+                    encrypting,
+                    write_once=True,
+                    verify=verify,  # type: ignore[arg-type]
                 )
             except _Rejected as rejected:
                 return rejected
@@ -220,15 +242,24 @@ class DropIngestor:
         if not self.raw.has_object(digest):
             with contextlib.suppress(ObjectAlreadyExists):  # a concurrent run stored it first
                 self.store.put_stream(
-                    raw_object_key(digest), EncryptingReader(io.BytesIO(data), self.keyring),  # type: ignore[arg-type]
+                    raw_object_key(digest),
+                    EncryptingReader(io.BytesIO(data), self.keyring),  # type: ignore[arg-type]
                     write_once=True,
                 )
         return digest
 
     # -- quarantine ----------------------------------------------------------
     def _quarantine(
-        self, report: IngestReport, prefix: str, reason: str, detail: str, path: str | None, *,
-        keep_bytes: bool = True, item_id: str | None = None, declared: FileEntry | None = None,
+        self,
+        report: IngestReport,
+        prefix: str,
+        reason: str,
+        detail: str,
+        path: str | None,
+        *,
+        keep_bytes: bool = True,
+        item_id: str | None = None,
+        declared: FileEntry | None = None,
     ) -> None:
         content = None
         if keep_bytes and path is not None:
@@ -238,8 +269,15 @@ class DropIngestor:
                 content = None
         try:
             record = self.quarantine.put(
-                quarantine_prefix(report.source, report.drop_id), reason=reason, detail=detail, stage=STAGE,
-                source=report.source, drop_id=report.drop_id, path=path, content=content, item_id=item_id,
+                quarantine_prefix(report.source, report.drop_id),
+                reason=reason,
+                detail=detail,
+                stage=STAGE,
+                source=report.source,
+                drop_id=report.drop_id,
+                path=path,
+                content=content,
+                item_id=item_id,
                 size_declared=declared.size if declared else None,
                 sha256_declared=declared.sha256 if declared else None,
             )

@@ -45,7 +45,9 @@ class RawDropRecord:
         """Inverse of :meth:`to_json`."""
         doc = json.loads(data)
         return cls(
-            source=doc["source"], drop_id=doc["drop_id"], manifest_sha256=doc["manifest_sha256"],
+            source=doc["source"],
+            drop_id=doc["drop_id"],
+            manifest_sha256=doc["manifest_sha256"],
             files=tuple(RawFile(**f) for f in doc["files"]),
             quarantined=tuple(tuple(q) for q in doc["quarantined"]),  # type: ignore[misc]
         )

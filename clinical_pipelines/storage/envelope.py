@@ -132,7 +132,8 @@ class DecryptingReader:
             self.key_id = str(header["kid"])
             master = keyring.get(self.key_id)
             dek = AESGCM(master).decrypt(
-                base64.b64decode(header["wrap_nonce"]), base64.b64decode(header["wrapped_dek"]),
+                base64.b64decode(header["wrap_nonce"]),
+                base64.b64decode(header["wrapped_dek"]),
                 self.key_id.encode(),
             )
             self._prefix = base64.b64decode(header["nonce_prefix"])

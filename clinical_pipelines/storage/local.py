@@ -36,6 +36,7 @@ class LocalObjectStore:
         self.root.mkdir(parents=True, exist_ok=True)
         self.url = self.root.as_uri()
         self._fsync = fsync
+        self._safe_dirs: set[str] = set()
 
     # -- paths ---------------------------------------------------------------
     def _path(self, key: str) -> Path:
@@ -55,8 +56,10 @@ class LocalObjectStore:
         except FileNotFoundError:
             raise ObjectNotFound(key) from None
         if not stat.S_ISREG(st.st_mode):
-            raise ObjectNotFound(key) if stat.S_ISDIR(st.st_mode) else UnsafeKey(
-                "object key names something other than a regular file"
+            raise (
+                ObjectNotFound(key)
+                if stat.S_ISDIR(st.st_mode)
+                else UnsafeKey("object key names something other than a regular file")
             )
         return path
 
@@ -131,13 +134,10 @@ class LocalObjectStore:
         path = self._path(key)
         if write_once and os.path.lexists(path):
             raise ObjectAlreadyExists(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if os.path.realpath(path.parent) != str(path.parent):
-            raise UnsafeKey("object key resolves through a symlink")
         tmp = path.parent / f"{_TMP_PREFIX}{secrets.token_hex(8)}"
         size = 0
         try:
-            with open(tmp, "xb", buffering=0) as out:
+            with self._create_temp(tmp) as out:
                 while chunk := stream.read(DEFAULT_CHUNK_SIZE):
                     out.write(chunk)
                     size += len(chunk)
@@ -155,6 +155,24 @@ class LocalObjectStore:
         import io
 
         return self.put_stream(key, io.BytesIO(data), write_once=write_once)
+
+    def _create_temp(self, tmp: Path) -> BinaryIO:
+        """Create the temp file in a folder known to exist and to resolve inside root.
+
+        Folders are checked once per store (mkdir and realpath cost more than the
+        write of a small object on some file systems) and re-checked if one vanished.
+        """
+        folder = str(tmp.parent)
+        if folder not in self._safe_dirs:
+            tmp.parent.mkdir(parents=True, exist_ok=True)
+            if os.path.realpath(folder) != folder:
+                raise UnsafeKey("object key resolves through a symlink")
+            self._safe_dirs.add(folder)
+        try:
+            return open(tmp, "xb", buffering=0)
+        except FileNotFoundError:  # removed behind our back: check it again
+            self._safe_dirs.discard(folder)
+            return self._create_temp(tmp)
 
     def _publish(self, tmp: Path, path: Path, key: str, write_once: bool) -> None:
         if write_once:

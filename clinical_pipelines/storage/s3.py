@@ -153,8 +153,11 @@ class S3ObjectStore:
                 verify()
             try:
                 self.client.complete_multipart_upload(
-                    Bucket=self.bucket, Key=full, UploadId=upload_id,
-                    MultipartUpload={"Parts": parts}, **extra,
+                    Bucket=self.bucket,
+                    Key=full,
+                    UploadId=upload_id,
+                    MultipartUpload={"Parts": parts},
+                    **extra,
                 )
             except Exception as exc:
                 if _error_code(exc) in ("PreconditionFailed", "412"):

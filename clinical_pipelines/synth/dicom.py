@@ -106,9 +106,7 @@ def _study_module(ds: Dataset, spec: SeriesSpec, rec: CanaryRecorder) -> None:
     ds.InstitutionAddress = rec.plant("address", site.address, None)
     ds.InstitutionalDepartmentName = "Department of Radiology"
     ds.ReferringPhysicianName = rec.plant("physician_name", exam.referring.dicom_name, None)
-    ds.ReferringPhysicianIdentificationSequence = _physician_sequence(
-        exam.referring, site.institution, rec
-    )
+    ds.ReferringPhysicianIdentificationSequence = _physician_sequence(exam.referring, site.institution, rec)
     ds.StationName = rec.plant("station_name", site.stations[proto.modality], None)
     ds.StudyDescription = proto.study_description
     ds.ProcedureCodeSequence = Sequence([_code(proto.cpt_code, "CPT4", proto.cpt_meaning)])
@@ -130,9 +128,7 @@ def _study_module(ds: Dataset, spec: SeriesSpec, rec: CanaryRecorder) -> None:
     request.RequestedProcedureDescription = proto.study_description
     request.ScheduledProcedureStepID = spec.step_id
     request.ReferencedStudySequence = Sequence([study_ref])
-    request.RequestedProcedureCodeSequence = Sequence(
-        [_code(proto.cpt_code, "CPT4", proto.cpt_meaning)]
-    )
+    request.RequestedProcedureCodeSequence = Sequence([_code(proto.cpt_code, "CPT4", proto.cpt_meaning)])
     ds.RequestAttributesSequence = Sequence([request])
 
 
@@ -223,13 +219,10 @@ def apply_slice(ds: Dataset, spec: SeriesSpec, index: int, rec: CanaryRecorder) 
     ds.InstanceNumber = index + 1
     spacing = [float(v) for v in ds.PixelSpacing]
     z = -150.0 + index * float(ds.SliceThickness)
-    ds.ImagePositionPatient = [
-        _ds(-spacing[1] * spec.columns / 2), _ds(-spacing[0] * spec.rows / 2), _ds(z)
-    ]
+    ds.ImagePositionPatient = [_ds(-spacing[1] * spec.columns / 2), _ds(-spacing[0] * spec.rows / 2), _ds(z)]
     ds.SliceLocation = _ds(z)
     ds.ImageComments = (
-        f"Slice {index + 1} of {spec.n_slices} for {p.full_name}, MRN {p.mrn}, "
-        f"accession {spec.exam.accession}"
+        f"Slice {index + 1} of {spec.n_slices} for {p.full_name}, MRN {p.mrn}, accession {spec.exam.accession}"
     )
 
 
@@ -247,9 +240,7 @@ def record_series(spec: SeriesSpec, rec: CanaryRecorder) -> None:
         apply_slice(ds, spec, i, rec)
 
 
-def render_series(
-    spec: SeriesSpec, rec: CanaryRecorder, path_prefix: str, first_number: int
-) -> Iterator[SynthFile]:
+def render_series(spec: SeriesSpec, rec: CanaryRecorder, path_prefix: str, first_number: int) -> Iterator[SynthFile]:
     """Yield one Part-10 file per slice, named ``<path_prefix>-<NNNN>.dcm`` from ``first_number``."""
     ds = build_series_header(spec, rec)
     pixels = SeriesPixels(spec.exam.protocol.modality, spec.rows, spec.columns, spec.n_slices,

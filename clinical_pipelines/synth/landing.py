@@ -10,9 +10,7 @@ from clinical_pipelines.synth.models import SynthDrop, check_relative_path
 MANIFEST_NAME = "drop.json"
 
 
-def write_drop_to_dir(
-    landing_root: pathlib.Path, drop: SynthDrop, *, durable: bool = False
-) -> pathlib.Path:
+def write_drop_to_dir(landing_root: pathlib.Path, drop: SynthDrop, *, durable: bool = False) -> pathlib.Path:
     """Write ``landing_root/<source>/<drop_id>/<files...>`` and then ``drop.json``, LAST.
 
     Every file is written atomically (temporary sibling + ``os.replace``), so a reader that

@@ -65,8 +65,7 @@ class SynthDrop:
             "drop_id": self.drop_id,
             "source": self.source,
             "files": [
-                {"path": f.path, "size": len(f.data), "sha256": hashlib.sha256(f.data).hexdigest()}
-                for f in files
+                {"path": f.path, "size": len(f.data), "sha256": hashlib.sha256(f.data).hexdigest()} for f in files
             ],
         }
 

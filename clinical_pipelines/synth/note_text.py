@@ -18,14 +18,12 @@ class Diagnosis(TypedDict):
 DIAGNOSES: dict[str, Diagnosis] = {
     "pneumonia": {
         "name": "community-acquired pneumonia of the right lower lobe",
-        "presentation": "three days of productive cough, fevers to 38.9 C and right-sided "
-        "pleuritic chest pain",
+        "presentation": "three days of productive cough, fevers to 38.9 C and right-sided pleuritic chest pain",
         "course": (
             "Blood and sputum cultures were obtained and empiric ceftriaxone with azithromycin "
             "was started in the emergency department.",
             "Imaging demonstrated a right lower lobe consolidation without pleural effusion.",
-            "The oxygen requirement peaked at 3 L by nasal cannula and was weaned to room air "
-            "by hospital day three.",
+            "The oxygen requirement peaked at 3 L by nasal cannula and was weaned to room air by hospital day three.",
             "The fever curve resolved within 48 hours and the leukocytosis trended down.",
             "Antibiotics were narrowed once cultures returned without a resistant organism.",
         ),
@@ -42,10 +40,8 @@ DIAGNOSES: dict[str, Diagnosis] = {
         "presentation": "a week of progressive dyspnea on exertion, orthopnea and a weight gain "
         "of about four kilograms",
         "course": (
-            "Intravenous furosemide was given twice daily with a net negative fluid balance of "
-            "about six liters.",
-            "An echocardiogram showed an ejection fraction of 30 percent with moderate mitral "
-            "regurgitation.",
+            "Intravenous furosemide was given twice daily with a net negative fluid balance of about six liters.",
+            "An echocardiogram showed an ejection fraction of 30 percent with moderate mitral regurgitation.",
             "Renal function remained stable throughout diuresis.",
             "Guideline-directed therapy was optimized and a low sodium diet was reinforced.",
             "Telemetry showed no sustained arrhythmia.",
@@ -61,11 +57,9 @@ DIAGNOSES: dict[str, Diagnosis] = {
     },
     "copd": {
         "name": "acute exacerbation of chronic obstructive pulmonary disease",
-        "presentation": "increased sputum purulence, wheezing and shortness of breath over "
-        "four days",
+        "presentation": "increased sputum purulence, wheezing and shortness of breath over four days",
         "course": (
-            "Nebulized albuterol and ipratropium were given every four hours with steady "
-            "improvement.",
+            "Nebulized albuterol and ipratropium were given every four hours with steady improvement.",
             "Prednisone 40 mg daily was started for a five day course.",
             "A viral panel was negative and doxycycline was added for purulent sputum.",
             "Ambulatory oxygen saturation was 91 percent on room air before discharge.",
@@ -81,11 +75,9 @@ DIAGNOSES: dict[str, Diagnosis] = {
     },
     "cellulitis": {
         "name": "cellulitis of the left lower extremity",
-        "presentation": "two days of spreading redness, warmth and swelling of the left shin "
-        "with low grade fevers",
+        "presentation": "two days of spreading redness, warmth and swelling of the left shin with low grade fevers",
         "course": (
-            "The margins of erythema were marked on admission and receded with intravenous "
-            "cefazolin.",
+            "The margins of erythema were marked on admission and receded with intravenous cefazolin.",
             "Venous duplex ultrasound was negative for deep vein thrombosis.",
             "There was no fluctuance to suggest an abscess requiring drainage.",
             "The leg was elevated and compression was deferred until the infection improved.",
@@ -162,19 +154,16 @@ PLAN = (
 
 FINDINGS = {
     "CT": (
-        "Lungs: Patchy consolidation in the right lower lobe with air bronchograms. "
-        "No pneumothorax.",
+        "Lungs: Patchy consolidation in the right lower lobe with air bronchograms. No pneumothorax.",
         "Pleura: Trace right pleural effusion. No pleural thickening.",
         "Mediastinum: No lymphadenopathy by size criteria. The heart is normal in size.",
-        "Vessels: The thoracic aorta is normal in caliber with mild atherosclerotic "
-        "calcification.",
+        "Vessels: The thoracic aorta is normal in caliber with mild atherosclerotic calcification.",
         "Upper abdomen: Limited images of the liver and adrenal glands are unremarkable.",
         "Bones: Degenerative changes of the thoracic spine without an aggressive lesion.",
     ),
     "MR": (
         "Brain parenchyma: Small focus of restricted diffusion in the left frontal cortex.",
-        "White matter: Scattered T2 hyperintensities compatible with chronic small vessel "
-        "disease.",
+        "White matter: Scattered T2 hyperintensities compatible with chronic small vessel disease.",
         "Ventricles: The ventricles and sulci are proportionate for age.",
         "Extra-axial spaces: No extra-axial collection or mass effect.",
         "Vascular flow voids: Normal flow voids in the major intracranial arteries.",
@@ -184,8 +173,7 @@ FINDINGS = {
 
 IMPRESSION = {
     "CT": (
-        "Right lower lobe consolidation compatible with pneumonia in the appropriate "
-        "clinical setting.",
+        "Right lower lobe consolidation compatible with pneumonia in the appropriate clinical setting.",
         "No pulmonary embolism to the segmental level.",
         "Recommend follow-up imaging to document resolution.",
     ),
@@ -197,10 +185,8 @@ IMPRESSION = {
 }
 
 TECHNIQUE = {
-    "CT": "Helical acquisition through the chest with 1.25 mm axial reconstructions and "
-    "multiplanar reformats.",
-    "MR": "Multiplanar multisequence imaging of the brain on a 3 tesla scanner including "
-    "diffusion-weighted imaging.",
+    "CT": "Helical acquisition through the chest with 1.25 mm axial reconstructions and multiplanar reformats.",
+    "MR": "Multiplanar multisequence imaging of the brain on a 3 tesla scanner including diffusion-weighted imaging.",
 }
 
 PAST_HISTORY = (
@@ -222,8 +208,7 @@ ALLERGIES = (
 )
 
 INSTRUCTIONS = (
-    "Return to the emergency department for chest pain, shortness of breath, confusion or "
-    "fever above 38.5 C.",
+    "Return to the emergency department for chest pain, shortness of breath, confusion or fever above 38.5 C.",
     "Resume a regular diet as tolerated and keep well hydrated.",
     "Avoid driving while taking sedating medications.",
     "Bring all medication bottles to the first follow-up appointment.",
@@ -234,8 +219,7 @@ INSTRUCTIONS = (
 RADIOLOGY_CONTRAST = {
     "CT": "Intravenous contrast: 75 mL of iohexol 350 administered without immediate "
     "complication. Dose length product 412 mGy-cm.",
-    "MR": "Gadolinium-based contrast was administered per protocol where indicated. No "
-    "adverse reaction was observed.",
+    "MR": "Gadolinium-based contrast was administered per protocol where indicated. No adverse reaction was observed.",
 }
 
 RECOMMENDATIONS = (

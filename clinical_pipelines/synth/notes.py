@@ -100,8 +100,7 @@ def _radiology(w: _Writer, rng: random.Random) -> list[str]:
         f"{DIAGNOSES[s.admission.diagnosis]['name']}; evaluate for complications.",
         f"TECHNIQUE: {TECHNIQUE[mod]} {RADIOLOGY_CONTRAST[mod]}",
         f"RELEVANT HISTORY: {' '.join(rng.sample(PAST_HISTORY, k=2))}",
-        f"COMPARISON: None available at {s.site.institution} prior to "
-        f"{w.date(exam.date, short_date)}.",
+        f"COMPARISON: None available at {s.site.institution} prior to {w.date(exam.date, short_date)}.",
         "",
         "FINDINGS:",
         *findings,
@@ -137,11 +136,9 @@ def _discharge(w: _Writer, rng: random.Random) -> list[str]:
         "DISCHARGE MEDICATIONS:",
         *(f"- {m}" for m in dx["medications"]),
         "",
-        f"FOLLOW-UP: {dx['follow_up']} The patient may be reached at {s.patient.phone} or "
-        f"{s.patient.email}.",
+        f"FOLLOW-UP: {dx['follow_up']} The patient may be reached at {s.patient.phone} or {s.patient.email}.",
         f"INSTRUCTIONS: {' '.join(rng.sample(INSTRUCTIONS, k=3))}",
-        f"Discharged on {w.date(adm.discharge, long_date)} "
-        f"({w.date(adm.discharge, short_date)}) in stable condition.",
+        f"Discharged on {w.date(adm.discharge, long_date)} ({w.date(adm.discharge, short_date)}) in stable condition.",
     ]
 
 
@@ -168,8 +165,7 @@ def _progress(w: _Writer, rng: random.Random) -> list[str]:
         f"ASSESSMENT: {dx['name'].capitalize()}, improving. {rng.choice(dx['course'])}",
         "PLAN:",
         *(f"- {line}" for line in rng.sample(PLAN, k=4)),
-        f"- Update family contact at {s.patient.phone} before {w.date(s.note_date, short_date)} "
-        "evening rounds.",
+        f"- Update family contact at {s.patient.phone} before {w.date(s.note_date, short_date)} evening rounds.",
     ]
 
 

@@ -246,9 +246,7 @@ def _exam(rng: random.Random, ids: _Ids, modality: str, date: datetime.date, sit
     )
 
 
-def _series(
-    rng: random.Random, ids: _Ids, patient: Patient, site: Site, exam: Exam, p: PlanParams
-) -> SeriesSpec:
+def _series(rng: random.Random, ids: _Ids, patient: Patient, site: Site, exam: Exam, p: PlanParams) -> SeriesSpec:
     return SeriesSpec(
         patient=patient,
         site=site,
@@ -312,9 +310,7 @@ def build_plan(rng: random.Random, patients: list[Patient], p: PlanParams) -> li
                         days=rng.randrange(1, (adm.discharge - adm.admit).days + 1)
                     )
                 author = rng.choice(site.physicians)
-                notes.append(
-                    NoteSpec(patient, site, kind, note_date, author, exam, adm, rng.getrandbits(63))
-                )
+                notes.append(NoteSpec(patient, site, kind, note_date, author, exam, adm, rng.getrandbits(63)))
         n = 0
         for chunk in _chunks(series, p.series_per_drop):
             n += 1

@@ -1,6 +1,5 @@
 """Landing (external) and raw-zone assets, partitioned by drop."""
 
-
 from collections.abc import Iterator
 
 import dagster as dg

@@ -1,6 +1,5 @@
 """Jobs the landing sensor launches."""
 
-
 import dagster as dg
 
 from clinical_pipelines.defs.resources import KeyRingResource, ObjectStoreResource

@@ -1,6 +1,5 @@
 """The landing sensor: complete drops become dynamic partitions and runs."""
 
-
 import json
 import time
 
@@ -27,7 +26,10 @@ def landing_tick(
     state = json.loads(cursor) if cursor else {}
     stale_after_s = settings.stale_after_hours * 3600 if settings.stale_after_hours > 0 else None
     found = discover_drops(
-        store_resource.get_store(), known=known, first_seen=state.get("first_seen", {}), now=now,
+        store_resource.get_store(),
+        known=known,
+        first_seen=state.get("first_seen", {}),
+        now=now,
         stale_after_s=stale_after_s,
     )
     new_keys = [partition_key(s, d) for s, d in found.complete[:MAX_DROPS_PER_TICK]]
