@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -52,6 +56,8 @@ def test_complete_drops_become_partitions_and_runs_once(tmp_path: Path) -> None:
         keys = sorted(r.partition_key for r in first.run_requests or [])  # type: ignore[misc]
         assert keys == ["hospital-a/drop-1", "hospital-b/drop-1"]
         assert all(r.run_key == f"drop:{r.partition_key}" for r in first.run_requests or [])
+        # The sensor targets two jobs, so every request must name its job (the daemon refuses it otherwise).
+        assert {r.job_name for r in first.run_requests or []} == {"process_drop"}
         assert sorted(instance.get_dynamic_partitions(drops_partitions.name)) == keys
         assert "hospital-a/drop-2" in json.loads(first.cursor or "{}")["first_seen"]
         second = tick(instance, store.url, first.cursor)
@@ -134,3 +140,29 @@ def test_ten_thousand_objects_are_not_relisted_on_every_tick(tmp_path: Path, dro
         result = tick(instance, store.url, None)
         assert len(result.run_requests or []) == drops
         assert tick(instance, store.url, result.cursor).run_requests == []
+
+
+def test_sensor_through_the_dagster_cli_code_server(tmp_path: Path) -> None:
+    """`dagster sensor preview` evaluates the sensor in a code server and resolves its run requests
+    against the jobs, exactly as the daemon does (a request lacking its job name fails here)."""
+    repo = Path(__file__).resolve().parent.parent
+    home = tmp_path / "home"
+    home.mkdir()
+    shutil.copy(repo / "dagster.yaml", home / "dagster.yaml")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CLINICAL_PIPELINES_")}
+    env |= {
+        "DAGSTER_HOME": str(home),
+        "CLINICAL_PIPELINES_DATA_DIR": str(tmp_path / "data"),
+        "CLINICAL_PIPELINES_KEY_DIR": str(tmp_path / "keys"),
+    }
+    store = LocalObjectStore(tmp_path / "data", fsync=False)
+    write_drop(store, "src", "d1", {"a.txt": b"note\n"})
+    write_drop(store, "src", "d2", {"b.txt": b"note\n"})
+    store.put_bytes("landing/src/bad name/drop.json", b"{}")
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "dagster"), "sensor", "preview", "landing_sensor", "-w", "workspace.yaml"],
+        cwd=repo, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "Sensor returning run requests for 3 run(s)" in proc.stdout
+    assert "bad name" not in proc.stdout + proc.stderr

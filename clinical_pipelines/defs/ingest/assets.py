@@ -20,7 +20,6 @@ landing_drops = dg.AssetSpec(
         "Drops from source systems: landing/<source>/<drop_id>/ with a drop.json listing each file's path, "
         "size and sha256. Written by sources, never by hand; the landing_sensor picks up complete drops."
     ),
-    kinds={"s3", "folder"},
 )
 
 
