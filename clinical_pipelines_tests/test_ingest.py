@@ -154,3 +154,13 @@ def test_symlink_in_a_local_drop_is_not_followed(tmp_path: Path, keyring: KeyRin
     assert [f.path for f in report.files] == ["ok.txt"]
     assert [(r.reason, r.bytes_key) for r in report.quarantined] == [("path_escapes_drop", None)]
     assert store.head(raw_object_key(hashlib.sha256(data).hexdigest())) is None
+
+
+def test_oversized_drop_manifest_is_quarantined_unread(local_store: LocalObjectStore, keyring: KeyRing) -> None:
+    from clinical_pipelines.landing.manifest import MAX_MANIFEST_BYTES
+
+    local_store.put_bytes("landing/src/huge/n.txt", b"a note\n")
+    local_store.put_bytes("landing/src/huge/drop.json", b" " * (MAX_MANIFEST_BYTES + 1))
+    report = DropIngestor(local_store, keyring).ingest("src", "huge")
+    assert report.manifest_error == "unreadable_drop_manifest" and report.files == []
+    assert sorted(r.size_actual for r in report.quarantined) == [7, MAX_MANIFEST_BYTES + 1]  # type: ignore[type-var]

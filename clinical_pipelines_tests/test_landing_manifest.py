@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+from pathlib import Path
 
 import pytest
 
 from clinical_pipelines.landing.discovery import parse_partition_key, partition_key
 from clinical_pipelines.landing.manifest import DropManifestError, is_safe_name, parse_drop_manifest
 from clinical_pipelines.landing.sniff import sniff_modality
+from clinical_pipelines.landing.writer import write_drop
+from clinical_pipelines.storage import read_all
+from clinical_pipelines.storage.local import LocalObjectStore
+from clinical_pipelines.synth import SynthCorpus
 
 SHA = "a" * 64
 
@@ -90,3 +96,29 @@ def test_sniffing() -> None:
     assert sniff_modality("Schmerzen im Knie, Röntgen unauffällig.".encode(), "note.txt") == "notes"
     assert sniff_modality(bytes(range(256)), "blob.bin") is None
     assert sniff_modality(b"   \n", "empty.txt") is None
+
+
+def test_write_drop_puts_drop_json_last_and_matches_the_files(tmp_path: Path) -> None:
+    store = LocalObjectStore(tmp_path, fsync=False)
+    order: list[str] = []
+    real_put = store.put_bytes
+
+    def recording_put(key: str, data: bytes, **kw: bool) -> object:
+        order.append(key)
+        return real_put(key, data, **kw)
+
+    store.put_bytes = recording_put  # type: ignore[method-assign]
+    files = {"dicom/b.dcm": b"\0" * 132, "notes/a.txt": b"note\n"}
+    write_drop(store, "src", "d1", files)
+    assert order[-1] == "landing/src/d1/drop.json" and len(order) == 3
+    parsed = parse_drop_manifest(read_all(store, "landing/src/d1/drop.json"), source="src", drop_id="d1")
+    for entry in parsed.entries:
+        data = read_all(store, f"landing/src/d1/{entry.path}")
+        assert (entry.size, entry.sha256) == (len(data), hashlib.sha256(data).hexdigest())
+
+
+def test_synth_manifest_is_the_landing_writers_manifest(tmp_path: Path) -> None:
+    drop = next(SynthCorpus(5, n_patients=2, slices_per_series=1, rows=16, columns=16).iter_drops())
+    store = LocalObjectStore(tmp_path, fsync=False)
+    write_drop(store, drop.source, drop.drop_id, {f.path: f.data for f in drop.files})
+    assert read_all(store, f"landing/{drop.source}/{drop.drop_id}/drop.json") == drop.manifest_bytes()

@@ -161,8 +161,40 @@ def test_sensor_through_the_dagster_cli_code_server(tmp_path: Path) -> None:
     store.put_bytes("landing/src/bad name/drop.json", b"{}")
     proc = subprocess.run(
         [str(Path(sys.executable).parent / "dagster"), "sensor", "preview", "landing_sensor", "-w", "workspace.yaml"],
-        cwd=repo, env=env, capture_output=True, text=True, timeout=300,
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "Sensor returning run requests for 3 run(s)" in proc.stdout
     assert "bad name" not in proc.stdout + proc.stderr
+
+
+def test_reject_job_moves_unsafe_folders_to_quarantine_and_spares_drops_completed_since(tmp_path: Path) -> None:
+    from clinical_pipelines.definitions import build_definitions
+    from clinical_pipelines.landing.discovery import Rejection
+    from clinical_pipelines.quarantine import Quarantine
+    from clinical_pipelines.settings import Settings
+
+    settings = Settings.from_env({}, data_dir=tmp_path / "data", key_dir=tmp_path / "keys")
+    store = settings.open_store()
+    store.put_bytes("landing/src/bad name/a.txt", b"bytes to keep\n")
+    store.put_bytes("landing/src/bad name/drop.json", b"{}")
+    write_drop(store, "src", "late", {"b.txt": b"arrived late but complete\n"})
+    unsafe = Rejection("landing/src/bad name/", "unsafe_name").prefix_hash
+    late = Rejection("landing/src/late/", "stale_incomplete_drop").prefix_hash
+    job = build_definitions(settings).resolve_job_def("reject_landing_job")
+    with dg.instance_for_test() as instance:
+        for hashes, reason in (([unsafe], "unsafe_name"), ([late], "stale_incomplete_drop")):
+            config = {"ops": {"reject_landing_folders": {"config": {"prefix_sha256": hashes, "reason": reason}}}}
+            assert job.execute_in_process(run_config=config, instance=instance).success
+    assert list(store.list("landing/src/bad name/")) == []
+    assert len(list(store.list("landing/src/late/"))) == 2  # completed meanwhile: left for the sensor
+    quarantine = Quarantine(store, settings.keyring())
+    records = {quarantine.original_path(r): r for r in quarantine.records()}
+    assert set(records) == {"a.txt", "drop.json"}
+    with quarantine.open_original(records["a.txt"]) as fh:
+        assert fh.read() == b"bytes to keep\n"
+    assert all(r.reason == "unsafe_name" and "bad name" not in json.dumps(r.public()) for r in records.values())

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import pathlib
 import random
 import re
@@ -20,7 +19,6 @@ from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, MRImageStorage
 import clinical_pipelines.synth as synth
 import clinical_pipelines.synth.corpus as corpus_mod
 from clinical_pipelines.synth import (
-    MANIFEST_NAME,
     REFERENCE_DATE,
     RESTRICTED_ZIP3,
     UID_ROOT,
@@ -28,7 +26,6 @@ from clinical_pipelines.synth import (
     SynthCorpus,
     SynthDrop,
     SynthFile,
-    write_drop_to_dir,
 )
 
 SYNTH_DIR = pathlib.Path(synth.__file__).parent
@@ -276,9 +273,7 @@ def test_over_89_patient_age_is_in_dicom(corpus: SynthCorpus, files: list[SynthF
 # --------------------------------------------------------------------------- notes & CSV
 
 
-def test_notes_are_long_utf8_with_all_date_formats(
-    corpus: SynthCorpus, files: list[SynthFile]
-) -> None:
+def test_notes_are_long_utf8_with_all_date_formats(corpus: SynthCorpus, files: list[SynthFile]) -> None:
     notes = [f.data.decode("utf-8") for f in files if f.modality == "notes"]
     assert len(notes) == 6 * 2
     patients = {p.mrn: p for p in corpus.patients}
@@ -354,9 +349,7 @@ def test_patient_identifiers_are_canaries(corpus: SynthCorpus) -> None:
             assert (kind, value, p.mrn) in have
 
 
-def test_dicom_identifiers_are_all_canaries(
-    files: list[SynthFile], canary_values: set[str]
-) -> None:
+def test_dicom_identifiers_are_all_canaries(files: list[SynthFile], canary_values: set[str]) -> None:
     for _, ds in _dicoms(files):
         for elem in ds.iterall():
             if elem.VR == "SQ" or elem.tag == 0x7FE00010 or not elem.value:
@@ -393,9 +386,7 @@ def test_text_identifiers_are_all_canaries(files: list[SynthFile], canary_values
                 assert set(df[col]) <= canary_values, col
 
 
-def test_canaries_are_cached_copies_and_written_as_json(
-    corpus: SynthCorpus, tmp_path: pathlib.Path
-) -> None:
+def test_canaries_are_cached_copies_and_written_as_json(corpus: SynthCorpus, tmp_path: pathlib.Path) -> None:
     first = corpus.canaries()
     first.clear()
     assert corpus.canaries()
@@ -443,51 +434,6 @@ def test_larger_series_and_drop_split() -> None:
 
 
 # --------------------------------------------------------------------------- landing zone
-
-
-def test_write_drop_to_dir_writes_manifest_last(
-    drops: list[SynthDrop], tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    replaced: list[pathlib.Path] = []
-    real_replace = os.replace
-
-    def recording_replace(src, dst):  # type: ignore[no-untyped-def]
-        replaced.append(pathlib.Path(dst))
-        real_replace(src, dst)
-
-    monkeypatch.setattr(os, "replace", recording_replace)
-    drop = drops[0]
-    drop_dir = write_drop_to_dir(tmp_path, drop)
-    assert drop_dir == tmp_path / drop.source / drop.drop_id
-    assert replaced[-1] == drop_dir / MANIFEST_NAME
-    assert len(replaced) == len(drop.files) + 1
-    assert MANIFEST_NAME not in {p.name for p in replaced[:-1]}
-
-    manifest_path = drop_dir / MANIFEST_NAME
-    assert manifest_path.read_bytes() == drop.manifest_bytes()
-    manifest = json.loads(manifest_path.read_bytes())
-    latest_data_mtime = 0
-    for entry in manifest["files"]:
-        path = drop_dir / entry["path"]
-        data = path.read_bytes()
-        assert len(data) == entry["size"]
-        assert hashlib.sha256(data).hexdigest() == entry["sha256"]
-        latest_data_mtime = max(latest_data_mtime, path.stat().st_mtime_ns)
-    assert manifest_path.stat().st_mtime_ns >= latest_data_mtime
-    on_disk = sorted(
-        p.relative_to(drop_dir).as_posix() for p in drop_dir.rglob("*") if p.is_file()
-    )
-    assert on_disk == sorted([MANIFEST_NAME, *(f.path for f in drop.files)])  # no temp files
-
-
-def test_write_drop_to_dir_is_idempotent_and_durable_mode_works(
-    drops: list[SynthDrop], tmp_path: pathlib.Path
-) -> None:
-    drop = drops[-1]
-    first = write_drop_to_dir(tmp_path, drop)
-    second = write_drop_to_dir(tmp_path, drop, durable=True)
-    assert first == second
-    assert (first / MANIFEST_NAME).read_bytes() == drop.manifest_bytes()
 
 
 def test_invalid_inputs_are_rejected() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from clinical_pipelines.landing.discovery import Rejection
+from clinical_pipelines.landing.manifest import DROP_MANIFEST
 from clinical_pipelines.quarantine import Quarantine, QuarantineRecord
 from clinical_pipelines.storage import ObjectNotFound, ObjectStore, UnsafeKey
 from clinical_pipelines.storage.keys import KeyRing
@@ -12,12 +13,15 @@ STAGE = "landing"
 
 
 def find_rejection(store: ObjectStore, prefix_hash: str, reason: str) -> Rejection | None:
-    """The landing drop folder whose prefix hashes to ``prefix_hash``, if it is still there."""
+    """The landing drop folder whose prefix hashes to ``prefix_hash``, if it still needs rejecting."""
     for source in store.list_children(LANDING):
         for drop_id in store.list_children(f"{LANDING}/{source}"):
             rejection = Rejection(landing_drop_prefix(source, drop_id), reason)
-            if rejection.prefix_hash == prefix_hash:
-                return rejection
+            if rejection.prefix_hash != prefix_hash:
+                continue
+            if reason == "stale_incomplete_drop" and store.head(rejection.landing_prefix + DROP_MANIFEST):
+                return None  # completed since the sensor judged it stale: the sensor will pick it up
+            return rejection
     return None
 
 

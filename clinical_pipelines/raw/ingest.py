@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from clinical_pipelines.landing.manifest import (
     DROP_MANIFEST,
+    MAX_MANIFEST_BYTES,
     DropManifest,
     DropManifestError,
     FileEntry,
@@ -114,19 +115,21 @@ class DropIngestor:
         started = time.perf_counter()
         prefix = landing_drop_prefix(source, drop_id)
         report = IngestReport(source=source, drop_id=drop_id)
-        try:
-            manifest_bytes = read_all(self.store, prefix + DROP_MANIFEST)
-        except ObjectNotFound:
-            raise DropNotFound(f"drop {source}/{drop_id} has no {DROP_MANIFEST} in landing") from None
+        manifest_info = self.store.head(prefix + DROP_MANIFEST)
+        if manifest_info is None:
+            raise DropNotFound(f"drop {source}/{drop_id} has no {DROP_MANIFEST} in landing")
         listing = {info.key[len(prefix) :]: info for info in self.store.list(prefix)}
         listing.pop(DROP_MANIFEST, None)
-        manifest_sha = self._store_plain_object(manifest_bytes)
+        manifest_sha = ""
         try:
+            if manifest_info.size > MAX_MANIFEST_BYTES:  # refused unread; quarantine streams it
+                raise DropManifestError("unreadable_drop_manifest", "drop.json is larger than 64 MiB")
+            manifest_bytes = read_all(self.store, prefix + DROP_MANIFEST)
+            manifest_sha = self._store_plain_object(manifest_bytes)
             manifest = parse_drop_manifest(manifest_bytes, source=source, drop_id=drop_id)
         except DropManifestError as exc:
             report.manifest_error = exc.reason
             self._quarantine_whole_drop(report, prefix, listing, exc)
-            manifest = DropManifest(source=source, drop_id=drop_id, entries=())
         else:
             self._ingest_entries(report, prefix, manifest, listing)
         report.files.sort(key=lambda f: f.path)

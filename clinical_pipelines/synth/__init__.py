@@ -6,14 +6,12 @@ byte-identical drops and canaries.
 
 from clinical_pipelines.synth.canaries import CanaryRecorder
 from clinical_pipelines.synth.corpus import SynthCorpus
-from clinical_pipelines.synth.landing import MANIFEST_NAME, write_drop_to_dir
 from clinical_pipelines.synth.models import Canary, Patient, SynthDrop, SynthFile
 from clinical_pipelines.synth.names import RESTRICTED_ZIP3
 from clinical_pipelines.synth.patients import REFERENCE_DATE
 from clinical_pipelines.synth.uids import UID_ROOT
 
 __all__ = [
-    "MANIFEST_NAME",
     "REFERENCE_DATE",
     "RESTRICTED_ZIP3",
     "UID_ROOT",
@@ -23,5 +21,4 @@ __all__ = [
     "SynthCorpus",
     "SynthDrop",
     "SynthFile",
-    "write_drop_to_dir",
 ]

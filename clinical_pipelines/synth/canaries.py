@@ -6,7 +6,7 @@ import json
 import pathlib
 from collections.abc import Iterable
 
-from clinical_pipelines.synth.atomic import atomic_write_bytes
+from clinical_pipelines.storage.local import LocalObjectStore
 from clinical_pipelines.synth.models import Canary
 
 #: Shorter values would match unrelated bytes by chance, so they are never recorded.
@@ -41,4 +41,5 @@ def canaries_json_bytes(canaries: Iterable[Canary]) -> bytes:
 
 def write_canaries_json(path: pathlib.Path, canaries: Iterable[Canary]) -> None:
     """Atomically write the canaries JSON list to ``path``."""
-    atomic_write_bytes(pathlib.Path(path), canaries_json_bytes(canaries))
+    path = pathlib.Path(path).absolute()
+    LocalObjectStore(path.parent, fsync=False).put_bytes(path.name, canaries_json_bytes(canaries))

@@ -6,9 +6,10 @@ import pathlib
 import random
 from collections.abc import Iterator
 
+from clinical_pipelines.landing.manifest import is_safe_name
 from clinical_pipelines.synth.canaries import CanaryRecorder, write_canaries_json
 from clinical_pipelines.synth.dicom import record_series, render_series
-from clinical_pipelines.synth.models import SOURCE_RE, Canary, Patient, SynthDrop, SynthFile
+from clinical_pipelines.synth.models import Canary, Patient, SynthDrop, SynthFile
 from clinical_pipelines.synth.notes import render_note
 from clinical_pipelines.synth.patients import REFERENCE_DATE, make_patients
 from clinical_pipelines.synth.plan import DropPlan, PlanParams, build_plan
@@ -60,7 +61,7 @@ class SynthCorpus:
         if not sources or len(set(sources)) != len(sources):
             raise ValueError("sources must be non-empty and unique")
         for source in sources:
-            if not SOURCE_RE.fullmatch(source):
+            if not is_safe_name(source):
                 raise ValueError(f"invalid source {source!r}")
         if min(dicom_series_per_patient, notes_per_patient) < 0:
             raise ValueError("per-patient counts must be >= 0")

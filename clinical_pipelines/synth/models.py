@@ -5,25 +5,16 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
-import re
 from dataclasses import dataclass
 from typing import Any
 
-SOURCE_RE = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
-DROP_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
-MODALITIES = ("dicom", "notes", "tabular")
+from clinical_pipelines.landing.manifest import MODALITIES, FileEntry, build_drop_manifest, is_safe_name
+from clinical_pipelines.landing.manifest import check_relative_path as landing_path_problem
 
 
 def check_relative_path(path: str) -> None:
-    """Raise ValueError unless ``path`` is a safe, relative POSIX path inside a drop."""
-    parts = path.split("/")
-    if (
-        not path
-        or path.startswith("/")
-        or "\\" in path
-        or any(part in ("", ".", "..") for part in parts)
-        or path == "drop.json"
-    ):
+    """Raise ValueError unless ``path`` is a safe, relative path inside a drop (the landing contract's rule)."""
+    if landing_path_problem(path):
         raise ValueError(f"unsafe or reserved path inside a drop: {path!r}")
 
 
@@ -50,28 +41,28 @@ class SynthDrop:
     files: tuple[SynthFile, ...]
 
     def __post_init__(self) -> None:
-        if not SOURCE_RE.fullmatch(self.source):
+        if not is_safe_name(self.source):
             raise ValueError(f"invalid source {self.source!r}")
-        if not DROP_ID_RE.fullmatch(self.drop_id) or self.drop_id in (".", ".."):
+        if not is_safe_name(self.drop_id):
             raise ValueError(f"invalid drop id {self.drop_id!r}")
         paths = [f.path for f in self.files]
         if len(set(paths)) != len(paths):
             raise ValueError("duplicate file paths in drop")
 
+    def entries(self) -> list[FileEntry]:
+        """The drop.json entries of this drop's files (path, size, sha256), sorted by path."""
+        return sorted(
+            (FileEntry(f.path, len(f.data), hashlib.sha256(f.data).hexdigest()) for f in self.files),
+            key=lambda e: e.path,
+        )
+
     def manifest(self) -> dict[str, Any]:
         """Return the ``drop.json`` content: ids plus path, size and sha256 of each file."""
-        files = sorted(self.files, key=lambda f: f.path)
-        return {
-            "drop_id": self.drop_id,
-            "source": self.source,
-            "files": [
-                {"path": f.path, "size": len(f.data), "sha256": hashlib.sha256(f.data).hexdigest()} for f in files
-            ],
-        }
+        return json.loads(self.manifest_bytes())
 
     def manifest_bytes(self) -> bytes:
-        """Return the canonical serialisation of :meth:`manifest` (indented, sorted keys)."""
-        return json.dumps(self.manifest(), indent=2, sort_keys=True).encode() + b"\n"
+        """The drop's ``drop.json``, serialised exactly as the landing writer does."""
+        return build_drop_manifest(self.source, self.drop_id, self.entries())
 
 
 @dataclass(frozen=True)

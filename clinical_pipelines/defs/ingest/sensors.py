@@ -33,7 +33,9 @@ def landing_tick(
         stale_after_s=stale_after_s,
     )
     new_keys = [partition_key(s, d) for s, d in found.complete[:MAX_DROPS_PER_TICK]]
-    run_requests = [dg.RunRequest(run_key=f"drop:{key}", partition_key=key, job_name=process_drop_job.name) for key in new_keys]
+    run_requests = [
+        dg.RunRequest(run_key=f"drop:{key}", partition_key=key, job_name=process_drop_job.name) for key in new_keys
+    ]
     for reason in sorted({r.reason for r in found.rejections}):
         hashes = sorted(r.prefix_hash for r in found.rejections if r.reason == reason)
         run_requests.append(
