@@ -63,6 +63,14 @@ def synth(
     )
 
 
+def _size(n: int) -> str:
+    """Bytes in the largest decimal unit that keeps a digit before the point."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} B"
+
+
 def _instance_for(data_dir: Path):
     """The Dagster instance: ``$DAGSTER_HOME`` if set, else one kept beside the data (``DIR/.dagster``)."""
     import dagster as dg
@@ -117,7 +125,7 @@ def run(data_dir: Path | None, store_url: str | None, as_json: bool) -> None:
         from rich.table import Table
 
         table = Table(title="clinical-pipelines: drops processed")
-        for column in ("drop", "status", "files", "MB", "quarantined"):
+        for column in ("drop", "status", "files", "size", "quarantined"):
             table.add_column(column)
         for d in summary.drops:
             reasons = ", ".join(f"{k}:{v}" for k, v in d.quarantined_by_reason.items())
@@ -131,7 +139,7 @@ def run(data_dir: Path | None, store_url: str | None, as_json: bool) -> None:
         console = Console()
         console.print(table)
         console.print(
-            f"{len(summary.drops)} drop(s), {total_files} file(s), {total_bytes / 1e6:.1f} MB accepted, "
+            f"{len(summary.drops)} drop(s), {total_files} file(s), {_size(total_bytes)} accepted, "
             f"{quarantined} item(s) quarantined, {summary.rejected_folders} unsafe folder(s) rejected "
             f"in {summary.seconds:.1f} s\n"
             f"raw zone (encrypted):  {settings.store_url}/raw\n"
