@@ -133,7 +133,7 @@ def run(data_dir: Path | None, store_url: str | None, as_json: bool) -> None:
                 d.partition_key,
                 "ok" if d.success else "FAILED",
                 str(d.files),
-                f"{d.bytes / 1e6:.1f}",
+                _size(d.bytes),
                 f"{d.quarantined} {reasons}".strip(),
             )
         console = Console()
