@@ -108,7 +108,7 @@ def run(data_dir: Path | None, store_url: str | None, as_json: bool) -> None:
         click.echo(
             json.dumps(
                 {
-                    "drops": [d.__dict__ for d in summary.drops],
+                    "drops": [{**d.__dict__, "promoted": d.promoted} for d in summary.drops],
                     "files": total_files,
                     "bytes": total_bytes,
                     "quarantined": quarantined,
@@ -125,22 +125,30 @@ def run(data_dir: Path | None, store_url: str | None, as_json: bool) -> None:
         from rich.table import Table
 
         table = Table(title="clinical-pipelines: drops processed")
-        for column in ("drop", "status", "files", "size", "quarantined"):
+        for column in ("drop", "run", "files", "size", "quarantined at ingest", "validation"):
             table.add_column(column)
         for d in summary.drops:
             reasons = ", ".join(f"{k}:{v}" for k, v in d.quarantined_by_reason.items())
+            extra = ", ".join(f"{k}:{v}" for k, v in d.validation_quarantined.items())
+            if d.checks_failed:
+                validation = "[red]STOPPED[/red] by " + ", ".join(d.checks_failed)
+            else:
+                validation = f"passed ({len(d.checks_passed)} suites)"
+            validation += f"; quarantined {extra}" if extra else ""
             table.add_row(
                 d.partition_key,
-                "ok" if d.success else "FAILED",
+                "ok" if d.success else ("stopped" if d.stopped_by_checks else "[red]FAILED[/red]"),
                 str(d.files),
                 _size(d.bytes),
                 f"{d.quarantined} {reasons}".strip(),
+                validation,
             )
         console = Console()
         console.print(table)
         console.print(
             f"{len(summary.drops)} drop(s), {total_files} file(s), {_size(total_bytes)} accepted, "
-            f"{quarantined} item(s) quarantined, {summary.rejected_folders} unsafe folder(s) rejected "
+            f"{quarantined} item(s) quarantined at ingest, {summary.rejected_folders} unsafe folder(s) rejected, "
+            f"{sum(d.promoted for d in summary.drops)} drop(s) passed validation "
             f"in {summary.seconds:.1f} s\n"
             f"raw zone (encrypted):  {settings.store_url}/raw\n"
             f"quarantine:            {settings.store_url}/quarantine\n"

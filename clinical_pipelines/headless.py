@@ -25,7 +25,7 @@ QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 @dataclass
 class DropOutcome:
-    """One drop's run: partition key, run id, success and its raw-zone counts (from asset metadata)."""
+    """One drop's run: partition key, run id, success, raw-zone counts and check outcomes (from the run's events)."""
 
     partition_key: str
     run_id: str
@@ -34,7 +34,16 @@ class DropOutcome:
     bytes: int = 0
     quarantined: int = 0
     quarantined_by_reason: dict[str, int] = field(default_factory=dict)
+    validation_quarantined: dict[str, int] = field(default_factory=dict)
+    checks_passed: list[str] = field(default_factory=list)
+    checks_failed: list[str] = field(default_factory=list)
+    stopped_by_checks: bool = False  # the run failed only because a blocking check failed: expected, visible
     error: str | None = None
+
+    @property
+    def promoted(self) -> bool:
+        """The run succeeded and no blocking check stopped the drop."""
+        return self.success and not self.checks_failed
 
 
 @dataclass
@@ -47,19 +56,31 @@ class HeadlessSummary:
 
     @property
     def failed(self) -> list[DropOutcome]:
-        """Drops whose run failed."""
-        return [d for d in self.drops if not d.success]
+        """Drops whose run failed for a reason other than a failed quality gate."""
+        return [d for d in self.drops if not d.success and not d.stopped_by_checks]
 
 
 def _outcome(key: str, result: dg.ExecuteInProcessResult) -> DropOutcome:
     outcome = DropOutcome(partition_key=key, run_id=result.run_id, success=result.success)
-    for mat in result.asset_materializations_for_node("ingest_drop"):
-        meta = {k: v.value for k, v in mat.metadata.items()}
-        outcome.files += int(meta.get("file_count", 0))  # type: ignore[arg-type]
-        outcome.bytes += int(meta.get("bytes", 0))  # type: ignore[arg-type]
-        outcome.quarantined = int(meta.get("quarantined_count", 0))  # type: ignore[arg-type]
-        outcome.quarantined_by_reason = dict(meta.get("quarantined_by_reason") or {})  # type: ignore[arg-type]
+    for mat in result.get_asset_materialization_events():
+        materialization = mat.step_materialization_data.materialization
+        meta = {k: v.value for k, v in materialization.metadata.items()}
+        stage = materialization.asset_key.path[0]
+        if stage == "raw":
+            outcome.files += int(meta.get("file_count", 0))  # type: ignore[arg-type]
+            outcome.bytes += int(meta.get("bytes", 0))  # type: ignore[arg-type]
+            outcome.quarantined = int(meta.get("quarantined_count", 0))  # type: ignore[arg-type]
+            outcome.quarantined_by_reason = dict(meta.get("quarantined_by_reason") or {})  # type: ignore[arg-type]
+        elif stage == "validated":
+            for reason, count in dict(meta.get("quarantined_by_reason") or {}).items():  # type: ignore[arg-type]
+                outcome.validation_quarantined[reason] = outcome.validation_quarantined.get(reason, 0) + count
+    for evaluation in result.get_asset_check_evaluations():
+        (outcome.checks_passed if evaluation.passed else outcome.checks_failed).append(evaluation.check_name)
     if not result.success:
+        step_errors = [e.step_failure_data.error for e in result.all_events if e.is_step_failure]
+        outcome.stopped_by_checks = bool(outcome.checks_failed) and all(
+            err is not None and err.cls_name == "DagsterAssetCheckFailedError" for err in step_errors
+        )
         failures = [e for e in result.all_events if e.is_failure]
         outcome.error = failures[0].message if failures else "run failed"
     return outcome

@@ -42,6 +42,24 @@ REASONS = {
     "unlisted_file": "a file in the drop folder is not listed in drop.json",
     "unrecognised_content": "the content is neither DICOM, delimited text nor UTF-8 text",
     "stale_incomplete_drop": "the drop never received its drop.json before the stale timeout",
+    # validated stage
+    "not_dicom": "no DICOM Part 10 preamble / file meta",
+    "malformed_dicom": "pydicom could not read the file (corrupt structure)",
+    "truncated_dicom": "the DICOM file ends inside a data element (truncated upload or copy)",
+    "unsupported_transfer_syntax": "the transfer syntax is not one the platform handles",
+    "missing_pixel_data": "an image storage instance without Pixel Data",
+    "pixel_length_mismatch": "Pixel Data length disagrees with rows x columns x bits x frames",
+    "binary_note": "a note holding binary content",
+    "not_utf8": "a note that is not valid UTF-8",
+    "empty_note": "an empty or whitespace-only note",
+    "bad_encoding": "a table that is not UTF-8",
+    "empty_table": "a table with no header row",
+    "wrong_delimiter": "a table that is not comma-separated",
+    "unknown_table_schema": "a table whose header matches no declared schema",
+    "missing_columns": "a table lacking required columns of its schema",
+    "table_parse_error": "pandas could not parse the table",
+    "validation_failed": "the item failed per-item expectations of its suite",
+    "rejected_rows": "table rows that failed per-item expectations (the rest of the table went on)",
 }
 
 

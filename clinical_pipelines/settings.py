@@ -14,6 +14,8 @@ Environment variables (a contract: keep the names):
 - ``CLINICAL_PIPELINES_STALE_AFTER_HOURS``: an incomplete drop older than this is quarantined
   (default 24; 0 disables).
 - ``CLINICAL_PIPELINES_INGEST_WORKERS``: files ingested in parallel per drop (default 4).
+- ``CLINICAL_PIPELINES_MAX_ITEM_FAILURE_FRACTION``: share of a drop's items (per modality) that may
+  fail validation and be quarantined while the rest goes on (default 0.2); above it the drop stops.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ ENV_S3_ENDPOINT_URL = "CLINICAL_PIPELINES_S3_ENDPOINT_URL"
 ENV_KEY_DIR = "CLINICAL_PIPELINES_KEY_DIR"
 ENV_STALE_AFTER_HOURS = "CLINICAL_PIPELINES_STALE_AFTER_HOURS"
 ENV_INGEST_WORKERS = "CLINICAL_PIPELINES_INGEST_WORKERS"
+ENV_MAX_ITEM_FAILURE_FRACTION = "CLINICAL_PIPELINES_MAX_ITEM_FAILURE_FRACTION"
 
 DEFAULT_DATA_DIR = ".clinical_data"
 
@@ -56,6 +59,7 @@ class Settings:
     key_dir: Path
     stale_after_hours: float
     ingest_workers: int
+    max_item_failure_fraction: float = 0.2
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -70,6 +74,9 @@ class Settings:
             key_dir=Path(str(overrides.get("key_dir") or env.get(ENV_KEY_DIR) or _default_key_dir(env))).absolute(),
             stale_after_hours=float(str(overrides.get("stale_after_hours") or env.get(ENV_STALE_AFTER_HOURS) or 24)),
             ingest_workers=int(str(overrides.get("ingest_workers") or env.get(ENV_INGEST_WORKERS) or 4)),
+            max_item_failure_fraction=float(
+                str(overrides.get("max_item_failure_fraction") or env.get(ENV_MAX_ITEM_FAILURE_FRACTION) or 0.2)
+            ),
         )
         settings.check(env)
         return settings
@@ -80,6 +87,8 @@ class Settings:
             raise SettingsError(f"{ENV} must be 'local' or 'production', got {self.env!r}")
         if self.key_dir == self.data_dir or self.data_dir in self.key_dir.parents:
             raise SettingsError(f"{ENV_KEY_DIR} must lie outside the data folder {self.data_dir}")
+        if not 0.0 <= self.max_item_failure_fraction <= 1.0:
+            raise SettingsError(f"{ENV_MAX_ITEM_FAILURE_FRACTION} must be between 0 and 1")
         if self.env == "production" and not env.get(ENV_MASTER_KEY):
             raise SettingsError(f"production needs {ENV_MASTER_KEY} from your secret manager")
 

@@ -31,6 +31,11 @@ def raw_drop_record_key(source: str, drop_id: str) -> str:
     return f"{RAW}/drops/{source}/{drop_id}/record.json.enc"
 
 
+def validated_record_key(modality: str, source: str, drop_id: str) -> str:
+    """The encrypted record of which raw items of a drop passed validation (and the validated tables)."""
+    return f"{RAW}/validated/{modality}/{source}/{drop_id}.json.enc"
+
+
 def short_hash(text: str) -> str:
     """24 hex of sha256(text): names things whose real name may carry PHI."""
     return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()[:24]

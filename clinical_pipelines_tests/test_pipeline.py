@@ -212,7 +212,10 @@ def test_headless_run_command_processes_landing_and_is_idempotent(tmp_path: Path
     )
     assert first.returncode == 0, first.stderr[-3000:]
     summary = json.loads(first.stdout)
-    assert len(summary["drops"]) == 6 and summary["rejected_folders"] == 1
+    assert len(summary["drops"]) == 7 and summary["rejected_folders"] == 1
+    stopped = [d for d in summary["drops"] if not d["promoted"]]
+    assert [d["partition_key"] for d in stopped] == ["faulty-source/drop-invalid"]
+    assert "tabular_suite" in stopped[0]["checks_failed"] and stopped[0]["stopped_by_checks"]
     assert summary["files"] > 0 and summary["quarantined"] == 8
     assert summary["dagster_home"] == env["DAGSTER_HOME"]
     second = subprocess.run(

@@ -51,7 +51,11 @@ CHROMIUM_ARGS = [
 LOCATION = "clinical_pipelines"
 SENSOR = "landing_sensor"
 # Asset graph group -> the node labels (last key component) it must hold; keys are group/name.
-GROUPS = {"landing": ["drops"], "raw": ["dicom", "notes", "tabular"]}
+GROUPS = {
+    "landing": ["drops"],
+    "raw": ["dicom", "notes", "tabular"],
+    "validated": ["dicom", "notes", "tabular"],
+}
 START_TIMEOUT_S = 90.0
 UI_TIMEOUT_MS = 30_000
 
@@ -249,18 +253,22 @@ def test_asset_graph_and_sensor_in_the_ui(browser: Browser, webserver: Webserver
         page.get_by_role("menuitem", name="Expand all groups").click()
         page.keyboard.press("Escape")  # close the menu so it does not cover the graph
         expect(page.get_by_role("menuitem")).to_have_count(0)
+        located: dict[str, Locator] = {}
         for group, names in GROUPS.items():
             box = groups.filter(has=page.get_by_text(group, exact=True))
             expect(box).to_have_count(1)
             for name in names:
-                node = page.locator(f'svg foreignObject [data-tooltip="{name}"]')
-                expect(node, f"asset node {group}/{name} in the graph").to_be_visible()
-                assert _inside(node, box), f"asset node {name} is not drawn inside group {group}"
+                # Node labels are the last key part ("dicom" in raw and in validated): find it in its group.
+                nodes = page.locator(f'svg foreignObject [data-tooltip="{name}"]')
+                expect(nodes.first, f"asset node {group}/{name} in the graph").to_be_visible()
+                inside = [nodes.nth(i) for i in range(nodes.count()) if _inside(nodes.nth(i), box)]
+                assert len(inside) == 1, f"expected one node {name} inside group {group}, found {len(inside)}"
+                located[f"{group}/{name}"] = inside[0]
         _no_modal(page)
         _screenshot(page, test_output / "asset_graph.png")
 
         # A node is the asset it says: clicking it opens the panel for the full key.
-        page.locator('svg foreignObject [data-tooltip="dicom"]').click()
+        located["raw/dicom"].click()
         expect(page.get_by_text("raw / dicom", exact=True).first).to_be_visible()
         assert "raw%2Fdicom" in page.url, page.url
         expect(page.get_by_text("Description", exact=True).first).to_be_visible()  # the panel has loaded

@@ -48,6 +48,12 @@ class LandingSettingsResource(dg.ConfigurableResource):
     ingest_workers: int = 4
 
 
+class ValidationSettingsResource(dg.ConfigurableResource):
+    """How much failure a drop may carry and still be promoted."""
+
+    max_item_failure_fraction: float = 0.2
+
+
 def resources_for(settings: Settings) -> dict[str, dg.ConfigurableResource]:
     """Resources for ``settings`` (the same shapes locally and in production; only values differ)."""
     return {
@@ -56,4 +62,5 @@ def resources_for(settings: Settings) -> dict[str, dg.ConfigurableResource]:
         "landing": LandingSettingsResource(
             stale_after_hours=settings.stale_after_hours, ingest_workers=settings.ingest_workers
         ),
+        "validation": ValidationSettingsResource(max_item_failure_fraction=settings.max_item_failure_fraction),
     }

@@ -25,17 +25,22 @@ class Written:
 
 
 def write_corpus(store: ObjectStore, corpus: SynthCorpus, *, faults: bool = False) -> Written:
-    """Write every drop of ``corpus`` (files first, drop.json last); with ``faults``, three broken drops too."""
+    """Write every drop of ``corpus`` (files first, drop.json last); with ``faults``, broken drops too."""
     written = Written()
-    sample: SynthDrop | None = None
+    imaging: SynthDrop | None = None
+    clinical: SynthDrop | None = None
     for drop in corpus.iter_drops():
         write_drop(store, drop.source, drop.drop_id, {f.path: f.data for f in drop.files})
         written.drops += 1
         written.files += len(drop.files)
         written.bytes += sum(len(f.data) for f in drop.files)
-        sample = sample or drop
-    if faults and sample is not None:
-        written.drops += write_faulty_drops(store, sample)
+        modalities = {f.modality for f in drop.files}
+        imaging = imaging or (drop if "dicom" in modalities else None)
+        clinical = clinical or (drop if "tabular" in modalities else None)
+    if faults and imaging is not None:
+        written.drops += write_faulty_drops(store, imaging)
+        if clinical is not None:
+            written.drops += write_invalid_drop(store, imaging, clinical)
     return written
 
 
@@ -88,3 +93,33 @@ def write_faulty_drops(store: ObjectStore, good: SynthDrop) -> int:
         json.dumps({"drop_id": "drop with spaces", "source": FAULTY_SOURCE, "files": []}).encode(),
     )
     return 3
+
+
+def write_invalid_drop(store: ObjectStore, imaging: SynthDrop, clinical: SynthDrop) -> int:
+    """``faulty-source/drop-invalid``: a drop that ingests cleanly but fails validation in every way.
+
+    DICOM: good slices, one with truncated pixel data, one text file claiming to be DICOM (per-item
+    quarantine). Notes: good notes and one too short (per-item). Tables: a labs table with a
+    duplicated key (critical: the drop stops at validation) and an outcomes table that is not
+    comma-separated (quarantined).
+    """
+    files: dict[str, bytes] = {}
+    modalities: dict[str, str] = {}
+    dicoms = [f for f in imaging.files if f.modality == "dicom"]
+    for f in dicoms[:-1]:
+        files[f.path] = f.data
+    files["dicom/truncated-pixels.dcm"] = dicoms[-1].data[:-4096]
+    files["dicom/not-really.dcm"] = b"this is a text file that a source labelled as DICOM\n"
+    modalities["dicom/not-really.dcm"] = "dicom"
+    for f in clinical.files:
+        if f.modality == "notes":
+            files[f.path] = f.data
+    files["notes/too-short.txt"] = b"ok\n"
+    labs = next(f.data for f in clinical.files if f.path.endswith("labs.csv"))
+    labs_lines = labs.decode().splitlines()
+    files["tabular/labs.csv"] = ("\n".join([*labs_lines, labs_lines[1]]) + "\n").encode()
+    outcomes = next(f.data for f in clinical.files if f.path.endswith("outcomes.csv"))
+    files["tabular/outcomes.csv"] = outcomes.replace(b",", b";")
+    modalities["tabular/outcomes.csv"] = "tabular"
+    write_drop(store, FAULTY_SOURCE, "drop-invalid", files, modalities=modalities)
+    return 1

@@ -8,9 +8,7 @@ truncated or corrupted upload never appears under a content address.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import io
 import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -125,7 +123,7 @@ class DropIngestor:
             if manifest_info.size > MAX_MANIFEST_BYTES:  # refused unread; quarantine streams it
                 raise DropManifestError("unreadable_drop_manifest", "drop.json is larger than 64 MiB")
             manifest_bytes = read_all(self.store, prefix + DROP_MANIFEST)
-            manifest_sha = self._store_plain_object(manifest_bytes)
+            manifest_sha = self.raw.put_small_object(manifest_bytes)
             manifest = parse_drop_manifest(manifest_bytes, source=source, drop_id=drop_id)
         except DropManifestError as exc:
             report.manifest_error = exc.reason
@@ -238,18 +236,6 @@ class DropIngestor:
             except ObjectAlreadyExists:
                 new = False  # a concurrent run stored the same verified content first
             return RawFile(entry.path, entry.sha256, entry.size, checked[0]), encrypting.key_id, hashing.size, new
-
-    def _store_plain_object(self, data: bytes) -> str:
-        """Keep a small value (drop.json) in the raw zone too; returns its sha256."""
-        digest = hashlib.sha256(data).hexdigest()
-        if not self.raw.has_object(digest):
-            with contextlib.suppress(ObjectAlreadyExists):  # a concurrent run stored it first
-                self.store.put_stream(
-                    raw_object_key(digest),
-                    EncryptingReader(io.BytesIO(data), self.keyring),  # type: ignore[arg-type]
-                    write_once=True,
-                )
-        return digest
 
     # -- quarantine ----------------------------------------------------------
     def _quarantine(

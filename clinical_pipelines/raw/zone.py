@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from typing import BinaryIO
@@ -76,6 +78,22 @@ class RawZone:
         """An object's whole plaintext (for small objects)."""
         with self.open_object(sha256) as reader:
             return reader.read()
+
+    def read_prefix(self, sha256: str, size: int) -> bytes:
+        """At least the first ``size`` plaintext bytes of an object (fewer only if it is shorter).
+
+        Only the chunks covering them are read, authenticated and decrypted.
+        """
+        with self.open_object(sha256) as reader:
+            return reader.read(size)
+
+    def put_small_object(self, data: bytes) -> str:
+        """Store an in-memory value (drop.json, a validated table) content-addressed, once; returns its sha256."""
+        digest = hashlib.sha256(data).hexdigest()
+        if not self.has_object(digest):
+            with contextlib.suppress(ObjectAlreadyExists):  # a concurrent run stored it first
+                self.store.put_bytes(raw_object_key(digest), encrypt_bytes(data, self.keyring), write_once=True)
+        return digest
 
     def open_ciphertext(self, sha256: str) -> BinaryIO:
         """The stored (encrypted) bytes, for audits that check encryption at rest."""

@@ -73,7 +73,9 @@ class LocalObjectStore:
             raise ObjectNotFound(key) from None
         except OSError as exc:  # ELOOP: swapped for a symlink after the check
             raise UnsafeKey("object key resolves through a symlink") from exc
-        return os.fdopen(fd, "rb", buffering=DEFAULT_CHUNK_SIZE)
+        # Unbuffered: callers read in large chunks, and an 8 MiB buffer per open costs more than
+        # reading a typical 0.5 MB DICOM object.
+        return os.fdopen(fd, "rb", buffering=0)
 
     def head(self, key: str) -> ObjectInfo | None:
         """Size and mtime of ``key``, or None if there is no regular file there."""

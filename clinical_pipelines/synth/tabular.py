@@ -42,12 +42,16 @@ def render_labs(spec: TabularSpec, rec: CanaryRecorder) -> bytes:
     """Return ``labs.csv``: 6-10 results per patient, collected during each admission."""
     rng = random.Random(spec.seed)
     rows: list[list[str]] = []
+    taken: set[tuple[str, str, datetime.date]] = set()  # (mrn, test, day) is the table's key: never repeat it
     for adm in spec.admissions:
         p, mrn = adm.patient, adm.patient.mrn
         span = (adm.discharge - adm.admit).days
         for _ in range(rng.randrange(6, 11)):
             code, unit, low, high, decimals = rng.choice(LAB_TESTS)
             collected = adm.admit + datetime.timedelta(days=rng.randrange(span + 1))
+            if (mrn, code, collected) in taken:
+                continue
+            taken.add((mrn, code, collected))
             rows.append([
                 rec.plant("mrn", mrn, mrn),
                 rec.plant("patient_name", p.full_name, mrn),
