@@ -85,6 +85,7 @@ pytestmark = pytest.mark.ui
 class Webserver:
     url: str
     log: Path
+    stopped_run: str  # the run in which a blocking validation check stopped a drop
 
 
 def _free_port() -> int:
@@ -168,17 +169,19 @@ def webserver(tmp_path: Path, test_output: Path) -> Iterator[Webserver]:
         GX_ANALYTICS_ENABLED="False",
         PYTHONUNBUFFERED="1",
     )
-    # Sample drops waiting in landing, as after `make sample`.
-    synth = subprocess.run(
-        [str(BIN / "clinical-pipelines"), "synth", "--out", str(data_dir), "--seed", "7"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    if synth.returncode:
-        pytest.fail(f"clinical-pipelines synth exited with {synth.returncode}:\n{synth.stdout}{synth.stderr}")
+    # Sample drops (with the broken ones) in landing, as after `make sample`, processed headlessly
+    # into this instance so the UI has runs and a failed validation check to show.
+    for command in (
+        ["synth", "--out", str(data_dir), "--seed", "7", "--slices", "2", "--faults"],
+        ["run", "--data-dir", str(data_dir), "--json"],
+    ):
+        done = subprocess.run(
+            [str(BIN / "clinical-pipelines"), *command], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+        )
+        if done.returncode:
+            pytest.fail(f"clinical-pipelines {command[0]} exited with {done.returncode}:\n{done.stdout}{done.stderr}")
+    summary = json.loads(done.stdout)
+    stopped_run = next(d["run_id"] for d in summary["drops"] if d["partition_key"] == "faulty-source/drop-invalid")
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     log = test_output / "webserver.log"
@@ -193,7 +196,7 @@ def webserver(tmp_path: Path, test_output: Path) -> Iterator[Webserver]:
         )
     try:
         _wait_until_ready(proc, url, log)
-        yield Webserver(url=url, log=log)
+        yield Webserver(url=url, log=log, stopped_run=stopped_run)
     finally:
         _stop(proc)
 
@@ -273,6 +276,14 @@ def test_asset_graph_and_sensor_in_the_ui(browser: Browser, webserver: Webserver
         assert "raw%2Fdicom" in page.url, page.url
         expect(page.get_by_text("Description", exact=True).first).to_be_visible()  # the panel has loaded
         _screenshot(page, test_output / "asset_detail.png")
+
+        # The run of the drop stopped at validation shows the failed check, its expectation and counts.
+        page.goto(f"{webserver.url}/runs/{webserver.stopped_run}")
+        expect(page.get_by_text("Failure").first).to_be_visible()
+        expect(page.get_by_text("tabular_suite").first).to_be_visible()
+        expect(page.get_by_text("expect_compound_columns_to_be_unique", exact=False).first).to_be_visible()
+        _no_modal(page)
+        _screenshot(page, test_output / "stopped_run.png")
 
         # Automation: the landing sensor is listed, with its switch on (default status RUNNING).
         page.goto(f"{webserver.url}/automation")
