@@ -123,6 +123,11 @@ def test_few_bad_items_are_quarantined_and_the_drop_goes_on(store: ObjectStore, 
     assert report.quarantined_by_reason() == {"validation_failed": 1}
     assert "study_date" in report.quarantined[0].detail
     assert len(report.passed_items) == len(dicoms)
+    files["dicom/no-modality.dcm"] = dicom_variant(first, Modality=None, SOPInstanceUID="1.2.3.999.2")
+    ingest(store, keyring, "no-modality", files)
+    again = DropValidator(store, keyring, max_item_failure_fraction=0.5).validate("src", "no-modality", "dicom")
+    details = sorted(r.detail for r in again.quarantined)
+    assert any(d.endswith("missing: Modality") for d in details), details
 
 
 def test_too_many_bad_items_or_a_critical_rule_stop_the_drop(store: ObjectStore, keyring: KeyRing) -> None:

@@ -142,15 +142,12 @@ class DropValidator:
         rules = dicom_rules() if report.modality == "dicom" else note_rules()
         report.outcomes = run_suite(report.modality, pd.DataFrame(rows), rules)
         failing = self._judge(report, report.outcomes)
+        missing = {row[ITEM_COLUMN]: row.get("missing_required_attributes") for row in rows}
         for sha, rule_names in sorted(failing.items()):
-            raw_file = by_sha[sha]
-            self._quarantine(
-                report,
-                raw_file,
-                "validation_failed",
-                "failed: " + ", ".join(sorted(rule_names)),
-                self.raw.read_object(sha),
-            )
+            detail = "failed: " + ", ".join(sorted(rule_names))
+            if missing.get(sha):  # attribute keywords, never values
+                detail += f"; missing: {missing[sha]}"
+            self._quarantine(report, by_sha[sha], "validation_failed", detail, self.raw.read_object(sha))
         report.passed_items = sorted(sha for sha in by_sha if sha not in failing)
 
     def _parse_item(
