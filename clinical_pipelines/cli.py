@@ -126,7 +126,7 @@ def run(data_dir: Path | None, store_url: str | None, as_json: bool) -> None:
         from rich.table import Table
 
         table = Table(title="clinical-pipelines: drops processed")
-        for column in ("drop", "run", "files", "size", "quarantined at ingest", "validation"):
+        for column in ("drop", "run", "files", "size", "quarantined at ingest", "quality gates"):
             table.add_column(column)
         for d in summary.drops:
             reasons = ", ".join(f"{k}:{v}" for k, v in d.quarantined_by_reason.items())
@@ -134,7 +134,7 @@ def run(data_dir: Path | None, store_url: str | None, as_json: bool) -> None:
             if d.checks_failed:
                 validation = "[red]STOPPED[/red] by " + ", ".join(d.checks_failed)
             else:
-                validation = f"passed ({len(d.checks_passed)} suites)"
+                validation = f"passed ({len(d.checks_passed)} checks)"
             validation += f"; quarantined {extra}" if extra else ""
             table.add_row(
                 d.partition_key,

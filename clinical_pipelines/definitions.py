@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import dagster as dg
 
-from clinical_pipelines.defs import ingest, validate
+from clinical_pipelines.defs import deid, ingest, validate
 from clinical_pipelines.defs.resources import resources_for
 from clinical_pipelines.settings import Settings
 
-STAGES = [ingest.defs, validate.defs]
+STAGES = [ingest.defs, validate.defs, deid.defs]
 
 
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:

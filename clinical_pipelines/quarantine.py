@@ -60,6 +60,11 @@ REASONS = {
     "table_parse_error": "pandas could not parse the table",
     "validation_failed": "the item failed per-item expectations of its suite",
     "rejected_rows": "table rows that failed per-item expectations (the rest of the table went on)",
+    # de-identification stage
+    "burned_in_annotation": "pixel data may carry burned-in text: routed to review, never promoted",
+    "malformed_date": "a date value that cannot be shifted (not YYYYMMDD)",
+    "unwritable_dicom": "the de-identified instance could not be written",
+    "residual_phi": "an identifier of the original was still found after de-identification",
 }
 
 

@@ -11,6 +11,8 @@ Environment variables (a contract: keep the names):
   must not lie inside the data folder.
 - ``CLINICAL_PIPELINES_MASTER_KEY`` / ``CLINICAL_PIPELINES_MASTER_KEY_ID``: the master key
   (base64, 32 bytes) from a secret manager; required in production.
+- ``CLINICAL_PIPELINES_DEID_KEY``: the de-identification secret (base64, >= 32 bytes) keying
+  pseudonyms, UID remaps and date shifts; required in production.
 - ``CLINICAL_PIPELINES_STALE_AFTER_HOURS``: an incomplete drop older than this is quarantined
   (default 24; 0 disables).
 - ``CLINICAL_PIPELINES_INGEST_WORKERS``: files ingested in parallel per drop (default 4).
@@ -89,8 +91,9 @@ class Settings:
             raise SettingsError(f"{ENV_KEY_DIR} must lie outside the data folder {self.data_dir}")
         if not 0.0 <= self.max_item_failure_fraction <= 1.0:
             raise SettingsError(f"{ENV_MAX_ITEM_FAILURE_FRACTION} must be between 0 and 1")
-        if self.env == "production" and not env.get(ENV_MASTER_KEY):
-            raise SettingsError(f"production needs {ENV_MASTER_KEY} from your secret manager")
+        for required in (ENV_MASTER_KEY, "CLINICAL_PIPELINES_DEID_KEY"):
+            if self.env == "production" and not env.get(required):
+                raise SettingsError(f"production needs {required} from your secret manager")
 
     @property
     def stale_after_s(self) -> float | None:

@@ -36,6 +36,21 @@ def validated_record_key(modality: str, source: str, drop_id: str) -> str:
     return f"{RAW}/validated/{modality}/{source}/{drop_id}.json.enc"
 
 
+def curated_object_key(sha256: str) -> str:
+    """Content address of a de-identified object (no PHI, so stored in the clear)."""
+    return f"{CURATED}/objects/sha256/{sha256[:2]}/{sha256}"
+
+
+def deid_record_key(modality: str, source: str, drop_id: str) -> str:
+    """What one drop's de-identification produced: pseudonymous ids, hashes, sizes (no PHI)."""
+    return f"{CURATED}/deid/{modality}/{source}/{drop_id}.json"
+
+
+def deid_lineage_key(modality: str, source: str, drop_id: str) -> str:
+    """Raw object -> de-identified object mapping: links back to PHI, so encrypted in the raw zone."""
+    return f"{RAW}/deid-map/{modality}/{source}/{drop_id}.json.enc"
+
+
 def short_hash(text: str) -> str:
     """24 hex of sha256(text): names things whose real name may carry PHI."""
     return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()[:24]

@@ -16,7 +16,11 @@ def small_corpus(seed: int = 11) -> tuple[list[SynthDrop], tuple[str, ...]]:
     """Drops of a small corpus (64x64 pixels) and its canary values (long enough to grep safely)."""
     corpus = SynthCorpus(seed, n_patients=3, slices_per_series=2, rows=64, columns=64)
     drops = list(corpus.iter_drops())
-    canaries = tuple(sorted({c.value for c in corpus.canaries() if len(c.value) >= 6}))
+    # Dates are shifted, not removed, so a shifted date can equal another real date by chance;
+    # date shifting is checked exactly in the de-identification tests instead.
+    canaries = tuple(
+        sorted({c.value for c in corpus.canaries() if len(c.value) >= 6 and c.kind not in ("date", "birth_date")})
+    )
     return drops, canaries
 
 

@@ -56,6 +56,7 @@ def test_drop_run_on_postgres_storage_with_an_environment_master_key(
         "CLINICAL_PIPELINES_ENV": "production",
         "CLINICAL_PIPELINES_MASTER_KEY": base64.b64encode(master).decode(),
         "CLINICAL_PIPELINES_MASTER_KEY_ID": "kms-test-1",
+        "CLINICAL_PIPELINES_DEID_KEY": base64.b64encode(os.urandom(32)).decode(),
     }
     for name, value in env.items():
         monkeypatch.setenv(name, value)

@@ -55,6 +55,7 @@ GROUPS = {
     "landing": ["drops"],
     "raw": ["dicom", "notes", "tabular"],
     "validated": ["dicom", "notes", "tabular"],
+    "deidentified": ["dicom", "notes", "tabular"],
 }
 START_TIMEOUT_S = 90.0
 UI_TIMEOUT_MS = 30_000
@@ -238,7 +239,8 @@ def _inside(inner: Locator, outer: Locator) -> bool:
 
 
 def test_asset_graph_and_sensor_in_the_ui(browser: Browser, webserver: Webserver, test_output: Path) -> None:
-    page = browser.new_page(viewport={"width": 1600, "height": 1000})
+    # Wide enough that the four stage groups fit at a zoom where Dagster still draws node labels.
+    page = browser.new_page(viewport={"width": 2560, "height": 1100})
     page.set_default_timeout(UI_TIMEOUT_MS)
     expect.set_options(timeout=UI_TIMEOUT_MS)
     console: list[str] = []

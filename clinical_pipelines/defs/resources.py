@@ -1,7 +1,12 @@
 """Dagster resources over the plain-Python engines, and their per-environment assembly."""
 
+from typing import TYPE_CHECKING
+
 import dagster as dg
 from pydantic import PrivateAttr
+
+if TYPE_CHECKING:
+    from clinical_pipelines.deid.pseudonyms import Pseudonymizer
 
 from clinical_pipelines.settings import Settings
 from clinical_pipelines.storage import ObjectStore, open_store
@@ -54,6 +59,25 @@ class ValidationSettingsResource(dg.ConfigurableResource):
     max_item_failure_fraction: float = 0.2
 
 
+class DeidSecretResource(dg.ConfigurableResource):
+    """The de-identification secret (``CLINICAL_PIPELINES_DEID_KEY`` or the local key folder's ``deid.secret``).
+
+    Only the folder's location is configuration; the secret never enters run config or metadata.
+    """
+
+    key_dir: str
+    create_if_missing: bool = True  # the embedded default only; production reads configuration
+
+    def pseudonymizer(self) -> "Pseudonymizer":
+        """A pseudonymizer keyed by the configured secret."""
+        from pathlib import Path
+
+        from clinical_pipelines.deid.pseudonyms import Pseudonymizer
+        from clinical_pipelines.deid.secret import load_deid_key
+
+        return Pseudonymizer(load_deid_key(Path(self.key_dir), create=self.create_if_missing))
+
+
 def resources_for(settings: Settings) -> dict[str, dg.ConfigurableResource]:
     """Resources for ``settings`` (the same shapes locally and in production; only values differ)."""
     return {
@@ -63,4 +87,5 @@ def resources_for(settings: Settings) -> dict[str, dg.ConfigurableResource]:
             stale_after_hours=settings.stale_after_hours, ingest_workers=settings.ingest_workers
         ),
         "validation": ValidationSettingsResource(max_item_failure_fraction=settings.max_item_failure_fraction),
+        "deid_secret": DeidSecretResource(key_dir=str(settings.key_dir), create_if_missing=settings.env == "local"),
     }

@@ -6,12 +6,12 @@ from clinical_pipelines.defs.resources import KeyRingResource, ObjectStoreResour
 from clinical_pipelines.landing.reject import find_rejection, quarantine_landing_folder
 
 # Every drop-partitioned stage built so far, landing to the last per-drop asset.
-DROP_STAGES = dg.AssetSelection.groups("raw", "validated")
+DROP_STAGES = dg.AssetSelection.groups("raw", "validated", "deidentified")
 
 process_drop_job = dg.define_asset_job(
     name="process_drop",
     selection=DROP_STAGES,
-    description="Takes one landing drop through every per-drop stage: ingest → raw → validated (so far).",
+    description="Takes one landing drop through every per-drop stage: ingest → raw → validated → de-identified.",
 )
 
 

@@ -1,0 +1,297 @@
+"""De-identification of free-text clinical notes with Presidio (spaCy NER + clinical regex recognizers).
+
+One :class:`NoteDeidentifier` builds one Presidio ``AnalyzerEngine`` (spaCy model loaded by path,
+never downloaded) and one ``AnonymizerEngine``, lazily, and reuses them for every note.
+:meth:`NoteDeidentifier.deidentify_many` runs spaCy over the notes in batches (``nlp.pipe``).
+
+Replacements keep the shape of the text:
+
+==================  ===========================================================================
+entity              replacement
+==================  ===========================================================================
+PERSON              ``[NAME]`` (titles are kept: "Dr. [NAME]", "Ms. [NAME]")
+MRN                 the patient's pseudonym, ``Pseudonymizer.patient_id(mrn)`` ("PSN-...")
+accession, other    ``[ID]``
+DATE                the date moved by the patient's shift (``Pseudonymizer.date_shift_days``),
+                    written in the same format as the original; ``[DATE]`` without a patient key
+AGE_OVER_89         the number only becomes ``90+``: "93-year-old" -> "90+-year-old",
+                    "age 95" -> "age 90+", "91 y/o" -> "90+ y/o"
+PHONE_NUMBER (fax)  ``[PHONE]``
+EMAIL_ADDRESS       ``[EMAIL]``
+URL                 ``[URL]``
+STREET_ADDRESS      ``[ADDRESS]`` (street, unit, city, state and ZIP together when written together)
+FACILITY            ``[FACILITY]``
+US_SSN              ``[SSN]``
+ZIP_CODE            ``[ZIP]``
+==================  ===========================================================================
+
+The patient key (which selects the date shift) is the one passed in, else the first MRN found in
+the note. Because pseudonyms and shifts are keyed by the normalised MRN, a patient gets the same
+pseudonym and the same shift here as in DICOM and tables.
+
+Identifiers found once in a note with high confidence (names after a title or in a ``Name:``
+field, MRNs, accession and other ids, SSNs, phone numbers, e-mail addresses) are also removed
+wherever else the same string occurs in that note ("Ms. Castellano" -> every "Castellano").
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from clinical_pipelines.deid.nlp import make_tldextract_offline, spacy_model_path
+from clinical_pipelines.deid.recognizers import clinical_recognizers, parse_date
+
+if TYPE_CHECKING:
+    from presidio_analyzer import AnalyzerEngine, RecognizerResult
+    from presidio_analyzer.nlp_engine import NlpArtifacts
+    from presidio_anonymizer import AnonymizerEngine
+
+    from clinical_pipelines.deid.pseudonyms import Pseudonymizer
+
+LANGUAGE = "en"
+DEFAULT_SCORE_THRESHOLD = 0.5
+
+#: Fixed replacement text per entity type (MRN, DATE and AGE_OVER_89 are computed).
+REPLACEMENTS: dict[str, str] = {
+    "PERSON": "[NAME]",
+    "ACCESSION_NUMBER": "[ID]",
+    "ID": "[ID]",
+    "PHONE_NUMBER": "[PHONE]",
+    "EMAIL_ADDRESS": "[EMAIL]",
+    "URL": "[URL]",
+    "STREET_ADDRESS": "[ADDRESS]",
+    "FACILITY": "[FACILITY]",
+    "US_SSN": "[SSN]",
+    "ZIP_CODE": "[ZIP]",
+}
+DATE_PLACEHOLDER = "[DATE]"
+AGE_REPLACEMENT = "90+"
+
+#: Entity types whose detected strings are also removed wherever else they occur in the note.
+_PROPAGATED = {"MRN", "ACCESSION_NUMBER", "ID", "US_SSN", "PHONE_NUMBER", "EMAIL_ADDRESS"}
+#: Recognizers whose PERSON results are precise enough to propagate word by word.
+_NAME_SOURCES = {"ClinicalNameRecognizer"}
+_NAME_STOPWORDS = {
+    "the", "and", "patient", "doctor", "hospital", "clinic", "center", "medical", "memorial", "saint",
+    "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class NoteResult:
+    """A de-identified note and how many identifiers of each entity type were replaced (no values)."""
+
+    text: str
+    entity_counts: dict[str, int] = field(default_factory=dict)
+    # (entity type, start, end) in the ORIGINAL text: offsets, not values, for the residual-PHI scan.
+    spans: tuple[tuple[str, int, int], ...] = ()
+
+
+class NoteDeidentifier:
+    """Presidio-based de-identification of clinical notes with keyed, cross-modality-consistent pseudonyms."""
+
+    def __init__(
+        self,
+        pseudonymizer: Pseudonymizer,
+        *,
+        score_threshold: float = DEFAULT_SCORE_THRESHOLD,
+        spacy_model: str | None = None,
+    ) -> None:
+        self.pseudonymizer = pseudonymizer
+        self.score_threshold = score_threshold
+        self._spacy_model = spacy_model
+        self._analyzer: AnalyzerEngine | None = None
+        self._anonymizer: AnonymizerEngine | None = None
+        self._lock = threading.Lock()
+
+    # ---------------------------------------------------------------- engines (built once, lazily)
+
+    @property
+    def analyzer(self) -> AnalyzerEngine:
+        """The shared Presidio analyzer (built on first use)."""
+        if self._analyzer is None:
+            self._build()
+        assert self._analyzer is not None
+        return self._analyzer
+
+    @property
+    def anonymizer(self) -> AnonymizerEngine:
+        """The shared Presidio anonymizer (built on first use)."""
+        if self._anonymizer is None:
+            self._build()
+        assert self._anonymizer is not None
+        return self._anonymizer
+
+    def _build(self) -> None:
+        with self._lock:
+            if self._analyzer is not None:
+                return
+            from presidio_analyzer import AnalyzerEngine, RecognizerRegistry
+            from presidio_analyzer.nlp_engine import NlpEngineProvider
+            from presidio_analyzer.predefined_recognizers import SpacyRecognizer
+            from presidio_anonymizer import AnonymizerEngine
+
+            make_tldextract_offline()
+            # Always a path: Presidio calls spacy.cli.download for a name that is neither package nor path.
+            model = self._spacy_model or str(spacy_model_path())
+            nlp_engine = NlpEngineProvider(
+                nlp_configuration={
+                    "nlp_engine_name": "spacy",
+                    "models": [{"lang_code": LANGUAGE, "model_name": model}],
+                    "ner_model_configuration": {
+                        "model_to_presidio_entity_mapping": {"PERSON": "PERSON", "PER": "PERSON"},
+                        "low_score_entity_names": [],
+                        "labels_to_ignore": [
+                            "ORG",
+                            "GPE",
+                            "LOC",
+                            "NORP",
+                            "FAC",
+                            "DATE",
+                            "TIME",
+                            "CARDINAL",
+                            "ORDINAL",
+                            "QUANTITY",
+                            "PERCENT",
+                            "MONEY",
+                            "PRODUCT",
+                            "EVENT",
+                            "WORK_OF_ART",
+                            "LAW",
+                            "LANGUAGE",
+                        ],
+                    },
+                }
+            ).create_engine()
+            # Presidio uses tokens, lemmas and entities only; the dependency parser is ~20 % of spaCy's time.
+            nlp = nlp_engine.nlp[LANGUAGE]  # type: ignore[attr-defined]
+            if "parser" in nlp.pipe_names:
+                nlp.disable_pipe("parser")
+            registry = RecognizerRegistry(supported_languages=[LANGUAGE])
+            registry.add_recognizer(SpacyRecognizer(supported_language=LANGUAGE, supported_entities=["PERSON"]))
+            for recognizer in clinical_recognizers():
+                registry.add_recognizer(recognizer)
+            self._anonymizer = AnonymizerEngine()
+            self._analyzer = AnalyzerEngine(
+                registry=registry,
+                nlp_engine=nlp_engine,
+                supported_languages=[LANGUAGE],
+                default_score_threshold=self.score_threshold,
+            )
+
+    # ---------------------------------------------------------------- public API
+
+    def analyze(self, text: str, nlp_artifacts: NlpArtifacts | None = None) -> list[RecognizerResult]:
+        """Non-overlapping identifier spans in ``text``, after propagation (sorted by position)."""
+        results = self.analyzer.analyze(
+            text=text, language=LANGUAGE, nlp_artifacts=nlp_artifacts, score_threshold=self.score_threshold
+        )
+        return _resolve_overlaps(_propagate(text, _drop_section_headings(text, results)))
+
+    def deidentify(self, text: str, patient_key: str | None = None) -> NoteResult:
+        """De-identify one note; ``patient_key`` (an MRN) selects the date shift, else the note's first MRN."""
+        artifacts = self.analyzer.nlp_engine.process_text(text, LANGUAGE)
+        return self._deidentify(text, artifacts, patient_key)
+
+    def deidentify_many(
+        self,
+        texts: Iterable[str],
+        patient_keys: Sequence[str | None] | None = None,
+        batch_size: int = 32,
+    ) -> list[NoteResult]:
+        """De-identify many notes, running spaCy over them in batches of ``batch_size`` (``nlp.pipe``)."""
+        texts = list(texts)
+        keys: list[str | None] = list(patient_keys) if patient_keys is not None else [None] * len(texts)
+        if len(keys) != len(texts):
+            raise ValueError(f"{len(keys)} patient keys for {len(texts)} texts")
+        batches = self.analyzer.nlp_engine.process_batch(texts, LANGUAGE, batch_size=batch_size)
+        return [self._deidentify(text, artifacts, key) for (text, artifacts), key in zip(batches, keys, strict=True)]
+
+    # ---------------------------------------------------------------- internals
+
+    def _deidentify(self, text: str, artifacts: NlpArtifacts, patient_key: str | None) -> NoteResult:
+        from presidio_anonymizer.entities import OperatorConfig
+
+        results = self.analyze(text, artifacts)
+        if patient_key is None:
+            patient_key = next((text[r.start : r.end] for r in results if r.entity_type == "MRN"), None)
+        operators = {entity: OperatorConfig("replace", {"new_value": value}) for entity, value in REPLACEMENTS.items()}
+        operators["MRN"] = OperatorConfig("custom", {"lambda": self.pseudonymizer.patient_id})
+        operators["DATE"] = OperatorConfig("custom", {"lambda": self._date_replacer(patient_key)})
+        operators["AGE_OVER_89"] = OperatorConfig("custom", {"lambda": _age_replacement})
+        operators["DEFAULT"] = OperatorConfig("replace", {"new_value": "[REDACTED]"})
+        anonymized = self.anonymizer.anonymize(text=text, analyzer_results=results, operators=operators)
+        counts = Counter(r.entity_type for r in results)
+        spans = tuple((r.entity_type, r.start, r.end) for r in sorted(results, key=lambda r: r.start))
+        return NoteResult(text=anonymized.text, entity_counts=dict(sorted(counts.items())), spans=spans)
+
+    def _date_replacer(self, patient_key: str | None) -> Callable[[str], str]:
+        def replace(value: str) -> str:
+            if patient_key is None:
+                return DATE_PLACEHOLDER
+            parsed = parse_date(value)
+            if parsed is None:
+                return DATE_PLACEHOLDER
+            date, render = parsed
+            return render(self.pseudonymizer.shift_date(date, patient_key))
+
+        return replace
+
+
+def _age_replacement(value: str) -> str:
+    return re.sub(r"\d+", AGE_REPLACEMENT, value, count=1)
+
+
+def _propagate(text: str, results: list[RecognizerResult]) -> list[RecognizerResult]:
+    """Add every other occurrence in ``text`` of confidently detected identifier strings."""
+    from presidio_analyzer import RecognizerResult
+
+    wanted: dict[str, tuple[str, float]] = {}
+    for r in results:
+        value = text[r.start : r.end]
+        if r.entity_type in _PROPAGATED and len(value) >= 4:
+            wanted.setdefault(value, (r.entity_type, r.score))
+        elif r.entity_type == "PERSON" and _recognizer_name(r) in _NAME_SOURCES:
+            for word in re.split(r"[\s^]+", value):
+                word = word.strip(".,'")
+                if len(word) >= 3 and word[0].isupper() and word.lower() not in _NAME_STOPWORDS:
+                    wanted.setdefault(word, ("PERSON", r.score))
+    extra = []
+    for value, (entity, score) in wanted.items():
+        for m in re.finditer(r"(?<![\w@.\-])" + re.escape(value) + r"(?![\w@\-]|\.\w)", text):
+            extra.append(RecognizerResult(entity, m.start(), m.end(), score))
+    return results + extra
+
+
+def _drop_section_headings(text: str, results: list[RecognizerResult]) -> list[RecognizerResult]:
+    """Drop spaCy PERSON hits that cannot be names: all lower case ("nasal cannula"), or a one-word
+    heading at the start of a line ("Pleura: ...")."""
+
+    def heading(r: RecognizerResult) -> bool:
+        value = text[r.start : r.end]
+        if value.islower():
+            return True
+        line_start = r.start == 0 or text[r.start - 1] == "\n"
+        return line_start and " " not in value and text[r.end : r.end + 1] == ":"
+
+    return [r for r in results if not (r.entity_type == "PERSON" and _recognizer_name(r) not in _NAME_SOURCES
+                                       and heading(r))]  # fmt: skip
+
+
+def _recognizer_name(result: RecognizerResult) -> str | None:
+    metadata = result.recognition_metadata or {}
+    return metadata.get("recognizer_name")
+
+
+def _resolve_overlaps(results: list[RecognizerResult]) -> list[RecognizerResult]:
+    """Keep a non-overlapping subset: higher score first, then the longer span, then the earlier one."""
+    kept: list[RecognizerResult] = []
+    for r in sorted(results, key=lambda r: (-r.score, -(r.end - r.start), r.start)):
+        if all(r.end <= k.start or r.start >= k.end for k in kept):
+            kept.append(r)
+    return sorted(kept, key=lambda r: r.start)

@@ -1,0 +1,500 @@
+"""Presidio recognizers for clinical identifiers that the default set lacks or scores too low.
+
+Each recognizer is a list of regular expressions. Where only part of a match is the identifier
+(``MRN: <id>``, ``93-year-old``) a named group marks the span that is reported, so replacements
+keep the surrounding words. A recognizer may carry context words: when one occurs shortly before
+a match its score is raised by ``context_boost`` (we do this ourselves and mark the result as
+context-enhanced, so Presidio's lemma-based enhancer leaves it alone).
+
+Entity types (Presidio names) produced here: ``PERSON``, ``MRN``, ``ACCESSION_NUMBER``, ``ID``,
+``AGE_OVER_89``, ``STREET_ADDRESS``, ``FACILITY``, ``DATE``, ``PHONE_NUMBER``, ``US_SSN``,
+``ZIP_CODE``, ``EMAIL_ADDRESS`` and ``URL``.
+
+Date helpers (:func:`parse_date`) return the parsed date together with a renderer that writes
+another date in exactly the same format (ISO, US numeric with the same zero padding, month name
+full or abbreviated, day-first or month-first, with or without the comma).
+"""
+
+from __future__ import annotations
+
+import datetime
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import ClassVar
+
+from presidio_analyzer import EntityRecognizer, LocalRecognizer, Pattern, RecognizerResult
+from presidio_analyzer.nlp_engine import NlpArtifacts
+from presidio_analyzer.predefined_recognizers import EmailRecognizer, UrlRecognizer
+
+from clinical_pipelines.deid.nlp import offline_tld_extractor
+
+# --------------------------------------------------------------------------------------------
+# Generic regex recognizer with group spans and a simple preceding-context boost
+
+
+@dataclass(frozen=True)
+class RegexPattern:
+    """One regex; ``group`` names the reported span (``0``: the whole match)."""
+
+    name: str
+    regex: re.Pattern[str]
+    score: float
+    group: str | int = 0
+    validate: Callable[[str], bool] | None = None
+
+
+def _rx(pattern: str, flags: int = 0) -> re.Pattern[str]:
+    return re.compile(pattern, flags)
+
+
+class RegexRecognizer(LocalRecognizer):
+    """Report ``entity`` wherever one of ``patterns`` matches; boost the score on nearby context words."""
+
+    def __init__(
+        self,
+        entity: str,
+        patterns: Sequence[RegexPattern],
+        *,
+        name: str,
+        context: Iterable[str] = (),
+        context_window: int = 40,
+        context_boost: float = 0.35,
+    ) -> None:
+        self.patterns = list(patterns)
+        words = sorted({w.lower() for w in context}, key=len, reverse=True)
+        self._context = _rx(r"\b(?:" + "|".join(re.escape(w) for w in words) + r")\b", re.I) if words else None
+        self.context_window = context_window
+        self.context_boost = context_boost
+        super().__init__(supported_entities=[entity], name=name, supported_language="en")
+
+    def load(self) -> None:  # nothing to load
+        pass
+
+    def _has_context(self, text: str, start: int) -> bool:
+        if self._context is None:
+            return False
+        window = text[max(0, start - self.context_window) : start]
+        return self._context.search(window) is not None
+
+    def analyze(
+        self, text: str, entities: list[str], nlp_artifacts: NlpArtifacts | None = None
+    ) -> list[RecognizerResult]:
+        entity = self.supported_entities[0]
+        if entities and entity not in entities:
+            return []
+        results: list[RecognizerResult] = []
+        for pattern in self.patterns:
+            for match in pattern.regex.finditer(text):
+                start, end = match.span(pattern.group)
+                if start < 0 or start == end:
+                    continue
+                if pattern.validate is not None and not pattern.validate(text[start:end]):
+                    continue
+                score = pattern.score
+                if self._has_context(text, match.start()):
+                    score = min(1.0, score + self.context_boost)
+                results.append(
+                    RecognizerResult(
+                        entity_type=entity,
+                        start=start,
+                        end=end,
+                        score=score,
+                        recognition_metadata={
+                            RecognizerResult.RECOGNIZER_NAME_KEY: self.name,
+                            RecognizerResult.RECOGNIZER_IDENTIFIER_KEY: self.id,
+                            RecognizerResult.IS_SCORE_ENHANCED_BY_CONTEXT_KEY: True,
+                        },
+                    )
+                )
+        return EntityRecognizer.remove_duplicates(results)
+
+
+def _has_digit(value: str) -> bool:
+    return any(c.isdigit() for c in value)
+
+
+# --------------------------------------------------------------------------------------------
+# Names
+
+_NAME_WORD = r"[A-Z][a-zA-Z'\-]+"
+_NAME = rf"{_NAME_WORD}(?:[ \t]+[A-Z](?:\.|\b))?(?:[ \t]+{_NAME_WORD}){{0,2}}\b"
+_TITLES = r"(?:Dr|Mr|Mrs|Ms|Miss|Mx|Prof|Doctor)"
+_TITLE_PREFIX = rf"(?:{_TITLES}\.?[ \t]+)?"
+_NAME_FIELDS = (
+    r"(?i:patient(?:[ \t]+name)?|name|pt|attending|referring(?:[ \t]+physician)?|ordering(?:[ \t]+physician)?"
+    r"|physician|provider|next[ \t]+of[ \t]+kin|emergency[ \t]+contact|family[ \t]+contact|guardian|spouse"
+    r"|signed[ \t]+by|dictated[ \t]+by|electronically[ \t]+signed[ \t]+by)"
+)
+
+
+def person_recognizer() -> RegexRecognizer:
+    """Names after a title ("Dr. Given Family", "Ms. Family"), in ``Name:`` fields, and DICOM ``Family^Given``."""
+    return RegexRecognizer(
+        "PERSON",
+        [
+            RegexPattern("titled name", _rx(rf"\b{_TITLES}\.?[ \t]+(?P<name>{_NAME})"), 0.9, "name"),
+            RegexPattern(
+                "name field", _rx(rf"\b{_NAME_FIELDS}[ \t]*:[ \t]*{_TITLE_PREFIX}(?P<name>{_NAME})"), 0.9, "name"
+            ),
+            RegexPattern("dicom name", _rx(r"\b[A-Za-z'\-]+\^[A-Za-z'\-]+(?:\^[A-Za-z'.\-]*){0,3}"), 0.9),
+        ],
+        name="ClinicalNameRecognizer",
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Record numbers and other identifiers
+
+_ID = r"(?P<id>[A-Za-z0-9][A-Za-z0-9\-]{3,24})\b"
+
+
+def mrn_recognizer() -> RegexRecognizer:
+    """Medical record numbers: ``MRN1234567`` anywhere; any id after "MRN", "MR#", "medical record number"."""
+    return RegexRecognizer(
+        "MRN",
+        [
+            RegexPattern("MRN prefixed", _rx(r"\bMRN\d{5,12}\b"), 0.95),
+            RegexPattern(
+                "MRN field",
+                _rx(
+                    r"(?i:\b(?:MRN|MR[ \t]*#|MR[ \t]*(?:no\.?|number)"
+                    r"|medical[ \t]+record(?:[ \t]+(?:number|no\.?|#))?))"
+                    rf"[ \t]*[:#]?[ \t]*(?:is[ \t]+)?{_ID}"
+                ),
+                0.9,
+                "id",
+                _has_digit,
+            ),
+        ],
+        name="MrnRecognizer",
+    )
+
+
+def accession_recognizer() -> RegexRecognizer:
+    """Accession numbers after the word "accession" (with optional number/no/#)."""
+    return RegexRecognizer(
+        "ACCESSION_NUMBER",
+        [
+            RegexPattern(
+                "accession field",
+                _rx(rf"(?i:\baccession(?:[ \t]+(?:number|no\.?|#))?)[ \t]*[:#]?[ \t]*{_ID}"),
+                0.9,
+                "id",
+                _has_digit,
+            )
+        ],
+        name="AccessionRecognizer",
+    )
+
+
+def other_id_recognizer() -> RegexRecognizer:
+    """Other labelled identifiers: patient/study/encounter/visit/account/order/member/policy numbers."""
+    label = (
+        r"(?i:\b(?:patient[ \t]+id|study[ \t]+id|encounter(?:[ \t]+(?:number|no\.?|id|#))?"
+        r"|visit[ \t]+(?:number|no\.?|id)"
+        r"|account[ \t]+(?:number|no\.?|#)|acct[ \t]*#|order[ \t]+(?:number|no\.?|id|#)|member[ \t]+id"
+        r"|policy[ \t]+(?:number|no\.?|#)|health[ \t]+plan[ \t]+(?:id|number)|device[ \t]+serial(?:[ \t]+number)?"
+        r"|serial[ \t]+(?:number|no\.?|#)|license[ \t]+(?:number|no\.?|#)|NPI))"
+    )
+    return RegexRecognizer(
+        "ID",
+        [RegexPattern("labelled id", _rx(rf"{label}[ \t]*[:#]?[ \t]*{_ID}"), 0.85, "id", _has_digit)],
+        name="LabelledIdRecognizer",
+    )
+
+
+def ssn_recognizer() -> RegexRecognizer:
+    """US social security numbers, ``123-45-6789`` (no area-number validation) or 9 digits after "SSN"."""
+    return RegexRecognizer(
+        "US_SSN",
+        [
+            RegexPattern("ssn dashed", _rx(r"(?<![\d-])\d{3}-\d{2}-\d{4}(?![\d-])"), 0.6),
+            RegexPattern("ssn spaced", _rx(r"(?<!\d)\d{3} \d{2} \d{4}(?!\d)"), 0.3),
+            RegexPattern("ssn bare", _rx(r"(?<!\d)\d{9}(?!\d)"), 0.2),
+        ],
+        name="ClinicalSsnRecognizer",
+        context=["ssn", "social security", "social", "ss#", "ss #"],
+        context_boost=0.4,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Contact details
+
+_PHONE = (
+    r"(?<![\d\-])(?:\+?1[ .\-]?)?(?:\(\d{3}\)[ \t]?|\d{3}[ .\-])\d{3}[ .\-]\d{4}"
+    r"(?:[ \t]*(?:x|ext\.?)[ \t]*\d{1,5})?(?![\d\-])"
+)
+
+
+def phone_recognizer() -> RegexRecognizer:
+    """US phone and fax numbers; a context word (phone, fax, call, reached...) raises the score."""
+    return RegexRecognizer(
+        "PHONE_NUMBER",
+        [
+            RegexPattern("phone", _rx(_PHONE), 0.55),
+            RegexPattern("phone bare 10 digits", _rx(r"(?<!\d)\d{10}(?!\d)"), 0.2),
+        ],
+        name="ClinicalPhoneRecognizer",
+        context=[
+            "phone",
+            "telephone",
+            "tel",
+            "fax",
+            "call",
+            "cell",
+            "mobile",
+            "pager",
+            "page",
+            "contact",
+            "reached",
+            "reach",
+            "number",
+            "ph",
+            "home",
+            "work",
+        ],
+        context_boost=0.4,
+    )
+
+
+class OfflineEmailRecognizer(EmailRecognizer):
+    """Presidio's e-mail recognizer validating domains with the bundled public suffix list (no network)."""
+
+    PATTERNS: ClassVar[list[Pattern]] = [Pattern(p.name, p.regex, 0.75) for p in EmailRecognizer.PATTERNS]
+
+    def validate_result(self, pattern_text: str) -> bool:
+        """Whether the e-mail's domain has a known public suffix."""
+        return offline_tld_extractor()(pattern_text).fqdn != ""
+
+
+def email_recognizer() -> OfflineEmailRecognizer:
+    return OfflineEmailRecognizer(context=["email", "e-mail", "mail"])
+
+
+def url_recognizer() -> UrlRecognizer:
+    return UrlRecognizer()
+
+
+# --------------------------------------------------------------------------------------------
+# Geography and facilities
+
+_STATES_TEXT = (
+    "AL AK AZ AR CA CO CT DE DC FL GA HI ID IL IN IA KS KY LA ME MD MA MI MN MS MO MT NE NV NH NJ NM NY NC ND "
+    "OH OK OR PA PR RI SC SD TN TX UT VT VA WA WV WI WY GU VI AS MP"
+)
+US_STATES = tuple(_STATES_TEXT.split())
+_STATE = r"(?:" + "|".join(US_STATES) + r")"
+_ZIP = r"\d{5}(?:-\d{4})?"
+_STREET_SUFFIX = (
+    r"(?:Street|St|Avenue|Ave|Road|Rd|Lane|Ln|Drive|Dr|Boulevard|Blvd|Court|Ct|Way|Place|Pl|Terrace|Ter|Circle|Cir"
+    r"|Parkway|Pkwy|Highway|Hwy|Trail|Trl|Square|Sq|Plaza|Plz|Loop|Alley|Row|Crescent|Path|Pike|Run|Walk|Bend"
+    r"|Crossing|Point|Pointe|Ridge|Hill|Hills|Heights|Park|Grove|Commons|Close|Expressway|Expy|Freeway|Fwy|Route|Rte)"
+)
+_CITY = r"[A-Z][a-zA-Z.'\-]*(?:[ \t]+[A-Z][a-zA-Z.'\-]*){0,3}"
+_STREET = (
+    rf"\b\d{{1,6}}[A-Z]?[ \t]+(?:(?:[NSEW]|North|South|East|West|NE|NW|SE|SW)\.?[ \t]+)?"
+    rf"(?:(?:[A-Z][a-zA-Z'\-]*|\d+(?:st|nd|rd|th))[ \t]+){{1,4}}{_STREET_SUFFIX}\b\.?"
+    rf"(?:[ \t]+(?:[NSEW]|NE|NW|SE|SW)\b\.?)?"
+    r"(?:,?[ \t]+(?:Apt\.?|Apartment|Suite|Ste\.?|Unit|Bldg\.?|Building|Floor|Fl\.?|Room|Rm\.?|\#)"
+    r"[ \t]*[A-Za-z0-9\-]+)?"
+    rf"(?:,[ \t]*{_CITY},?[ \t]+{_STATE}(?:[ \t]+{_ZIP})?\b)?"
+)
+
+
+def address_recognizer() -> RegexRecognizer:
+    """US street addresses (number, street name, suffix, optional unit, city, state and ZIP); "City, ST 12345"."""
+    return RegexRecognizer(
+        "STREET_ADDRESS",
+        [
+            RegexPattern("street address", _rx(_STREET), 0.85),
+            RegexPattern("city state zip", _rx(rf"\b{_CITY},[ \t]*{_STATE}[ \t]+{_ZIP}\b"), 0.85),
+            RegexPattern("po box", _rx(r"\b(?i:P\.?[ \t]?O\.?[ \t]+Box)[ \t]+\d+\b"), 0.85),
+        ],
+        name="StreetAddressRecognizer",
+    )
+
+
+def zip_recognizer() -> RegexRecognizer:
+    """ZIP codes: after a state code ("CO 80234") or with a context word (zip, postal)."""
+    return RegexRecognizer(
+        "ZIP_CODE",
+        [
+            RegexPattern("state zip", _rx(rf"\b{_STATE}[ \t]+(?P<zip>{_ZIP})\b"), 0.8, "zip"),
+            RegexPattern("zip", _rx(rf"(?<![\d\-/.]){_ZIP}(?![\d\-/.])"), 0.1),
+        ],
+        name="ZipCodeRecognizer",
+        context=["zip", "zipcode", "zip code", "postal", "postcode"],
+        context_window=25,
+        context_boost=0.6,
+    )
+
+
+_FACILITY_KIND = (
+    r"(?:Hospital|Medical[ \t]+Cent(?:er|re)|Health[ \t]+(?:Cent(?:er|re)|System|Services|Network)|Healthcare"
+    r"|Health[ \t]+Care|Clinic|Clinics|Infirmary|Hospice|Nursing[ \t]+Home|Rehabilitation[ \t]+(?:Center|Hospital)"
+    r"|Surgery[ \t]+Center|Surgical[ \t]+Center|Care[ \t]+Center|Cancer[ \t]+Center|Children's|Sanatorium|Health)"
+)
+_FAC_WORD = r"(?:[A-Z][a-zA-Z.'&\-]*|of|the|and|for|at)"
+
+
+def facility_recognizer() -> RegexRecognizer:
+    """Facility names: capitalised words ending in Hospital, Medical Center, Clinic, Health..."""
+    return RegexRecognizer(
+        "FACILITY",
+        [
+            RegexPattern(
+                "facility",
+                _rx(
+                    rf"\b[A-Z][a-zA-Z.'&\-]*(?:[ \t]+{_FAC_WORD}){{0,5}}?[ \t]+{_FACILITY_KIND}\b"
+                    rf"(?:[ \t]+(?:of|at)[ \t]+[A-Z][a-zA-Z'\-]+(?:[ \t]+[A-Z][a-zA-Z'\-]+){{0,2}})?"
+                ),
+                0.85,
+            ),
+        ],
+        name="FacilityRecognizer",
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Ages over 89 (HIPAA Safe Harbor): only the number is reported, so "93-year-old" -> "90+-year-old"
+
+_OLD = r"(?P<n>9\d|1[0-2]\d)"
+
+
+def age_recognizer() -> RegexRecognizer:
+    """Ages 90..129: "93-year-old", "93 years old", "93 y/o", "93yo", "age 93", "aged 95", "age: 93"."""
+    return RegexRecognizer(
+        "AGE_OVER_89",
+        [
+            RegexPattern(
+                "n-year-old",
+                _rx(rf"(?<![\d.]){_OLD}[ \t]*-?[ \t]*(?i:years?|yrs?|y)[ \t]*-?[ \t]*(?i:old|o\b)"),
+                0.9,
+                "n",
+            ),
+            RegexPattern("n y/o", _rx(rf"(?<![\d.]){_OLD}[ \t]*(?i:y/o|y\.o\.?|yo\b|yof\b|yom\b)"), 0.9, "n"),
+            RegexPattern(
+                "age n", _rx(rf"(?i:\bage[ds]?)[ \t]*(?:of[ \t]+|:[ \t]*|is[ \t]+)?{_OLD}(?![\d.])"), 0.9, "n"
+            ),
+        ],
+        name="AgeOver89Recognizer",
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Dates
+
+MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
+          "November", "December")  # fmt: skip
+_MONTH_RX = (
+    r"(?P<month>(?i:Jan(?:uary)?|Feb(?:ruary)?|Mar(?:ch)?|Apr(?:il)?|May|June?|July?|Aug(?:ust)?"
+    r"|Sep(?:t(?:ember)?)?|Oct(?:ober)?|Nov(?:ember)?|Dec(?:ember)?))(?P<dot>\.?)"
+)
+_ORD = r"(?P<ord>st|nd|rd|th)?"
+DATE_PATTERNS: dict[str, re.Pattern[str]] = {
+    "iso": _rx(r"(?<![\d/\-.])(?P<y>\d{4})(?P<sep>[\-/.])(?P<m>\d{1,2})(?P=sep)(?P<d>\d{1,2})(?![\d/\-]|\.\d)"),
+    "mdy": _rx(r"(?<![\d/\-.])(?P<m>\d{1,2})(?P<sep>[/\-.])(?P<d>\d{1,2})(?P=sep)(?P<y>\d{4}|\d{2})(?![\d/\-]|\.\d)"),
+    "month_day_year": _rx(rf"\b{_MONTH_RX}[ \t]+(?P<d>\d{{1,2}}){_ORD}(?P<comma>,?)[ \t]+(?P<y>\d{{4}})\b"),
+    "day_month_year": _rx(
+        rf"\b(?P<d>\d{{1,2}}){_ORD}(?P<of>[ \t]+of)?[ \t]+{_MONTH_RX}(?P<comma>,?)[ \t]+(?P<y>\d{{4}})\b"
+    ),
+}
+
+
+def _month_number(token: str) -> int:
+    return next(i for i, name in enumerate(MONTHS, start=1) if name.lower().startswith(token[:3].lower()))
+
+
+def _ordinal(day: int) -> str:
+    return "th" if 10 <= day % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(day % 10, "th")
+
+
+def _pad(value: int, like: str, *, numeric: bool) -> str:
+    """``value`` written like ``like``: "03" pads, "3" does not; "12" pads in numeric dates only."""
+    padded = like.startswith("0") or (numeric and len(like) == 2)
+    return f"{value:02d}" if padded else str(value)
+
+
+def _render_month(month: int, like: str) -> str:
+    name = MONTHS[month - 1]
+    if len(like) > 3 and like.lower() == MONTHS[_month_number(like) - 1].lower():
+        text = name  # written out in full
+    elif like.lower() == "sept" and month == 9:
+        text = "Sept"
+    else:
+        text = name[:3]
+    if like.isupper():
+        return text.upper()
+    return text.lower() if like.islower() else text
+
+
+def _year(y: str) -> int:
+    if len(y) == 4:
+        return int(y)
+    value = int(y)
+    return 2000 + value if value < 50 else 1900 + value
+
+
+def parse_date(text: str) -> tuple[datetime.date, Callable[[datetime.date], str]] | None:
+    """Parse a date found by :func:`date_recognizer`; return it and a renderer in the same format.
+
+    Returns ``None`` when ``text`` is no valid date in a known format.
+    """
+    for kind, rx in DATE_PATTERNS.items():
+        m = rx.fullmatch(text)
+        if m is None:
+            continue
+        g = m.groupdict()
+        try:
+            month = int(g["m"]) if kind in ("iso", "mdy") else _month_number(g["month"])
+            value = datetime.date(_year(g["y"]), month, int(g["d"]))
+        except (ValueError, StopIteration):
+            return None
+        return value, _renderer(kind, g)
+    return None
+
+
+def _renderer(kind: str, g: dict[str, str]) -> Callable[[datetime.date], str]:
+    def render(d: datetime.date) -> str:
+        y = f"{d.year:04d}" if len(g["y"]) == 4 else f"{d.year % 100:02d}"
+        if kind == "iso":
+            return f"{y}{g['sep']}{_pad(d.month, g['m'], numeric=True)}{g['sep']}{_pad(d.day, g['d'], numeric=True)}"
+        if kind == "mdy":
+            return f"{_pad(d.month, g['m'], numeric=True)}{g['sep']}{_pad(d.day, g['d'], numeric=True)}{g['sep']}{y}"
+        month = _render_month(d.month, g["month"]) + g["dot"]
+        day = _pad(d.day, g["d"], numeric=False) + (_ordinal(d.day) if g["ord"] else "")
+        if kind == "month_day_year":
+            return f"{month} {day}{g['comma']} {y}"
+        return f"{day}{g['of'] or ''} {month}{g['comma']} {y}"
+
+    return render
+
+
+def date_recognizer() -> RegexRecognizer:
+    """Dates: 2024-03-05, 03/05/2024 (3/5/24), March 5, 2024, Mar 5 2024, 5 Mar 2024, 5th of March, 2024."""
+    return RegexRecognizer(
+        "DATE",
+        [RegexPattern(kind, rx, 0.85, 0, lambda s: parse_date(s) is not None) for kind, rx in DATE_PATTERNS.items()],
+        name="ClinicalDateRecognizer",
+    )
+
+
+def clinical_recognizers() -> list[EntityRecognizer]:
+    """All recognizers used for clinical notes (spaCy's PERSON recognizer is added by the engine)."""
+    return [
+        person_recognizer(),
+        mrn_recognizer(),
+        accession_recognizer(),
+        other_id_recognizer(),
+        ssn_recognizer(),
+        phone_recognizer(),
+        email_recognizer(),
+        url_recognizer(),
+        address_recognizer(),
+        zip_recognizer(),
+        facility_recognizer(),
+        age_recognizer(),
+        date_recognizer(),
+    ]

@@ -1,0 +1,218 @@
+"""The de-identified stage for one drop and modality: validated raw items in, de-identified objects out.
+
+De-identified objects are content-addressed in ``curated/objects`` (no PHI, stored in the clear);
+a per-drop record lists them with pseudonymous patient ids; the raw → de-identified mapping, which
+links back to PHI, stays encrypted in the raw zone. Every output is scanned for the original's
+identifiers; any hit fails the drop (the Dagster layer turns that into a blocking check).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import time
+from dataclasses import asdict, dataclass, field
+
+from clinical_pipelines.deid.dicom import DeidRejected, DicomDeidentifier
+from clinical_pipelines.deid.notes import NoteDeidentifier
+from clinical_pipelines.deid.profile import PROFILE_NAME, PROFILE_VERSION
+from clinical_pipelines.deid.pseudonyms import Pseudonymizer
+from clinical_pipelines.deid.residual import dicom_identifiers, scan
+from clinical_pipelines.deid.tables import POLICIES, deidentify_table, table_csv_bytes
+from clinical_pipelines.quarantine import Quarantine, QuarantineRecord
+from clinical_pipelines.raw.zone import RawZone
+from clinical_pipelines.storage import ObjectAlreadyExists, ObjectStore
+from clinical_pipelines.storage.envelope import encrypt_bytes
+from clinical_pipelines.storage.keys import KeyRing
+from clinical_pipelines.validate.engine import read_validated_record
+from clinical_pipelines.zones import curated_object_key, deid_lineage_key, deid_record_key, quarantine_prefix
+
+STAGE = "deid"
+
+
+class NotPromotable(Exception):
+    """The drop's validation did not pass: nothing is de-identified."""
+
+
+@dataclass(frozen=True)
+class DeidItem:
+    """One de-identified object (no PHI)."""
+
+    sha256: str
+    size: int
+    kind: str  # "dicom", "notes", or the table kind
+    patient_ids: tuple[str, ...]
+
+
+@dataclass
+class DeidStageReport:
+    """What de-identifying one modality of a drop did; counts, hashes and pseudonyms only."""
+
+    modality: str
+    source: str
+    drop_id: str
+    profile: str
+    items: list[DeidItem] = field(default_factory=list)
+    quarantined: list[QuarantineRecord] = field(default_factory=list)
+    residual_hits: dict[str, int] = field(default_factory=dict)
+    items_with_residual: int = 0
+    identifiers_searched: int = 0
+    bytes_in: int = 0
+    seconds: float = 0.0
+
+    @property
+    def passed(self) -> bool:
+        """True when the residual scan found nothing."""
+        return not self.residual_hits
+
+    @property
+    def patients(self) -> int:
+        """Distinct pseudonymous patients in the output."""
+        return len({p for item in self.items for p in item.patient_ids})
+
+    def quarantined_by_reason(self) -> dict[str, int]:
+        """Count of quarantined items per reason code."""
+        counts: dict[str, int] = {}
+        for record in self.quarantined:
+            counts[record.reason] = counts.get(record.reason, 0) + 1
+        return dict(sorted(counts.items()))
+
+
+class DropDeidentifier:
+    """De-identifies validated drops of one store."""
+
+    def __init__(
+        self,
+        store: ObjectStore,
+        keyring: KeyRing,
+        pseudonymizer: Pseudonymizer,
+        dicom: DicomDeidentifier,
+        notes: NoteDeidentifier | None = None,
+    ) -> None:
+        self.store = store
+        self.keyring = keyring
+        self.raw = RawZone(store, keyring)
+        self.quarantine = Quarantine(store, keyring)
+        self.pseudonymizer = pseudonymizer
+        self.dicom = dicom
+        self.notes = notes
+
+    def deidentify(self, source: str, drop_id: str, modality: str) -> DeidStageReport:
+        """De-identify a drop's validated ``modality`` items; :class:`NotPromotable` if validation failed."""
+        started = time.perf_counter()
+        validated = read_validated_record(self.store, self.keyring, modality, source, drop_id)
+        if not validated["passed"]:
+            raise NotPromotable(f"drop {source}/{drop_id} did not pass {modality} validation")
+        report = DeidStageReport(
+            modality=modality, source=source, drop_id=drop_id,
+            profile=f"{PROFILE_NAME} {PROFILE_VERSION}; options: {', '.join(self.dicom.profile.options)}",
+        )  # fmt: skip
+        lineage: dict[str, str] = {}
+        if modality == "dicom":
+            self._dicom(report, validated["items"], lineage)
+        elif modality == "tabular":
+            self._tables(report, validated["tables"], lineage)
+        elif modality == "notes" and self.notes is not None:
+            self._notes(report, validated["items"], lineage)
+        else:
+            raise NotImplementedError(f"de-identification of {modality} is not wired yet")
+        self.store.put_bytes(deid_record_key(modality, source, drop_id), self._record(report))
+        self.store.put_bytes(
+            deid_lineage_key(modality, source, drop_id),
+            encrypt_bytes(json.dumps(lineage, sort_keys=True).encode(), self.keyring),
+        )
+        report.seconds = time.perf_counter() - started
+        return report
+
+    def _dicom(self, report: DeidStageReport, raw_items: list[str], lineage: dict[str, str]) -> None:
+        kept = frozenset("KUC") if self.dicom.text_cleaner is not None else frozenset("KU")
+        names = {f.sha256: f.path for f in self.raw.read_drop_record(report.source, report.drop_id).files}
+        for sha in raw_items:
+            data = self.raw.read_object(sha)
+            report.bytes_in += len(data)
+            try:
+                out, item_report = self.dicom.deidentify_bytes(data)
+            except DeidRejected as rejected:
+                self._quarantine(report, names.get(sha), rejected.reason, rejected.detail, data)
+                continue
+            identifiers = dicom_identifiers(data, self.dicom.profile.actions, kept=kept)
+            self._check(report, out, identifiers)
+            lineage[sha] = self._store(report, out, "dicom", (item_report.patient_id,))
+
+    def _notes(self, report: DeidStageReport, raw_items: list[str], lineage: dict[str, str]) -> None:
+        assert self.notes is not None
+        texts = [self.raw.read_object(sha).decode("utf-8-sig") for sha in raw_items]
+        report.bytes_in += sum(len(t) for t in texts)
+        for sha, text, result in zip(raw_items, texts, self.notes.deidentify_many(texts), strict=True):
+            out = result.text.encode("utf-8")
+            # Dates are rewritten by design (a shifted date may equal another original one): not searched.
+            identifiers: dict[str, set[str]] = {}
+            for entity, start, end in result.spans:
+                value = text[start:end].strip()
+                if entity != "DATE" and len(value) >= 4:
+                    identifiers.setdefault(entity, set()).add(value)
+            self._check(report, out, identifiers)
+            mrn = next((text[s:e] for kind, s, e in result.spans if kind == "MRN"), None)
+            patients = (self.pseudonymizer.patient_id(mrn),) if mrn else ()
+            lineage[sha] = self._store(report, out, "notes", patients)
+
+    def _tables(self, report: DeidStageReport, tables: list[dict], lineage: dict[str, str]) -> None:
+        import pandas as pd
+
+        for table in tables:
+            frame = pd.read_parquet(io.BytesIO(self.raw.read_object(table["parquet_sha256"])))
+            report.bytes_in += int(frame.memory_usage(deep=True).sum())
+            result = deidentify_table(frame, table["kind"], self.pseudonymizer)
+            out = table_csv_bytes(result.frame)
+            policy = POLICIES[table["kind"]]
+            identifiers: dict[str, set[str]] = {}
+            for column, role in policy.roles.items():
+                if role in ("patient_key", "drop") and column in frame:
+                    values = {str(v).strip() for v in frame[column].dropna() if len(str(v).strip()) >= 4}
+                    identifiers.setdefault(column, set()).update(values)
+            self._check(report, out, identifiers)
+            patients = tuple(sorted(set(result.frame["patient_id"].dropna())))
+            lineage[table["source_sha256"]] = self._store(report, out, table["kind"], patients)
+
+    def _check(self, report: DeidStageReport, out: bytes, identifiers: dict[str, set[str]]) -> None:
+        report.identifiers_searched += sum(len(v) for v in identifiers.values())
+        hits = scan(out, identifiers)
+        if hits:
+            report.items_with_residual += 1
+            for kind, count in hits.items():
+                report.residual_hits[kind] = report.residual_hits.get(kind, 0) + count
+
+    def _store(self, report: DeidStageReport, out: bytes, kind: str, patients: tuple[str, ...]) -> str:
+        digest = hashlib.sha256(out).hexdigest()
+        with contextlib.suppress(ObjectAlreadyExists):  # identical de-identified content: stored once
+            self.store.put_bytes(curated_object_key(digest), out, write_once=True)
+        report.items.append(DeidItem(digest, len(out), kind, patients))
+        return digest
+
+    def _quarantine(self, report: DeidStageReport, path: str | None, reason: str, detail: str, data: bytes) -> None:
+        report.quarantined.append(
+            self.quarantine.put(
+                quarantine_prefix(report.source, report.drop_id),
+                reason=reason,
+                detail=detail,
+                stage=STAGE,
+                source=report.source,
+                drop_id=report.drop_id,
+                path=path,
+                content=io.BytesIO(data),
+            )
+        )
+
+    @staticmethod
+    def _record(report: DeidStageReport) -> bytes:
+        doc = {
+            "modality": report.modality,
+            "source": report.source,
+            "drop_id": report.drop_id,
+            "profile": report.profile,
+            "passed": report.passed,
+            "items": [asdict(i) for i in sorted(report.items, key=lambda i: i.sha256)],
+        }
+        return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
