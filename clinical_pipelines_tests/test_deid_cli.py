@@ -74,3 +74,36 @@ def test_deid_table(tmp_path: Path, env: dict[str, str]) -> None:
     assert text.splitlines()[0].startswith("patient_id,")
     long_values = [v for v in canaries if len(v) >= 8 and not v.isdigit() and "-" not in v[:5]]
     assert [v for v in long_values if v in text] == []
+
+
+def test_deid_notes(tmp_path: Path, env: dict[str, str]) -> None:
+    folder, canaries = corpus_folder(tmp_path)
+    notes = tmp_path / "notes"
+    for path in folder.rglob("*.txt"):
+        target = notes / path.relative_to(folder)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(path.read_bytes())
+    (notes / "latin1.txt").write_bytes("Röntgen".encode("latin-1"))
+    out = tmp_path / "notes-out"
+    proc = subprocess.run([CLI, "deid", "notes", str(notes), str(out)], env=env, capture_output=True, text=True,
+                          timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "1 refused" in proc.stdout and "PERSON" in proc.stdout
+    text = "".join(p.read_text() for p in out.rglob("*.txt"))
+    assert "[NAME]" in text
+    names = [v for v in canaries if " " in v and v.replace(" ", "").isalpha()]  # "Given Family" names
+    assert names and [v for v in names if v in text] == []
+
+
+def test_deid_path_never_imports_dagster(tmp_path: Path, env: dict[str, str]) -> None:
+    """The standalone engine starts fast: running `deid dicom` imports no Dagster module."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "clinical_pipelines.cli", "deid", "dicom", str(folder),
+         str(tmp_path / "out")],
+        env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    imported = [line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if "|" in line]
+    assert "pydicom" in imported and not [m for m in imported if m.split(".")[0] in ("dagster", "great_expectations")]
