@@ -91,7 +91,8 @@ class DicomDeidentifier:
         self.text_cleaner = text_cleaner
         self.shift_dates = "rtnLongModifDatesOpt" in self.policy.options
         self._method_description = self.profile.method_description()
-        self._method_codes = self.profile.method_codes()
+        # Built once and shared: the items are constant, and building Datasets per file is slow.
+        self._method_code_items = [_code(c) for c in self.profile.method_codes()]
 
     # -- whole files -------------------------------------------------------------------
     def deidentify_bytes(self, data: bytes) -> tuple[bytes, DicomDeidReport]:
@@ -120,7 +121,7 @@ class DicomDeidentifier:
         ds[PATIENT_NAME] = DataElement(PATIENT_NAME, "PN", pseudonym)
         ds[0x00120062] = DataElement(0x00120062, "CS", "YES")  # Patient Identity Removed
         ds[0x00120063] = DataElement(0x00120063, "LO", self._method_description)
-        ds[0x00120064] = DataElement(0x00120064, "SQ", Sequence([_code(c) for c in self._method_codes]))
+        ds[0x00120064] = DataElement(0x00120064, "SQ", Sequence(self._method_code_items))
         if self.shift_dates:
             ds[0x00280303] = DataElement(0x00280303, "CS", "MODIFIED")  # Longitudinal Temporal Info Modified
         meta = getattr(ds, "file_meta", None)

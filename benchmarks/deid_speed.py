@@ -1,0 +1,106 @@
+"""DICOM de-identification throughput against the plain read/write floor, in the same run.
+
+    .venv/bin/python benchmarks/deid_speed.py [--files 1000] [--workers 2] [--repeat 3]
+
+Generates --files synthetic 512x512 CT/MR slices with planted identifiers, then times:
+
+- floor: ``pydicom.dcmread`` + ``save_as`` of every file, changing nothing;
+- ours, one process: the PS3.15 Basic Profile (default options) via ``deidentify_bytes``;
+- ours, --workers processes: ``clinical-pipelines deid dicom`` folder-to-folder (reads and writes files).
+
+Prints files/s, ratios to the floor, and the planted identifiers found in our output bytes
+(must be 0). Peer tools (dicognito, pydicom/deid, dicom-anonymizer) are compared when installed
+in the environment given by --peers-python (see the closing notes for how).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import io
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pydicom
+
+from clinical_pipelines.deid.dicom import DicomDeidentifier
+from clinical_pipelines.deid.pseudonyms import Pseudonymizer
+from clinical_pipelines.synth import SynthCorpus
+
+KEY = b"benchmark de-identification secret (32+ bytes)"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--files", type=int, default=1000)
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--workdir", type=Path, default=None)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="bench-deid-", dir=args.workdir or "."))
+    try:
+        patients = max(1, args.files // 50)
+        corpus = SynthCorpus(29, n_patients=patients, slices_per_series=-(-args.files // patients), notes_per_patient=0)
+        files = [f.data for d in corpus.iter_drops() for f in d.files if f.modality == "dicom"][: args.files]
+        planted = [c.value for c in corpus.canaries() if len(c.value) >= 6 and c.kind not in ("date", "birth_date")]
+        in_dir = work / "in"
+        in_dir.mkdir()
+        for i, data in enumerate(files):
+            (in_dir / f"{i:05d}.dcm").write_bytes(data)
+        megabytes = sum(map(len, files)) / 1e6
+        print(f"{len(files)} DICOM files, {megabytes:.0f} MB, {len(planted)} planted identifiers")
+        deid = DicomDeidentifier(Pseudonymizer(KEY))
+        deid.deidentify_bytes(files[0])
+
+        def floor() -> float:
+            started = time.perf_counter()
+            for data in files:
+                pydicom.dcmread(io.BytesIO(data)).save_as(io.BytesIO(), enforce_file_format=True)
+            return time.perf_counter() - started
+
+        outputs: list[bytes] = []
+
+        def ours() -> float:
+            outputs.clear()
+            started = time.perf_counter()
+            for data in files:
+                outputs.append(deid.deidentify_bytes(data)[0])
+            return time.perf_counter() - started
+
+        env = dict(os.environ, CLINICAL_PIPELINES_DEID_KEY=base64.b64encode(KEY).decode())
+        cli = str(Path(sys.executable).parent / "clinical-pipelines")
+
+        def ours_workers() -> float:
+            out = work / "out"
+            shutil.rmtree(out, ignore_errors=True)
+            started = time.perf_counter()
+            subprocess.run([cli, "deid", "dicom", str(in_dir), str(out), "--workers", str(args.workers)],
+                           env=env, check=True, capture_output=True)  # fmt: skip
+            return time.perf_counter() - started
+
+        variants = {
+            "floor: dcmread + save_as (no change)": floor,
+            "ours, 1 process (in memory)": ours,
+            f"ours, CLI folder to folder, {args.workers} workers": ours_workers,
+        }
+        times: dict[str, list[float]] = {name: [] for name in variants}
+        for _ in range(args.repeat):
+            for name, run in variants.items():
+                times[name].append(run())
+        base = min(times["floor: dcmread + save_as (no change)"])
+        print(f"results, best of {args.repeat} interleaved rounds:")
+        for name, t in times.items():
+            print(f"  {name:<46} {len(files) / min(t):7.0f} files/s   {base / min(t):4.2f}x floor")
+        left = sorted({v for v in planted for out in outputs if v.encode() in out})
+        print(f"planted identifiers left in our output: {len(left)}")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
