@@ -143,3 +143,23 @@ def test_burned_in_text_and_malformed_dates_are_refused(corpus: tuple[list[bytes
         assert str(ds.PatientID) not in str(err.value)
     with pytest.raises(DeidRejected, match="malformed_dicom"):
         deid.deidentify_bytes(b"not a dicom file")
+
+
+def test_uids_inside_referenced_image_sequences_are_remapped(corpus: tuple[list[bytes], list[str]]) -> None:
+    """X/Z/U* on a sequence keeps the sequence and remaps the UIDs inside it (regression)."""
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    files, _ = corpus
+    ds = read(files[0])
+    item = Dataset()
+    item.ReferencedSOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
+    item.ReferencedSOPInstanceUID = "1.2.3.4.5.6.7.8.9"
+    ds.ReferencedImageSequence = Sequence([item])
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    pseudonymizer = Pseudonymizer(KEY)
+    out = read(DicomDeidentifier(pseudonymizer).deidentify_bytes(buffer.getvalue())[0])
+    ref = out.ReferencedImageSequence[0]
+    assert ref.ReferencedSOPInstanceUID == pseudonymizer.uid("1.2.3.4.5.6.7.8.9")
+    assert ref.ReferencedSOPClassUID == "1.2.840.10008.5.1.4.1.1.2"

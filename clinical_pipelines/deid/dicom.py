@@ -170,14 +170,15 @@ class DicomDeidentifier:
             if action == "X":
                 del ds[tag]
                 report.removed += 1
-            elif action == "U":
-                self._remap_uid(ds, tag, report)
-            elif vr == "SQ":  # D/Z/C on a sequence: keep its structure, de-identify inside it
+            elif vr == "SQ":  # D/Z/C/U on a sequence: keep its structure, de-identify inside it
+                # (X/Z/U* on Referenced/Source Image Sequence: the UIDs inside are remapped by their own rows)
                 if action == "Z":
                     ds[tag] = DataElement(tag, vr, Sequence())
                     report.emptied += 1
                 else:
                     self._walk_sequence(ds[tag].value, patient_key, report)
+            elif action == "U":
+                self._remap_uid(ds, tag, report)
             elif action == "Z":
                 ds[tag] = DataElement(tag, vr, None)  # zero length, whatever the VR
                 report.emptied += 1
@@ -195,12 +196,12 @@ class DicomDeidentifier:
     def _vr(ds: Dataset, tag: int) -> str:
         raw = ds.get_item(tag)
         vr = getattr(raw, "VR", None)
-        if vr:
+        if vr and vr != "UN":
             return str(vr)
-        try:
+        try:  # implicit VR, or a known attribute sent as UN (often a sequence): the dictionary knows
             return str(dictionary_VR(tag))
         except KeyError:
-            return str(ds[tag].VR)
+            return str(vr or ds[tag].VR)
 
     def _wildcard(self, group: int, element: int) -> str | None:
         if 0x5000 <= group <= 0x50FF:
