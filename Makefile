@@ -12,7 +12,7 @@ export CLINICAL_PIPELINES_DATA_DIR ?= $(CURDIR)/$(DATA_DIR)
 export CLINICAL_PIPELINES_KEY_DIR ?= $(CURDIR)/$(KEY_DIR)
 export GX_ANALYTICS_ENABLED := False
 
-.PHONY: dev demo test lint lock sample browser clean
+.PHONY: dev demo test lint lock sample browser bench-peers clean
 
 $(STAMP): pyproject.toml requirements.lock requirements-models.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -56,6 +56,11 @@ lock:
 	/tmp/cp-lock-venv/bin/pip install --quiet --disable-pip-version-check ".[dev]"
 	/tmp/cp-lock-venv/bin/pip freeze --exclude clinical-pipelines | grep -v '^-e ' \
 	  | grep -viE '^en[-_]core[-_]web' > requirements.lock  # the model is pinned by hash in requirements-models.lock
+
+# Peer de-identification tools, only for benchmarks/deid_speed.py --peers-python .venv-peers/bin/python
+bench-peers:
+	test -x .venv-peers/bin/python || $(PYTHON) -m venv .venv-peers
+	.venv-peers/bin/pip install --quiet --disable-pip-version-check "dicognito==0.19.0" "deid==0.4.13" "dicom-anonymizer==2.1.0"
 
 clean:
 	rm -rf $(DATA_DIR) $(DAGSTER_HOME) .test-output

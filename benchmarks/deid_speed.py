@@ -41,6 +41,12 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument(
+        "--peers-python",
+        type=Path,
+        default=None,
+        help="python of a venv holding dicognito, deid and dicom-anonymizer (make bench-peers builds .venv-peers)",
+    )
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-deid-", dir=args.workdir or "."))
     try:
@@ -75,18 +81,49 @@ def main() -> None:
         env = dict(os.environ, CLINICAL_PIPELINES_DEID_KEY=base64.b64encode(KEY).decode())
         cli = str(Path(sys.executable).parent / "clinical-pipelines")
 
-        def ours_workers() -> float:
+        def ours_cli(workers: int) -> float:
             out = work / "out"
             shutil.rmtree(out, ignore_errors=True)
             started = time.perf_counter()
-            subprocess.run([cli, "deid", "dicom", str(in_dir), str(out), "--workers", str(args.workers)],
+            subprocess.run([cli, "deid", "dicom", str(in_dir), str(out), "--workers", str(workers)],
                            env=env, check=True, capture_output=True)  # fmt: skip
             return time.perf_counter() - started
 
+        peer_outputs: dict[str, Path] = {}
+
+        def peer(name: str, command: list[str]) -> float:
+            out = work / f"peer-{name}"
+            shutil.rmtree(out, ignore_errors=True)
+            out.mkdir()
+            started = time.perf_counter()
+            subprocess.run([arg.replace("{out}", str(out)) for arg in command], check=True, capture_output=True)
+            peer_outputs[name] = out
+            return time.perf_counter() - started
+
+        peers: dict[str, object] = {}
+        if args.peers_python:
+            py = str(args.peers_python)
+            deid_script = (
+                "import sys, glob; from deid.dicom import replace_identifiers; "
+                "replace_identifiers(dicom_files=sorted(glob.glob(sys.argv[1] + '/*.dcm')), output_folder=sys.argv[2], "
+                "save=True, overwrite=True)"
+            )
+            peers = {
+                "peer: dicognito 0.19.0 (CLI)": lambda: peer(
+                    "dicognito", [py, "-m", "dicognito", "--quiet", "--output-directory", "{out}", str(in_dir)]
+                ),
+                "peer: pydicom/deid 0.4.13 (API)": lambda: peer("deid", [py, "-c", deid_script, str(in_dir), "{out}"]),
+                "peer: dicom-anonymizer 2.1.0 (CLI)": lambda: peer(
+                    "dicom-anonymizer", [str(Path(py).parent / "dicom-anonymizer"), str(in_dir), "{out}"]
+                ),
+            }
+
         variants = {
+            **peers,
             "floor: dcmread + save_as (no change)": floor,
             "ours, 1 process (in memory)": ours,
-            f"ours, CLI folder to folder, {args.workers} workers": ours_workers,
+            "ours, CLI folder to folder, 1 worker": lambda: ours_cli(1),
+            f"ours, CLI folder to folder, {args.workers} workers": lambda: ours_cli(args.workers),
         }
         times: dict[str, list[float]] = {name: [] for name in variants}
         for _ in range(args.repeat):
@@ -97,7 +134,11 @@ def main() -> None:
         for name, t in times.items():
             print(f"  {name:<46} {len(files) / min(t):7.0f} files/s   {base / min(t):4.2f}x floor")
         left = sorted({v for v in planted for out in outputs if v.encode() in out})
-        print(f"planted identifiers left in our output: {len(left)}")
+        print(f"planted identifiers left in our output: {len(left)} of {len(planted)}")
+        for name, folder in peer_outputs.items():
+            blob = b"".join(p.read_bytes() for p in folder.rglob("*") if p.is_file())
+            peer_left = sum(1 for v in planted if v.encode() in blob)
+            print(f"planted identifiers left in {name}'s output: {peer_left} of {len(planted)}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
