@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from typing import BinaryIO
 
@@ -25,7 +25,7 @@ from clinical_pipelines.storage.envelope import (
 )
 from clinical_pipelines.storage.hashing import HashingReader
 from clinical_pipelines.storage.keys import KeyRing
-from clinical_pipelines.zones import short_hash
+from clinical_pipelines.zones import quarantine_prefix, short_hash
 
 # Machine-readable reasons. Stable strings: tools downstream match on them.
 REASONS = {
@@ -102,7 +102,7 @@ class Quarantine:
 
     def put(
         self,
-        folder: str,
+        folder: str | None = None,
         *,
         reason: str,
         detail: str,
@@ -115,7 +115,7 @@ class Quarantine:
         size_declared: int | None = None,
         sha256_declared: str | None = None,
     ) -> QuarantineRecord:
-        """Quarantine one item under ``folder`` (a zones.quarantine_* prefix) and return its record.
+        """Quarantine one item under ``folder`` (default: the drop's ``quarantine/<source>/<drop_id>/``).
 
         ``content`` (the original bytes, streamed) is stored encrypted; its size
         and sha256 are measured on the way. Re-quarantining the same item
@@ -123,6 +123,7 @@ class Quarantine:
         """
         if reason not in REASONS:
             raise ValueError(f"unknown quarantine reason {reason!r}")
+        folder = folder or quarantine_prefix(source, drop_id)
         item = item_id or (short_hash(path) if path is not None else short_hash(f"{reason}:{detail}"))
         bytes_key = key_id = sha_actual = None
         size_actual = None
@@ -174,3 +175,11 @@ class Quarantine:
         if record.bytes_key is None:
             raise FileNotFoundError(f"quarantine item {record.item_id} kept no bytes ({record.reason})")
         return DecryptingReader(self.store.open_read(record.bytes_key), self.keyring)
+
+
+def count_reasons(records: Iterable[QuarantineRecord]) -> dict[str, int]:
+    """How many records there are per reason code, sorted by reason."""
+    counts: dict[str, int] = {}
+    for record in records:
+        counts[record.reason] = counts.get(record.reason, 0) + 1
+    return dict(sorted(counts.items()))

@@ -21,13 +21,13 @@ from clinical_pipelines.deid.profile import PROFILE_NAME, PROFILE_VERSION
 from clinical_pipelines.deid.pseudonyms import Pseudonymizer
 from clinical_pipelines.deid.residual import dicom_identifiers, scan
 from clinical_pipelines.deid.tables import POLICIES, deidentify_table, table_csv_bytes
-from clinical_pipelines.quarantine import Quarantine, QuarantineRecord
+from clinical_pipelines.quarantine import Quarantine, QuarantineRecord, count_reasons
 from clinical_pipelines.raw.zone import RawZone
 from clinical_pipelines.storage import ObjectAlreadyExists, ObjectStore
 from clinical_pipelines.storage.envelope import encrypt_bytes
 from clinical_pipelines.storage.keys import KeyRing
 from clinical_pipelines.validate.engine import read_validated_record
-from clinical_pipelines.zones import curated_object_key, deid_lineage_key, deid_record_key, quarantine_prefix
+from clinical_pipelines.zones import curated_object_key, deid_lineage_key, deid_record_key
 
 STAGE = "deid"
 
@@ -74,10 +74,7 @@ class DeidStageReport:
 
     def quarantined_by_reason(self) -> dict[str, int]:
         """Count of quarantined items per reason code."""
-        counts: dict[str, int] = {}
-        for record in self.quarantined:
-            counts[record.reason] = counts.get(record.reason, 0) + 1
-        return dict(sorted(counts.items()))
+        return count_reasons(self.quarantined)
 
 
 class DropDeidentifier:
@@ -194,7 +191,6 @@ class DropDeidentifier:
     def _quarantine(self, report: DeidStageReport, path: str | None, reason: str, detail: str, data: bytes) -> None:
         report.quarantined.append(
             self.quarantine.put(
-                quarantine_prefix(report.source, report.drop_id),
                 reason=reason,
                 detail=detail,
                 stage=STAGE,

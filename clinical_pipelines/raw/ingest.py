@@ -23,7 +23,7 @@ from clinical_pipelines.landing.manifest import (
     parse_drop_manifest,
 )
 from clinical_pipelines.landing.sniff import SNIFF_BYTES, sniff_modality
-from clinical_pipelines.quarantine import Quarantine, QuarantineRecord
+from clinical_pipelines.quarantine import Quarantine, QuarantineRecord, count_reasons
 from clinical_pipelines.raw.zone import RawDropRecord, RawFile, RawZone
 from clinical_pipelines.storage import (
     ObjectAlreadyExists,
@@ -36,7 +36,7 @@ from clinical_pipelines.storage import (
 from clinical_pipelines.storage.envelope import EncryptingReader
 from clinical_pipelines.storage.hashing import HashingReader, sha256_stream
 from clinical_pipelines.storage.keys import KeyRing
-from clinical_pipelines.zones import landing_drop_prefix, quarantine_prefix, raw_object_key
+from clinical_pipelines.zones import landing_drop_prefix, raw_object_key
 
 STAGE = "ingest"
 
@@ -81,10 +81,7 @@ class IngestReport:
 
     def quarantined_by_reason(self) -> dict[str, int]:
         """Count of quarantined items per reason code."""
-        counts: dict[str, int] = {}
-        for record in self.quarantined:
-            counts[record.reason] = counts.get(record.reason, 0) + 1
-        return dict(sorted(counts.items()))
+        return count_reasons(self.quarantined)
 
     def throughput_mb_s(self) -> float:
         """MB (10^6 bytes) read from landing per second of ingest."""
@@ -258,7 +255,6 @@ class DropIngestor:
                 content = None
         try:
             record = self.quarantine.put(
-                quarantine_prefix(report.source, report.drop_id),
                 reason=reason,
                 detail=detail,
                 stage=STAGE,

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from clinical_pipelines.quarantine import Quarantine, QuarantineRecord
+from clinical_pipelines.quarantine import Quarantine, QuarantineRecord, count_reasons
 from clinical_pipelines.raw.zone import RawFile, RawZone
 from clinical_pipelines.storage import ObjectStore, read_all
 from clinical_pipelines.storage.envelope import decrypt_bytes, encrypt_bytes
@@ -27,7 +27,7 @@ from clinical_pipelines.validate.expectations import ITEM_COLUMN, RuleOutcome, r
 from clinical_pipelines.validate.notes import parse_note
 from clinical_pipelines.validate.suites import dicom_rules, note_rules, table_rules
 from clinical_pipelines.validate.tables import ParsedTable, parse_table
-from clinical_pipelines.zones import quarantine_prefix, validated_record_key
+from clinical_pipelines.zones import validated_record_key
 
 STAGE = "validate"
 DEFAULT_MAX_ITEM_FAILURE_FRACTION = 0.2
@@ -70,10 +70,7 @@ class ValidationReport:
 
     def quarantined_by_reason(self) -> dict[str, int]:
         """Count of quarantined items per reason code."""
-        counts: dict[str, int] = {}
-        for record in self.quarantined:
-            counts[record.reason] = counts.get(record.reason, 0) + 1
-        return dict(sorted(counts.items()))
+        return count_reasons(self.quarantined)
 
     def to_record(self) -> bytes:
         """The validated record (canonical JSON)."""
@@ -236,7 +233,6 @@ class DropValidator:
         count_as_failed: bool = True,
     ) -> None:
         record = self.quarantine.put(
-            quarantine_prefix(report.source, report.drop_id),
             reason=reason,
             detail=detail,
             stage=STAGE,
