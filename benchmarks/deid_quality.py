@@ -110,14 +110,23 @@ def main() -> None:
     corpus = SynthCorpus(37, n_patients=10, slices_per_series=10, rows=64, columns=64, notes_per_patient=0)
     generated = {f"{d.drop_id}/{f.path}": f.data for d in corpus.iter_drops() for f in d.files if f.modality == "dicom"}
     dicom_quality(generated, deid, "generated corpus")
-    from pydicom.data import get_testdata_files
+    # pydicom's bundled test files straight from the package folder (get_testdata_files() would try
+    # to download its external ones); plus the pydicom-data package's files when it is installed.
+    folders = [os.path.join(os.path.dirname(pydicom.__file__), "data", "test_files")]
+    try:
+        import pydicom_data  # type: ignore[import-not-found]
 
+        folders.append(os.path.join(os.path.dirname(pydicom_data.__file__), "data"))
+    except ImportError:
+        pass
     test_files = {}
-    for path in get_testdata_files("*"):
-        if os.path.isfile(path) and (path.lower().endswith((".dcm", ".dicom")) or "." not in os.path.basename(path)):
-            with open(path, "rb") as fh:
-                test_files[path] = fh.read()
-    dicom_quality(test_files, deid, "pydicom test files")
+    for folder in folders:
+        for root, _, names in os.walk(folder):
+            for name in names:
+                if name.lower().endswith((".dcm", ".dicom")) or "." not in name:
+                    with open(os.path.join(root, name), "rb") as fh:
+                        test_files[os.path.join(root, name)] = fh.read()
+    dicom_quality(test_files, deid, f"pydicom test files ({len(folders)} folder(s))")
     notes_quality(args.notes_patients)
 
 

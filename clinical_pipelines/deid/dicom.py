@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import datetime
 import io
+import struct
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import pydicom
 from pydicom.datadict import dictionary_VR
-from pydicom.dataelem import DataElement
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
@@ -102,12 +103,15 @@ class DicomDeidentifier:
         except Exception as exc:  # messages may quote values
             raise DeidRejected("malformed_dicom", f"pydicom could not read the file ({type(exc).__name__})") from None
         report = self.deidentify_dataset(ds)
-        out = io.BytesIO()
         try:
-            ds.save_as(out, enforce_file_format=True)
+            written = _write_passthrough(ds, data)
+            if written is None:  # a transfer syntax the byte-copying writer does not handle
+                out = io.BytesIO()
+                ds.save_as(out, enforce_file_format=True)
+                written = out.getvalue()
         except Exception as exc:
             raise DeidRejected("unwritable_dicom", f"could not write the result ({type(exc).__name__})") from None
-        return out.getvalue(), report
+        return written, report
 
     # -- datasets ----------------------------------------------------------------------
     def deidentify_dataset(self, ds: Dataset) -> DicomDeidReport:
@@ -124,6 +128,7 @@ class DicomDeidentifier:
         ds[0x00120064] = DataElement(0x00120064, "SQ", Sequence(self._method_code_items))
         if self.shift_dates:
             ds[0x00280303] = DataElement(0x00280303, "CS", "MODIFIED")  # Longitudinal Temporal Info Modified
+        ds.preamble = b"\x00" * 128  # a preamble can hold anything (TIFF/DICOM hybrids): never carry it over
         meta = getattr(ds, "file_meta", None)
         sop_instance = _raw_values(ds, 0x00080018)
         if meta is not None and isinstance(sop_instance, str):
@@ -330,3 +335,66 @@ def _shift_one(text: str, vr: str, days: int) -> str:
         raise DeidRejected("malformed_date", f"a {vr} value is not YYYYMMDD") from None
     shifted = (day + datetime.timedelta(days=days)).strftime("%Y%m%d")
     return shifted + (tail if vr == "DT" else "")
+
+
+_LITTLE_ENDIAN_SYNTAXES = {"1.2.840.10008.1.2": True, "1.2.840.10008.1.2.1": False}  # UID -> implicit VR
+_LONG_HEADER_VRS = {"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN", "UR", "UT", "UV"}
+
+
+def _raw_span(element: object, data: bytes, implicit: bool) -> tuple[int, int] | None:
+    """Byte range of an element never touched since reading (header included), if it can be copied as is."""
+    if type(element) is not RawDataElement:
+        return None
+    length, tell, value = element.length, element.value_tell, element.value  # type: ignore[attr-defined]
+    if length == 0xFFFFFFFF or value is None or len(value) != length:
+        return None
+    header = 8 if implicit or element.VR not in _LONG_HEADER_VRS else 12  # type: ignore[attr-defined]
+    start, end = tell - header, tell + length
+    tag = int(element.tag)  # type: ignore[attr-defined]
+    if start < 0 or end > len(data) or data[start : start + 4] != struct.pack("<HH", tag >> 16, tag & 0xFFFF):
+        return None
+    return start, end
+
+
+def _write_passthrough(ds: Dataset, data: bytes) -> bytes | None:
+    """Serialise ``ds``, copying every run of untouched elements straight from the original bytes.
+
+    Only elements the profile changed go through pydicom's writer; pixel data and everything else
+    kept is one slice copy per contiguous run. The preamble is zeroed (it can hold anything) and
+    the file meta is rewritten. Returns None for transfer syntaxes other than little endian
+    implicit/explicit VR (the caller then uses pydicom's writer for everything).
+    """
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filewriter import write_data_element, write_file_meta_info
+
+    meta = getattr(ds, "file_meta", None)
+    syntax = str(getattr(meta, "TransferSyntaxUID", "") or "")
+    if syntax not in _LITTLE_ENDIAN_SYNTAXES or ds.original_character_set != ds._character_set:
+        return None
+    implicit = _LITTLE_ENDIAN_SYNTAXES[syntax]
+    fp = DicomBytesIO()
+    fp.is_little_endian, fp.is_implicit_VR = True, implicit
+    fp.write(b"\x00" * 128 + b"DICM")
+    write_file_meta_info(fp, meta, enforce_standard=True)
+    fp.is_little_endian, fp.is_implicit_VR = True, implicit
+    encoding = ds.get("SpecificCharacterSet", "iso8859")
+    view = memoryview(data)
+    run: list[int] = []  # [start, end] of the pending run of untouched bytes
+    for tag in sorted(ds.keys()):
+        if tag.element == 0 and tag.group > 6:
+            continue  # retired group lengths (PS3.5 7.2)
+        element = ds.get_item(tag)
+        span = _raw_span(element, data, implicit)
+        if span is not None and run and run[1] == span[0]:
+            run[1] = span[1]
+            continue
+        if run:
+            fp.write(view[run[0] : run[1]])
+            run = []
+        if span is not None:
+            run = [span[0], span[1]]
+        else:
+            write_data_element(fp, ds[tag], encoding)
+    if run:
+        fp.write(view[run[0] : run[1]])
+    return fp.getvalue()
