@@ -26,8 +26,12 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from clinical_pipelines.storage.keys import ENV_MASTER_KEY, KeyRing, load_keyring
+
+if TYPE_CHECKING:
+    from clinical_pipelines.storage.base import ObjectStore
 
 ENV = "CLINICAL_PIPELINES_ENV"
 ENV_DATA_DIR = "CLINICAL_PIPELINES_DATA_DIR"
@@ -100,8 +104,8 @@ class Settings:
         """Seconds after which an incomplete drop is quarantined, or None when disabled."""
         return self.stale_after_hours * 3600 if self.stale_after_hours > 0 else None
 
-    def open_store(self):  # -> ObjectStore (import kept lazy so settings stay cheap)
-        """The object store holding every zone."""
+    def open_store(self) -> ObjectStore:
+        """The object store holding every zone (imported lazily so settings stay cheap to load)."""
         from clinical_pipelines.storage import open_store
 
         return open_store(self.store_url, endpoint_url=self.s3_endpoint_url)

@@ -27,8 +27,6 @@ from clinical_pipelines.deid.pseudonyms import Pseudonymizer
 
 PATIENT_ID = 0x00100020
 PATIENT_NAME = 0x00100010
-BURNED_IN_ANNOTATION = 0x00280301
-MODALITY = 0x00080060
 # Modalities whose images routinely carry burned-in text (ultrasound, secondary capture, ...).
 BURNED_IN_MODALITIES = frozenset({"US", "SC", "XC", "OT", "ES", "GM", "SM", "DOC"})
 _DATE_VRS = {"DA", "DT"}

@@ -34,7 +34,7 @@ from clinical_pipelines.storage import (
     read_all,
 )
 from clinical_pipelines.storage.envelope import EncryptingReader
-from clinical_pipelines.storage.hashing import HashingReader, sha256_stream
+from clinical_pipelines.storage.hashing import HashingReader
 from clinical_pipelines.storage.keys import KeyRing
 from clinical_pipelines.zones import landing_drop_prefix, raw_object_key
 
@@ -277,9 +277,3 @@ class DropIngestor:
         self._quarantine(report, prefix, exc.reason, exc.detail, DROP_MANIFEST)
         for path in sorted(listing):
             self._quarantine(report, prefix, exc.reason, "file of a drop whose drop.json was rejected", path)
-
-
-def verify_landing_file(store: ObjectStore, key: str) -> tuple[str, int]:
-    """(sha256, size) of a landing object, streamed."""
-    with store.open_read(key) as fh:
-        return sha256_stream(fh)

@@ -6,7 +6,6 @@ import contextlib
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
-from typing import BinaryIO
 
 from clinical_pipelines.storage import ObjectAlreadyExists, ObjectStore, read_all
 from clinical_pipelines.storage.envelope import DecryptingReader, decrypt_bytes, encrypt_bytes
@@ -94,10 +93,6 @@ class RawZone:
             with contextlib.suppress(ObjectAlreadyExists):  # a concurrent run stored it first
                 self.store.put_bytes(raw_object_key(digest), encrypt_bytes(data, self.keyring), write_once=True)
         return digest
-
-    def open_ciphertext(self, sha256: str) -> BinaryIO:
-        """The stored (encrypted) bytes, for audits that check encryption at rest."""
-        return self.store.open_read(raw_object_key(sha256))
 
     def write_drop_record(self, record: RawDropRecord) -> bool:
         """Store ``record`` once. True if written now, False if an identical one was there.

@@ -37,10 +37,3 @@ class HashingReader:
         """Read the rest of the stream (hashing it) and discard the bytes."""
         while self.read(chunk_size):
             pass
-
-
-def sha256_stream(stream: BinaryIO, chunk_size: int = 8 * 1024 * 1024) -> tuple[str, int]:
-    """(sha256 hex, size) of everything left in ``stream``."""
-    reader = HashingReader(stream)
-    reader.drain(chunk_size)
-    return reader.hexdigest(), reader.size

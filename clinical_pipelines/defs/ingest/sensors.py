@@ -22,7 +22,7 @@ def landing_tick(
     cursor: str | None,
     now: float,
 ) -> tuple[Discovery, dg.SensorResult]:
-    """One evaluation of the landing sensor (separate from the decorator so tests and the CLI share it)."""
+    """One evaluation of the landing sensor: the discovery engine turned into partitions, runs and a cursor."""
     state = json.loads(cursor) if cursor else {}
     stale_after_s = settings.stale_after_hours * 3600 if settings.stale_after_hours > 0 else None
     found = discover_drops(
