@@ -105,6 +105,19 @@ def test_patient_pseudonym_and_date_shift_follow_the_patient(corpus: tuple[list[
         assert out.PatientSex == original.PatientSex  # retain patient characteristics
 
 
+def test_report_carries_cohort_attributes_from_the_output_only(corpus: tuple[list[bytes], list[str]]) -> None:
+    files, canaries = corpus
+    deid = DicomDeidentifier(Pseudonymizer(KEY))
+    for data in files:
+        out_bytes, report = deid.deidentify_bytes(data)
+        out = read(out_bytes)
+        attributes = report.attributes
+        assert attributes["modality"] == out.Modality and attributes["study_date"] == out.StudyDate
+        assert attributes["study_uid"] == out.StudyInstanceUID and attributes["series_uid"] == out.SeriesInstanceUID
+        assert attributes.get("patient_sex") == (out.get("PatientSex") or None)
+        assert not {v for v in attributes.values() for c in canaries if c in v}
+
+
 def test_private_tags_and_nested_identifiers_are_removed(corpus: tuple[list[bytes], list[str]]) -> None:
     files, _ = corpus
     original = read(files[0])

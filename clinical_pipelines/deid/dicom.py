@@ -63,6 +63,7 @@ class DicomDeidReport:
     sequences_walked: int = 0
     patient_id: str = ""
     actions: dict[str, int] = field(default_factory=dict)
+    attributes: dict[str, str] = field(default_factory=dict)  # post-de-identification values, for cohorts
 
 
 @dataclass(frozen=True)
@@ -131,6 +132,7 @@ class DicomDeidentifier:
         sop_instance = _raw_values(ds, 0x00080018)
         if meta is not None and isinstance(sop_instance, str):
             meta.MediaStorageSOPInstanceUID = sop_instance
+        report.attributes = cohort_attributes(ds)
         return report
 
     def _refuse_burned_in(self, ds: Dataset) -> None:
@@ -269,6 +271,36 @@ class DicomDeidentifier:
         else:
             ds[tag] = DataElement(tag, vr, _DUMMY.get(vr))
             report.replaced += 1
+
+
+# Read from the de-identified dataset only: what the catalog filters cohorts by (DESIGN.md §5).
+_COHORT_ATTRIBUTES = {
+    "modality": 0x00080060,
+    "body_part": 0x00180015,
+    "study_date": 0x00080020,
+    "patient_age": 0x00101010,
+    "patient_sex": 0x00100040,
+    "study_uid": 0x0020000D,
+    "series_uid": 0x0020000E,
+}
+
+
+def cohort_attributes(ds: Dataset) -> dict[str, str]:
+    """Non-identifying attributes of a de-identified dataset (modality, body part, shifted study date, age...).
+
+    Absent or empty attributes are left out; multi-valued ones keep their first value.
+    """
+    found: dict[str, str] = {}
+    for name, tag in _COHORT_ATTRIBUTES.items():
+        try:
+            value = _raw_values(ds, tag)
+        except Exception:  # an undecodable value is simply not a cohort attribute
+            continue
+        if isinstance(value, list):
+            value = value[0] if value else None
+        if value:
+            found[name] = str(value)
+    return found
 
 
 def _raw_values(ds: Dataset, tag: int) -> str | list[str] | None:

@@ -44,6 +44,7 @@ class DeidItem:
     size: int
     kind: str  # "dicom", "notes", or the table kind
     patient_ids: tuple[str, ...]
+    attributes: dict[str, str] = field(default_factory=dict)  # DICOM: modality, body part, shifted date...
 
 
 @dataclass
@@ -136,7 +137,7 @@ class DropDeidentifier:
                 continue
             identifiers = dicom_identifiers(data, self.dicom.profile.actions, kept=kept)
             self._check(report, out, identifiers)
-            lineage[sha] = self._store(report, out, "dicom", (item_report.patient_id,))
+            lineage[sha] = self._store(report, out, "dicom", (item_report.patient_id,), item_report.attributes)
 
     def _notes(self, report: DeidStageReport, raw_items: list[str], lineage: dict[str, str]) -> None:
         assert self.notes is not None
@@ -181,11 +182,18 @@ class DropDeidentifier:
             for kind, count in hits.items():
                 report.residual_hits[kind] = report.residual_hits.get(kind, 0) + count
 
-    def _store(self, report: DeidStageReport, out: bytes, kind: str, patients: tuple[str, ...]) -> str:
+    def _store(
+        self,
+        report: DeidStageReport,
+        out: bytes,
+        kind: str,
+        patients: tuple[str, ...],
+        attributes: dict[str, str] | None = None,
+    ) -> str:
         digest = hashlib.sha256(out).hexdigest()
         with contextlib.suppress(ObjectAlreadyExists):  # identical de-identified content: stored once
             self.store.put_bytes(curated_object_key(digest), out, write_once=True)
-        report.items.append(DeidItem(digest, len(out), kind, patients))
+        report.items.append(DeidItem(digest, len(out), kind, patients, dict(attributes or {})))
         return digest
 
     def _quarantine(self, report: DeidStageReport, path: str | None, reason: str, detail: str, data: bytes) -> None:
