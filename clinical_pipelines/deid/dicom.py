@@ -20,6 +20,7 @@ import pydicom
 from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 
 from clinical_pipelines.deid.profile import DEFAULT_OPTIONS, CompiledProfile, compile_profile
@@ -130,8 +131,12 @@ class DicomDeidentifier:
         ds.preamble = b"\x00" * 128  # a preamble can hold anything (TIFF/DICOM hybrids): never carry it over
         meta = getattr(ds, "file_meta", None)
         sop_instance = _raw_values(ds, 0x00080018)
-        if meta is not None and isinstance(sop_instance, str):
-            meta.MediaStorageSOPInstanceUID = sop_instance
+        if meta is not None:
+            if isinstance(sop_instance, str):
+                meta.MediaStorageSOPInstanceUID = sop_instance
+            for tag in _META_DROPPED:
+                if tag in meta:
+                    del meta[tag]
         report.attributes = cohort_attributes(ds)
         return report
 
@@ -371,7 +376,7 @@ _LITTLE_ENDIAN_SYNTAXES = {"1.2.840.10008.1.2": True, "1.2.840.10008.1.2.1": Fal
 _LONG_HEADER_VRS = {"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN", "UR", "UT", "UV"}
 
 
-def _raw_span(element: object, data: bytes, implicit: bool) -> tuple[int, int] | None:
+def _raw_span(element: object, data: memoryview, implicit: bool) -> tuple[int, int] | None:
     """Byte range of an element never touched since reading (header included), if it can be copied as is."""
     if type(element) is not RawDataElement:
         return None
@@ -386,35 +391,59 @@ def _raw_span(element: object, data: bytes, implicit: bool) -> tuple[int, int] |
     return start, end
 
 
+_ITEM = struct.pack("<HHI", 0xFFFE, 0xE000, 0xFFFFFFFF)
+_ITEM_END = struct.pack("<HHI", 0xFFFE, 0xE00D, 0)
+_SEQUENCE_END = struct.pack("<HHI", 0xFFFE, 0xE0DD, 0)
+# File meta elements that name sending/receiving systems or carry private data: not needed to read the file.
+_META_DROPPED = (0x00020016, 0x00020017, 0x00020018, 0x00020100, 0x00020102)
+_META_REQUIRED = (0x00020001, 0x00020002, 0x00020003, 0x00020010, 0x00020012)
+
+
 def _write_passthrough(ds: Dataset, data: bytes) -> bytes | None:
     """Serialise ``ds``, copying every run of untouched elements straight from the original bytes.
 
     Only elements the profile changed go through pydicom's writer; pixel data and everything else
-    kept is one slice copy per contiguous run. The preamble is zeroed (it can hold anything) and
-    the file meta is rewritten. Returns None for transfer syntaxes other than little endian
-    implicit/explicit VR (the caller then uses pydicom's writer for everything).
+    kept is one slice copy per contiguous run, in nested sequence items too (walked sequences are
+    written with undefined lengths, as pydicom's writer does). The preamble is zeroed (it can hold
+    anything) and the file meta group is rebuilt. Returns None for transfer syntaxes other than
+    little endian implicit/explicit VR, or a file meta lacking a required element (the caller then
+    uses pydicom's writer for everything).
     """
     from pydicom.filebase import DicomBytesIO
-    from pydicom.filewriter import write_data_element, write_file_meta_info
 
     meta = getattr(ds, "file_meta", None)
     syntax = str(getattr(meta, "TransferSyntaxUID", "") or "")
     if syntax not in _LITTLE_ENDIAN_SYNTAXES or ds.original_character_set != ds._character_set:
         return None
+    assert meta is not None
+    if any(tag not in meta for tag in _META_REQUIRED):
+        return None
     implicit = _LITTLE_ENDIAN_SYNTAXES[syntax]
+    view = memoryview(data)
+    fp = DicomBytesIO()
+    fp.is_little_endian, fp.is_implicit_VR = True, False
+    _write_elements(fp, meta, view, False, "iso8859", skip_group_length=True)
+    group = fp.getvalue()
     fp = DicomBytesIO()
     fp.is_little_endian, fp.is_implicit_VR = True, implicit
-    fp.write(b"\x00" * 128 + b"DICM")
-    write_file_meta_info(fp, meta, enforce_standard=True)
-    fp.is_little_endian, fp.is_implicit_VR = True, implicit
-    encoding = ds.get("SpecificCharacterSet", "iso8859")
-    view = memoryview(data)
+    fp.write(b"\x00" * 128 + b"DICM" + struct.pack("<HH2sHI", 2, 0, b"UL", 4, len(group)) + group)
+    if not _write_elements(fp, ds, view, implicit, ds.get("SpecificCharacterSet", "iso8859")):
+        return None
+    return fp.getvalue()
+
+
+def _write_elements(
+    fp: Any, ds: Dataset, view: memoryview, implicit: bool, encoding: Any, *, skip_group_length: bool = False
+) -> bool:
+    """Write ``ds``'s elements in tag order; False when a nested item switches character set."""
+    from pydicom.filewriter import write_data_element
+
     run: list[int] = []  # [start, end] of the pending run of untouched bytes
     for tag in sorted(ds.keys()):
-        if tag.element == 0 and tag.group > 6:
-            continue  # retired group lengths (PS3.5 7.2)
+        if tag.element == 0 and (tag.group > 6 or skip_group_length):
+            continue  # group lengths: retired (PS3.5 7.2), or recomputed by the caller
         element = ds.get_item(tag)
-        span = _raw_span(element, data, implicit)
+        span = _raw_span(element, view, implicit)
         if span is not None and run and run[1] == span[0]:
             run[1] = span[1]
             continue
@@ -423,8 +452,64 @@ def _write_passthrough(ds: Dataset, data: bytes) -> bytes | None:
             run = []
         if span is not None:
             run = [span[0], span[1]]
+        elif type(element) is DataElement and element.VR == "SQ" and element.value:
+            fp.write(struct.pack("<HH", tag.group, tag.element))
+            fp.write(struct.pack("<I", 0xFFFFFFFF) if implicit else b"SQ\x00\x00\xff\xff\xff\xff")
+            for item in element.value:
+                if "SpecificCharacterSet" in item:
+                    return False
+                fp.write(_ITEM)
+                if not _write_elements(fp, item, view, implicit, encoding):
+                    return False
+                fp.write(_ITEM_END)
+            fp.write(_SEQUENCE_END)
         else:
-            write_data_element(fp, ds[tag], encoding)
+            encoded = _encode_ascii(element, implicit) if type(element) is DataElement else None
+            if encoded is not None:
+                fp.write(encoded)
+            else:
+                write_data_element(fp, ds[tag], encoding)
     if run:
         fp.write(view[run[0] : run[1]])
-    return fp.getvalue()
+    return True
+
+
+# Text VRs whose ASCII values encode the same in every DICOM character set (the default repertoire).
+_ASCII_VRS = frozenset(
+    {"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "ST", "TM", "UC", "UI", "UR", "UT"}
+)
+
+
+def _encode_ascii(element: DataElement, implicit: bool) -> bytes | None:
+    """The encoded element (header and value) for an ASCII text value, or None to leave it to pydicom.
+
+    The profile writes dozens of such values per file (UIDs, shifted dates, pseudonyms, empties);
+    encoding them here costs a fraction of pydicom's general writer.
+    """
+    vr = element.VR
+    if vr not in _ASCII_VRS:
+        return None
+    value = element._value  # the stored value, without triggering a conversion
+    if value is None:
+        text = ""
+    elif isinstance(value, str):
+        text = value
+    elif isinstance(value, (list, MultiValue)) and all(isinstance(v, str) for v in value):
+        text = "\\".join(value)
+    else:
+        return None
+    if not text.isascii():
+        return None
+    raw = text.encode("ascii")
+    if len(raw) & 1:
+        raw += b"\x00" if vr == "UI" else b" "
+    tag = element.tag
+    if implicit:
+        header = struct.pack("<HHI", tag >> 16, tag & 0xFFFF, len(raw))
+    elif vr in _LONG_HEADER_VRS:
+        header = struct.pack("<HH2sHI", tag >> 16, tag & 0xFFFF, vr.encode(), 0, len(raw))
+    elif len(raw) > 0xFFFF:
+        return None
+    else:
+        header = struct.pack("<HH2sH", tag >> 16, tag & 0xFFFF, vr.encode(), len(raw))
+    return header + raw
