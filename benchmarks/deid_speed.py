@@ -11,6 +11,13 @@ Generates --files synthetic 512x512 CT/MR slices with planted identifiers, then 
 Prints files/s, ratios to the floor, and the planted identifiers found in our output bytes
 (must be 0). Peer tools (dicognito, pydicom/deid, dicom-anonymizer) are compared when installed
 in the environment given by --peers-python (see the closing notes for how).
+
+Notes (--notes N generated notes, 0 to skip), against the naive loop: one Presidio ``analyze``
+(with the model's full spaCy pipeline) plus one ``anonymize`` per note:
+
+- ours, one process: ``NoteDeidentifier.deidentify_many`` (NER-only spaCy, ``nlp.pipe`` batches);
+- ours, --workers processes: ``clinical-pipelines deid notes`` folder to folder (process start,
+  model load and file I/O included).
 """
 
 from __future__ import annotations
@@ -40,6 +47,7 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=1000)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--notes", type=int, default=300, help="generated notes for the notes comparison (0: skip)")
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument(
         "--peers-python",
@@ -139,8 +147,57 @@ def main() -> None:
             blob = b"".join(p.read_bytes() for p in folder.rglob("*") if p.is_file())
             peer_left = sum(1 for v in planted if v.encode() in blob)
             print(f"planted identifiers left in {name}'s output: {peer_left} of {len(planted)}")
+        if args.notes:
+            notes_speed(args.notes, args.workers, work, env)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def notes_speed(count: int, workers: int, work: Path, env: dict[str, str]) -> None:
+    """Naive per-note Presidio loop vs our batched engine and the multi-process CLI, same notes."""
+    from clinical_pipelines.deid.notes import LANGUAGE, NoteDeidentifier
+
+    corpus = SynthCorpus(31, n_patients=max(1, count // 2), slices_per_series=1, rows=16, columns=16,
+                         notes_per_patient=2)  # fmt: skip
+    texts = [f.data.decode() for d in corpus.iter_drops() for f in d.files if f.modality == "notes"][:count]
+    folder = work / "notes-in"
+    folder.mkdir()
+    for i, text in enumerate(texts):
+        (folder / f"{i:05d}.txt").write_text(text, encoding="utf-8")
+    print(f"\n{len(texts)} notes, {sum(map(len, texts)) / 1e3:.0f} kB")
+    naive = NoteDeidentifier(Pseudonymizer(KEY))
+    nlp = naive.analyzer.nlp_engine.nlp[LANGUAGE]  # type: ignore[attr-defined]
+    for name in nlp.disabled:
+        nlp.enable_pipe(name)  # the model as shipped: tagger, parser, lemmatizer... all on
+    ours = NoteDeidentifier(Pseudonymizer(KEY))
+    ours.deidentify(texts[0])
+    cli = str(Path(sys.executable).parent / "clinical-pipelines")
+
+    def timed(run: object) -> float:
+        started = time.perf_counter()
+        run()  # type: ignore[operator]
+        return time.perf_counter() - started
+
+    def naive_loop() -> None:
+        for text in texts:
+            naive.deidentify(text)
+
+    def via_cli(n: int) -> None:
+        out = work / "notes-out"
+        shutil.rmtree(out, ignore_errors=True)
+        subprocess.run([cli, "deid", "notes", str(folder), str(out), "--workers", str(n)], env=env, check=True,
+                       capture_output=True)  # fmt: skip
+
+    variants = {
+        "naive: analyze + anonymize per note (full spaCy)": naive_loop,
+        "ours, 1 process (batched, NER only)": lambda: ours.deidentify_many(texts),
+        "ours, CLI folder to folder, 1 worker": lambda: via_cli(1),
+        f"ours, CLI folder to folder, {workers} workers": lambda: via_cli(workers),
+    }
+    seconds = {name: timed(run) for name, run in variants.items()}
+    base = seconds["naive: analyze + anonymize per note (full spaCy)"]
+    for name, t in seconds.items():
+        print(f"  {name:<50} {len(texts) / t:7.1f} notes/s   {base / t:4.2f}x naive")
 
 
 if __name__ == "__main__":

@@ -228,47 +228,29 @@ def deid_dicom(in_dir: Path, out_dir: Path, workers: int, options: tuple[str, ..
 @deid.command("notes")
 @click.argument("in_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--workers", type=int, default=1, show_default=True, help="Processes to spread the notes over.")
 @click.option("--batch-size", type=int, default=32, show_default=True, help="Notes per spaCy batch.")
-def deid_notes(in_dir: Path, out_dir: Path, batch_size: int) -> None:
+def deid_notes(in_dir: Path, out_dir: Path, workers: int, batch_size: int) -> None:
     """De-identify every UTF-8 note in IN_DIR into OUT_DIR (names, ids, dates shifted per patient, ...)."""
     from rich.progress import Progress
 
-    from clinical_pipelines.deid.notes import NoteDeidentifier
-    from clinical_pipelines.deid.pseudonyms import Pseudonymizer
+    from clinical_pipelines.deid.batch import deidentify_notes_folder
 
     if out_dir.resolve().is_relative_to(in_dir.resolve()):
         raise click.UsageError("the output folder must not lie inside the input folder")
-    started = time.perf_counter()
-    deidentifier = NoteDeidentifier(Pseudonymizer(_deid_key()))
-    paths = sorted(p for p in in_dir.rglob("*") if p.is_file() and not p.is_symlink())
-    refused: dict[str, int] = {}
-    entities: dict[str, int] = {}
-    written = 0
+    key = _deid_key()
+    total = sum(1 for p in in_dir.rglob("*") if p.is_file() and not p.is_symlink())
     with Progress(transient=True) as bar:
-        task = bar.add_task("de-identifying", total=len(paths))
-        for start in range(0, len(paths), batch_size):
-            batch, texts = [], []
-            for path in paths[start : start + batch_size]:
-                try:
-                    texts.append(path.read_bytes().decode("utf-8-sig"))
-                    batch.append(path)
-                except UnicodeDecodeError:
-                    refused["not_utf8"] = refused.get("not_utf8", 0) + 1
-            for path, result in zip(batch, deidentifier.deidentify_many(texts, batch_size=batch_size), strict=True):
-                target = out_dir / path.relative_to(in_dir)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_text(result.text, encoding="utf-8")
-                written += 1
-                for kind, count in result.entity_counts.items():
-                    entities[kind] = entities.get(kind, 0) + count
-            bar.advance(task, len(paths[start : start + batch_size]))
-    seconds = time.perf_counter() - started
+        task = bar.add_task("de-identifying", total=total)
+        summary = deidentify_notes_folder(
+            in_dir, out_dir, key, workers=workers, batch_size=batch_size, progress=lambda n: bar.advance(task, n)
+        )
     click.echo(
-        f"{len(paths)} note(s), {written} written, {sum(refused.values())} refused {refused or ''}; "
-        f"replaced {sum(entities.values())} identifier(s) {dict(sorted(entities.items()))}; "
-        f"{len(paths) / seconds if seconds else 0:.1f} notes/s"
+        f"{summary.files} note(s), {summary.written} written, {sum(summary.rejected.values())} refused "
+        f"{summary.rejected or ''}; replaced {sum(summary.entities.values())} identifier(s) "
+        f"{dict(sorted(summary.entities.items()))}; {summary.files_per_s:.1f} notes/s with {workers} worker(s)"
     )
-    sys.exit(1 if paths and not written else 0)
+    sys.exit(1 if summary.files and not summary.written else 0)
 
 
 @deid.command("table")

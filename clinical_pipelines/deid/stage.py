@@ -13,13 +13,20 @@ import hashlib
 import io
 import json
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 
 from clinical_pipelines.deid.dicom import DeidRejected, DicomDeidentifier
 from clinical_pipelines.deid.notes import NoteDeidentifier
 from clinical_pipelines.deid.profile import PROFILE_NAME, PROFILE_VERSION
 from clinical_pipelines.deid.pseudonyms import Pseudonymizer
-from clinical_pipelines.deid.residual import dicom_identifiers, scan
+from clinical_pipelines.deid.residual import (
+    dicom_identifiers,
+    dicom_text_values,
+    foreign_names,
+    residual_entities,
+    scan,
+)
 from clinical_pipelines.deid.tables import POLICIES, deidentify_table, table_csv_bytes
 from clinical_pipelines.quarantine import Quarantine, QuarantineRecord, count_reasons
 from clinical_pipelines.raw.zone import RawZone
@@ -58,7 +65,7 @@ class DeidStageReport:
     items: list[DeidItem] = field(default_factory=list)
     quarantined: list[QuarantineRecord] = field(default_factory=list)
     residual_hits: dict[str, int] = field(default_factory=dict)
-    items_with_residual: int = 0
+    residual_items: set[str] = field(default_factory=set)  # raw sha256 of items with any finding
     identifiers_searched: int = 0
     bytes_in: int = 0
     seconds: float = 0.0
@@ -67,6 +74,11 @@ class DeidStageReport:
     def passed(self) -> bool:
         """True when the residual scan found nothing."""
         return not self.residual_hits
+
+    @property
+    def items_with_residual(self) -> int:
+        """How many outputs had any residual finding (known identifier or re-analysis)."""
+        return len(self.residual_items)
 
     @property
     def patients(self) -> int:
@@ -126,7 +138,8 @@ class DropDeidentifier:
 
     def _dicom(self, report: DeidStageReport, raw_items: list[str], lineage: dict[str, str]) -> None:
         kept = frozenset("KUC") if self.dicom.text_cleaner is not None else frozenset("KU")
-        names = {f.sha256: f.path for f in self.raw.read_drop_record(report.source, report.drop_id).files}
+        names = self._names(report)
+        seen: dict[str, Counter[str]] = {}  # distinct text value -> its re-analysis findings (series share most)
         for sha in raw_items:
             data = self.raw.read_object(sha)
             report.bytes_in += len(data)
@@ -136,14 +149,28 @@ class DropDeidentifier:
                 self._quarantine(report, names.get(sha), rejected.reason, rejected.detail, data)
                 continue
             identifiers = dicom_identifiers(data, self.dicom.profile.actions, kept=kept)
-            self._check(report, out, identifiers)
-            lineage[sha] = self._store(report, out, "dicom", (item_report.patient_id,), item_report.attributes)
+            hits = self._known(report, out, identifiers)
+            person_names, texts = dicom_text_values(out)
+            hits["presidio:PN"] += foreign_names(person_names)
+            if self.notes is not None:
+                new = sorted(texts - seen.keys())
+                for text, results in zip(new, self.notes.analyze_many(new) if new else [], strict=True):
+                    seen[text] = residual_entities(text, results, ner_persons=False)
+                for text in texts:
+                    hits.update(seen[text])
+            attributes = item_report.attributes
+            self._emit(report, lineage, sha, names.get(sha), data, out, "dicom", (item_report.patient_id,), hits,
+                       attributes)  # fmt: skip
 
     def _notes(self, report: DeidStageReport, raw_items: list[str], lineage: dict[str, str]) -> None:
         assert self.notes is not None
-        texts = [self.raw.read_object(sha).decode("utf-8-sig") for sha in raw_items]
-        report.bytes_in += sum(len(t) for t in texts)
-        for sha, text, result in zip(raw_items, texts, self.notes.deidentify_many(texts), strict=True):
+        names = self._names(report)
+        originals = [self.raw.read_object(sha) for sha in raw_items]
+        texts = [data.decode("utf-8-sig") for data in originals]
+        report.bytes_in += sum(map(len, originals))
+        results = self.notes.deidentify_many(texts)
+        rereads = self.notes.analyze_many([r.text for r in results])
+        for sha, data, text, result, reread in zip(raw_items, originals, texts, results, rereads, strict=True):
             out = result.text.encode("utf-8")
             # Dates are rewritten by design (a shifted date may equal another original one): not searched.
             identifiers: dict[str, set[str]] = {}
@@ -151,14 +178,15 @@ class DropDeidentifier:
                 value = text[start:end].strip()
                 if entity != "DATE" and len(value) >= 4:
                     identifiers.setdefault(entity, set()).add(value)
-            self._check(report, out, identifiers)
+            hits = self._known(report, out, identifiers) + residual_entities(result.text, reread)
             mrn = next((text[s:e] for kind, s, e in result.spans if kind == "MRN"), None)
             patients = (self.pseudonymizer.patient_id(mrn),) if mrn else ()
-            lineage[sha] = self._store(report, out, "notes", patients)
+            self._emit(report, lineage, sha, names.get(sha), data, out, "notes", patients, hits)
 
     def _tables(self, report: DeidStageReport, tables: list[dict], lineage: dict[str, str]) -> None:
         import pandas as pd
 
+        names = self._names(report)
         for table in tables:
             frame = pd.read_parquet(io.BytesIO(self.raw.read_object(table["parquet_sha256"])))
             report.bytes_in += int(frame.memory_usage(deep=True).sum())
@@ -170,31 +198,60 @@ class DropDeidentifier:
                 if role in ("patient_key", "drop") and column in frame:
                     values = {str(v).strip() for v in frame[column].dropna() if len(str(v).strip()) >= 4}
                     identifiers.setdefault(column, set()).update(values)
-            self._check(report, out, identifiers)
             patients = tuple(sorted(set(result.frame["patient_id"].dropna())))
-            lineage[table["source_sha256"]] = self._store(report, out, table["kind"], patients)
+            source = table["source_sha256"]
+            hits = self._known(report, out, identifiers) + self._reread_values(result.frame)
+            original = self.raw.read_object(source) if +hits else b""
+            self._emit(report, lineage, source, names.get(source), original, out, table["kind"], patients, hits)
 
-    def _check(self, report: DeidStageReport, out: bytes, identifiers: dict[str, set[str]]) -> None:
+    def _reread_values(self, frame: object) -> Counter[str]:
+        """Re-analysis of every distinct text value left in a de-identified table."""
+        found: Counter[str] = Counter()
+        if self.notes is None:
+            return found
+        values = sorted({str(v).strip() for column in frame.select_dtypes(exclude="number")  # type: ignore[attr-defined]
+                         for v in frame[column].dropna().unique() if str(v).strip()})  # type: ignore[index]  # fmt: skip
+        for text, results in zip(values, self.notes.analyze_many(values) if values else [], strict=True):
+            found.update(residual_entities(text, results, ner_persons=False))
+        return found
+
+    def _names(self, report: DeidStageReport) -> dict[str, str]:
+        """Raw sha256 -> the file's path in its drop (PHI: only ever stored encrypted, in quarantine)."""
+        return {f.sha256: f.path for f in self.raw.read_drop_record(report.source, report.drop_id).files}
+
+    @staticmethod
+    def _known(report: DeidStageReport, out: bytes, identifiers: dict[str, set[str]]) -> Counter[str]:
         report.identifiers_searched += sum(len(v) for v in identifiers.values())
-        hits = scan(out, identifiers)
-        if hits:
-            report.items_with_residual += 1
-            for kind, count in hits.items():
-                report.residual_hits[kind] = report.residual_hits.get(kind, 0) + count
+        return Counter(scan(out, identifiers))
 
-    def _store(
+    def _emit(
         self,
         report: DeidStageReport,
+        lineage: dict[str, str],
+        raw_sha: str,
+        path: str | None,
+        original: bytes,
         out: bytes,
         kind: str,
         patients: tuple[str, ...],
+        hits: Counter[str],
         attributes: dict[str, str] | None = None,
-    ) -> str:
+    ) -> None:
+        """Store a clean output in curated/; an output with any residual finding never gets there: its
+        original goes to quarantine and the finding fails the drop's residual-PHI check."""
+        hits = +hits  # drop zero counts
+        if hits:
+            report.residual_items.add(raw_sha)
+            for finding, count in hits.items():
+                report.residual_hits[finding] = report.residual_hits.get(finding, 0) + count
+            detail = "found after de-identification: " + ", ".join(f"{k} x{v}" for k, v in sorted(hits.items()))
+            self._quarantine(report, path, "residual_phi", detail, original)
+            return
         digest = hashlib.sha256(out).hexdigest()
         with contextlib.suppress(ObjectAlreadyExists):  # identical de-identified content: stored once
             self.store.put_bytes(curated_object_key(digest), out, write_once=True)
         report.items.append(DeidItem(digest, len(out), kind, patients, dict(attributes or {})))
-        return digest
+        lineage[raw_sha] = digest
 
     def _quarantine(self, report: DeidStageReport, path: str | None, reason: str, detail: str, data: bytes) -> None:
         report.quarantined.append(

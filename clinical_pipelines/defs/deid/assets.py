@@ -62,7 +62,7 @@ def _build(modality: str) -> Callable[..., Iterator[dg.MaterializeResult | dg.As
             keyring.get_keyring(),
             pseudonymizer,
             DicomDeidentifier(pseudonymizer),
-            NoteDeidentifier(pseudonymizer) if modality == "notes" else None,
+            NoteDeidentifier(pseudonymizer),  # de-identifies notes; re-reads every modality's text output
         )
         report = engine.deidentify(source, drop_id, modality)
         if report.quarantined:
