@@ -64,6 +64,8 @@ REASONS = {
     "burned_in_annotation": "pixel data may carry burned-in text: routed to review, never promoted",
     "malformed_date": "a date value that cannot be shifted (not YYYYMMDD)",
     "unwritable_dicom": "the de-identified instance could not be written",
+    "sequence_too_deep": "sequences nested deeper than any real IOD needs (32 levels): not walked",
+    "deid_failed": "the profile could not be applied to a value (odd VR or unconvertible value)",
     "residual_phi": "an identifier of the original was still found after de-identification",
 }
 

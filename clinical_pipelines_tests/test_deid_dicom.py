@@ -234,3 +234,91 @@ def test_byte_copying_writer_matches_pydicoms_writer(corpus: tuple[list[bytes], 
         assert fast[:128] == b"\0" * 128  # the preamble never carries anything over
         compared += 1
     assert compared >= 40
+
+
+# -- odd but parseable input: a clear reason or a correct output, never a crash --------------------
+def _saved(ds: pydicom.Dataset) -> bytes:
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+def _nested(depth: int, leaf: pydicom.Dataset) -> pydicom.Dataset:
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    item = leaf
+    for _ in range(depth):
+        outer = Dataset()
+        outer.ContentSequence = Sequence([item])
+        item = outer
+    return item
+
+
+def test_sequences_nested_too_deep_are_refused_and_deep_real_ones_walked(corpus: tuple[list[bytes], list[str]]) -> None:
+    from pydicom.dataset import Dataset
+
+    files, _ = corpus
+    deid = DicomDeidentifier(Pseudonymizer(KEY))
+    leaf = Dataset()
+    leaf.PersonName = "Deepnest^Hidden"
+    ds = read(files[0])
+    ds.ContentSequence = _nested(10, leaf).ContentSequence
+    out, _ = deid.deidentify_bytes(_saved(ds))
+    assert b"Deepnest" not in out and read(out).ContentSequence  # walked all the way down
+    ds.ContentSequence = _nested(60, leaf).ContentSequence
+    with pytest.raises(DeidRejected) as err:
+        deid.deidentify_bytes(_saved(ds))
+    assert err.value.reason == "sequence_too_deep"
+
+
+def test_huge_sequences_are_copied_exactly(corpus: tuple[list[bytes], list[str]]) -> None:
+    """Thousands of items: element positions inside sequences are relative in pydicom; the byte-copying
+    writer must place every item's bytes correctly (regression: it once copied a neighbour's)."""
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    files, _ = corpus
+    ds = read(files[0])
+    items = []
+    for i in range(3000):
+        item = Dataset()
+        item.CodeValue, item.CodeMeaning, item.PersonName = str(i), f"finding {i}", f"Witness^{i:05d}"
+        items.append(item)
+    ds.ContentSequence = Sequence(items)
+    data = _saved(ds)
+    deid = DicomDeidentifier(Pseudonymizer(KEY))
+    out_bytes = deid.deidentify_bytes(data)[0]
+    out = read(out_bytes)
+    reference = read(data)
+    deid.deidentify_dataset(reference)
+    assert out == read(_saved(reference))
+    assert [item.CodeValue for item in out.ContentSequence] == [str(i) for i in range(3000)]
+    assert b"Witness" not in out_bytes and {str(item.PersonName) for item in out.ContentSequence} == {"ANONYMIZED"}
+
+
+def test_bad_character_sets_and_odd_vrs_do_not_crash(corpus: tuple[list[bytes], list[str]]) -> None:
+    files, _ = corpus
+    deid = DicomDeidentifier(Pseudonymizer(KEY))
+    ds = read(files[0])
+    name = str(ds.PatientName)
+    ds.SpecificCharacterSet = "ISO_IR 999"  # no such character set
+    out, _ = deid.deidentify_bytes(_saved(ds))
+    assert name.encode() not in out and read(out).PatientID.startswith("PSN-")
+
+    ds = read(files[0])
+    ds.SpecificCharacterSet = "ISO_IR 192"  # UTF-8 declared, invalid bytes given
+    ds.add_new(0x00081040, "LO", b"Cardiolog\xe9 \xff\xfe")  # Institutional Department Name (X)
+    ds.add_new(0x00081090, "LO", b"Scann\xe9r \xff")  # Manufacturer's Model Name (K)
+    out, _ = deid.deidentify_bytes(_saved(ds))
+    assert b"Cardiolog" not in out and 0x00081040 not in read(out)
+
+    data = bytearray(_saved(read(files[0])))
+    at = data.find(b"\x08\x00\x70\x00LO")  # Manufacturer: an explicit VR nobody defined
+    data[at + 4 : at + 6] = b"ZZ"
+    try:
+        out, _ = deid.deidentify_bytes(bytes(data))
+    except DeidRejected as rejected:
+        assert rejected.reason in ("malformed_dicom", "deid_failed", "unwritable_dicom")
+    else:
+        assert name.encode() not in out and read(out).PatientIdentityRemoved == "YES"

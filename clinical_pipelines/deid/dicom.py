@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime
 import io
 import struct
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +26,10 @@ from pydicom.sequence import Sequence
 from clinical_pipelines.deid.profile import DEFAULT_OPTIONS, CompiledProfile, compile_profile
 from clinical_pipelines.deid.pseudonyms import Pseudonymizer
 
+#: Deeper nesting than any real IOD needs (SR content trees stay well below): refused, not recursed into.
+MAX_SEQUENCE_DEPTH = 32
+_BASE = "_deid_file_offset"  # on walked sequence items: where their elements' positions count from
+_DEPTH = "_deid_depth"
 PATIENT_ID = 0x00100020
 PATIENT_NAME = 0x00100010
 # Modalities whose images routinely carry burned-in text (ultrasound, secondary capture, ...).
@@ -102,7 +106,14 @@ class DicomDeidentifier:
             ds = pydicom.dcmread(io.BytesIO(data))
         except Exception as exc:  # messages may quote values
             raise DeidRejected("malformed_dicom", f"pydicom could not read the file ({type(exc).__name__})") from None
-        report = self.deidentify_dataset(ds)
+        try:
+            report = self.deidentify_dataset(ds)
+        except DeidRejected:
+            raise
+        except RecursionError:
+            raise DeidRejected("sequence_too_deep", "sequences nested too deep to walk") from None
+        except Exception as exc:  # a value pydicom cannot convert, an odd VR...: never crash the run
+            raise DeidRejected("deid_failed", f"the profile could not be applied ({type(exc).__name__})") from None
         try:
             written = _write_passthrough(ds, data)
             if written is None:  # a transfer syntax the byte-copying writer does not handle
@@ -172,7 +183,7 @@ class DicomDeidentifier:
             vr = self._vr(ds, tag)
             if action is None or action == "K":
                 if vr == "SQ":
-                    self._walk_sequence(ds[tag].value, patient_key, report)
+                    self._walk_sequence(ds, tag, patient_key, report)
                 continue
             report.actions[action] = report.actions.get(action, 0) + 1
             # New elements are built from the raw bytes: converting values pydicom would only throw
@@ -186,7 +197,7 @@ class DicomDeidentifier:
                     ds[tag] = DataElement(tag, vr, Sequence())
                     report.emptied += 1
                 else:
-                    self._walk_sequence(ds[tag].value, patient_key, report)
+                    self._walk_sequence(ds, tag, patient_key, report)
             elif action == "U":
                 self._remap_uid(ds, tag, report)
             elif action == "Z":
@@ -197,9 +208,19 @@ class DicomDeidentifier:
             else:  # D
                 self._dummy(ds, tag, vr, patient_key, report)
 
-    def _walk_sequence(self, items: Iterable[Dataset], patient_key: str, report: DicomDeidReport) -> None:
+    def _walk_sequence(self, ds: Dataset, tag: int, patient_key: str, report: DicomDeidReport) -> None:
+        depth = getattr(ds, _DEPTH, 0) + 1
+        if depth > MAX_SEQUENCE_DEPTH:
+            raise DeidRejected("sequence_too_deep", f"sequences nested more than {MAX_SEQUENCE_DEPTH} levels deep")
+        # pydicom gives the elements of a sequence read from a defined-length value positions relative
+        # to that value: note where they start in the file, for the byte-copying writer.
+        raw = ds.get_item(tag)
+        shift = raw.value_tell if type(raw) is RawDataElement and raw.length != 0xFFFFFFFF else 0  # type: ignore[union-attr]
+        base = getattr(ds, _BASE, 0)
         report.sequences_walked += 1
-        for item in items:
+        for item in ds[tag].value:
+            object.__setattr__(item, _BASE, None if base is None or shift is None else base + shift)
+            object.__setattr__(item, _DEPTH, depth)
             self._walk(item, patient_key, report)
 
     @staticmethod
@@ -376,17 +397,32 @@ _LITTLE_ENDIAN_SYNTAXES = {"1.2.840.10008.1.2": True, "1.2.840.10008.1.2.1": Fal
 _LONG_HEADER_VRS = {"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN", "UR", "UT", "UV"}
 
 
-def _raw_span(element: object, data: memoryview, implicit: bool) -> tuple[int, int] | None:
-    """Byte range of an element never touched since reading (header included), if it can be copied as is."""
-    if type(element) is not RawDataElement:
+def _raw_span(element: object, data: bytes, implicit: bool, base: int | None = 0) -> tuple[int, int] | None:
+    """Byte range of an element never touched since reading (header included), if it can be copied as is.
+
+    ``base`` is where the element's recorded position counts from (None: unknown, never copied). The
+    bytes found there must be the element's own tag, VR, length and value, so a copy is always exactly
+    what re-encoding the element would write.
+    """
+    if type(element) is not RawDataElement or base is None:
         return None
-    length, tell, value = element.length, element.value_tell, element.value  # type: ignore[attr-defined]
+    length, value = element.length, element.value  # type: ignore[attr-defined]
     if length == 0xFFFFFFFF or value is None or len(value) != length:
         return None
-    header = 8 if implicit or element.VR not in _LONG_HEADER_VRS else 12  # type: ignore[attr-defined]
+    vr = element.VR  # type: ignore[attr-defined]
+    tell = base + element.value_tell  # type: ignore[attr-defined]
+    header = 8 if implicit or vr not in _LONG_HEADER_VRS else 12
     start, end = tell - header, tell + length
     tag = int(element.tag)  # type: ignore[attr-defined]
-    if start < 0 or end > len(data) or data[start : start + 4] != struct.pack("<HH", tag >> 16, tag & 0xFFFF):
+    if start < 0 or end > len(data):
+        return None
+    if implicit:
+        expected = struct.pack("<HHI", tag >> 16, tag & 0xFFFF, length)
+    elif header == 12:
+        expected = struct.pack("<HH2sHI", tag >> 16, tag & 0xFFFF, str(vr).encode(), 0, length)
+    else:
+        expected = struct.pack("<HH2sH", tag >> 16, tag & 0xFFFF, str(vr).encode(), length)
+    if not (data.startswith(expected, start) and data.startswith(value, tell)):  # compared in place, no copy
         return None
     return start, end
 
@@ -411,6 +447,7 @@ def _write_passthrough(ds: Dataset, data: bytes) -> bytes | None:
     """
     from pydicom.filebase import DicomBytesIO
 
+    data = data if isinstance(data, bytes) else bytes(data)  # compared in place with bytes.startswith
     meta = getattr(ds, "file_meta", None)
     syntax = str(getattr(meta, "TransferSyntaxUID", "") or "")
     if syntax not in _LITTLE_ENDIAN_SYNTAXES or ds.original_character_set != ds._character_set:
@@ -419,23 +456,33 @@ def _write_passthrough(ds: Dataset, data: bytes) -> bytes | None:
     if any(tag not in meta for tag in _META_REQUIRED):
         return None
     implicit = _LITTLE_ENDIAN_SYNTAXES[syntax]
-    view = memoryview(data)
     fp = DicomBytesIO()
     fp.is_little_endian, fp.is_implicit_VR = True, False
-    _write_elements(fp, meta, view, False, "iso8859", skip_group_length=True)
+    _write_elements(fp, meta, data, False, "iso8859", 0, skip_group_length=True)
     group = fp.getvalue()
     fp = DicomBytesIO()
     fp.is_little_endian, fp.is_implicit_VR = True, implicit
     fp.write(b"\x00" * 128 + b"DICM" + struct.pack("<HH2sHI", 2, 0, b"UL", 4, len(group)) + group)
-    if not _write_elements(fp, ds, view, implicit, ds.get("SpecificCharacterSet", "iso8859")):
+    if not _write_elements(fp, ds, data, implicit, ds.get("SpecificCharacterSet", "iso8859"), 0):
         return None
     return fp.getvalue()
 
 
 def _write_elements(
-    fp: Any, ds: Dataset, view: memoryview, implicit: bool, encoding: Any, *, skip_group_length: bool = False
+    fp: Any,
+    ds: Dataset,
+    data: bytes,
+    implicit: bool,
+    encoding: Any,
+    base: int | None,
+    *,
+    skip_group_length: bool = False,
 ) -> bool:
-    """Write ``ds``'s elements in tag order; False when a nested item switches character set."""
+    """Write ``ds``'s elements in tag order; False when a nested item switches character set.
+
+    ``base``: where the recorded positions of ``ds``'s elements count from in ``data`` (None: unknown).
+    """
+    view = memoryview(data)
     from pydicom.filewriter import write_data_element
 
     run: list[int] = []  # [start, end] of the pending run of untouched bytes
@@ -443,7 +490,7 @@ def _write_elements(
         if tag.element == 0 and (tag.group > 6 or skip_group_length):
             continue  # group lengths: retired (PS3.5 7.2), or recomputed by the caller
         element = ds.get_item(tag)
-        span = _raw_span(element, view, implicit)
+        span = _raw_span(element, data, implicit, base)
         if span is not None and run and run[1] == span[0]:
             run[1] = span[1]
             continue
@@ -459,7 +506,7 @@ def _write_elements(
                 if "SpecificCharacterSet" in item:
                     return False
                 fp.write(_ITEM)
-                if not _write_elements(fp, item, view, implicit, encoding):
+                if not _write_elements(fp, item, data, implicit, encoding, getattr(item, _BASE, None)):
                     return False
                 fp.write(_ITEM_END)
             fp.write(_SEQUENCE_END)
