@@ -16,6 +16,7 @@ replaced spans that overlap a planted identifier).
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import io
 import os
 import re
@@ -113,12 +114,9 @@ def main() -> None:
     # pydicom's bundled test files straight from the package folder (get_testdata_files() would try
     # to download its external ones); plus the pydicom-data package's files when it is installed.
     folders = [os.path.join(os.path.dirname(pydicom.__file__), "data", "test_files")]
-    try:
-        import pydicom_data  # type: ignore[import-not-found]
-
-        folders.append(os.path.join(os.path.dirname(pydicom_data.__file__), "data"))
-    except ImportError:
-        pass
+    # pydicom-data registers itself as an external data source (module data_store, DataStore.data_path).
+    for entry in importlib.metadata.entry_points(group="pydicom.data.external_sources"):
+        folders.append(str(entry.load()().data_path))
     test_files = {}
     for folder in folders:
         for root, _, names in os.walk(folder):
@@ -126,7 +124,7 @@ def main() -> None:
                 if name.lower().endswith((".dcm", ".dicom")) or "." not in name:
                     with open(os.path.join(root, name), "rb") as fh:
                         test_files[os.path.join(root, name)] = fh.read()
-    dicom_quality(test_files, deid, f"pydicom test files ({len(folders)} folder(s))")
+    dicom_quality(test_files, deid, f"pydicom test files ({', '.join(f.split('site-packages/')[-1] for f in folders)})")
     notes_quality(args.notes_patients)
 
 

@@ -66,6 +66,7 @@ REASONS = {
     "unwritable_dicom": "the de-identified instance could not be written",
     "sequence_too_deep": "sequences nested deeper than any real IOD needs (32 levels): not walked",
     "deid_failed": "the profile could not be applied to a value (odd VR or unconvertible value)",
+    "pixel_cleaning_unsupported": "pixel cleaning was asked for, but the pixel data is compressed or unusual",
     "residual_phi": "an identifier of the original was still found after de-identification",
 }
 

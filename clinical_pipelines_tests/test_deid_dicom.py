@@ -322,3 +322,34 @@ def test_bad_character_sets_and_odd_vrs_do_not_crash(corpus: tuple[list[bytes], 
         assert rejected.reason in ("malformed_dicom", "deid_failed", "unwritable_dicom")
     else:
         assert name.encode() not in out and read(out).PatientIdentityRemoved == "YES"
+
+
+def test_pixel_cleaning_blanks_the_masked_region_only_when_asked(corpus: tuple[list[bytes], list[str]]) -> None:
+    from clinical_pipelines.deid.pixels import PixelMask
+
+    files, _ = corpus
+    ds = read(files[0])
+    ds.Modality = "US"  # routinely carries burned-in text
+    ds.PixelData = (ds.pixel_array * 0 + 77).astype(ds.pixel_array.dtype).tobytes()
+    data = _saved(ds)
+    with pytest.raises(DeidRejected, match="burned_in_annotation"):
+        DicomDeidentifier(Pseudonymizer(KEY)).deidentify_bytes(data)
+    policy = DicomDeidPolicy(pixel_masks=(("US", PixelMask(((0.0, 0.0, 0.25, 1.0),))),))
+    out_bytes, report = DicomDeidentifier(Pseudonymizer(KEY), policy).deidentify_bytes(data)
+    out = read(out_bytes)
+    pixels = out.pixel_array
+    banner = ds.Rows // 4
+    assert (pixels[:banner] == 0).all() and (pixels[banner:] == 77).all()
+    assert report.pixels_blanked == banner * ds.Columns
+    assert out.BurnedInAnnotation == "NO" and "113101" in [c.CodeValue for c in out.DeidentificationMethodCodeSequence]
+    # other modalities keep their pixel bytes untouched
+    ct_out, ct_report = DicomDeidentifier(Pseudonymizer(KEY), policy).deidentify_bytes(files[0])
+    assert read(ct_out).PixelData == read(files[0]).PixelData and ct_report.pixels_blanked == 0
+
+    from pydicom.encaps import encapsulate
+    from pydicom.uid import RLELossless
+
+    ds.file_meta.TransferSyntaxUID = RLELossless
+    ds.PixelData = encapsulate([b"\x00" * 64])
+    with pytest.raises(DeidRejected, match="pixel_cleaning_unsupported"):
+        DicomDeidentifier(Pseudonymizer(KEY), policy).deidentify_bytes(_saved(ds))

@@ -4,7 +4,8 @@ Every top-level and nested attribute is judged by the compiled Table E.1-1 actio
 attributes are removed unless their (creator, element) is on the safe list; UIDs are remapped
 by keyed hash; with the modified-dates option every date moves by the patient's keyed shift;
 Patient ID and Patient's Name become the patient's pseudonym. Pixel data is copied as bytes,
-never decoded. Instances that may carry burned-in text are refused (routed to review).
+never decoded. Instances that may carry burned-in text are refused (routed to review), unless the
+policy gives a pixel mask for their modality (Clean Pixel Data Option, :mod:`.pixels`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,13 @@ from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 
+from clinical_pipelines.deid.pixels import (
+    CLEAN_PIXEL_CODE,
+    CLEAN_PIXEL_MEANING,
+    PixelCleaningError,
+    PixelMask,
+    clean_pixels,
+)
 from clinical_pipelines.deid.profile import DEFAULT_OPTIONS, CompiledProfile, compile_profile
 from clinical_pipelines.deid.pseudonyms import Pseudonymizer
 
@@ -67,6 +75,7 @@ class DicomDeidReport:
     private_removed: int = 0
     sequences_walked: int = 0
     patient_id: str = ""
+    pixels_blanked: int = 0
     actions: dict[str, int] = field(default_factory=dict)
     attributes: dict[str, str] = field(default_factory=dict)  # post-de-identification values, for cohorts
 
@@ -78,6 +87,14 @@ class DicomDeidPolicy:
     options: tuple[str, ...] = DEFAULT_OPTIONS
     safe_private: frozenset[tuple[str, int]] = frozenset()  # (private creator, element low byte)
     refuse_burned_in: bool = True
+    # Clean Pixel Data Option, per modality ("*": any): instances of a listed modality have the mask's
+    # regions blanked instead of being refused for burned-in text (the mask is the review's answer).
+    pixel_masks: tuple[tuple[str, PixelMask], ...] = ()
+
+    def pixel_mask(self, modality: str) -> PixelMask | None:
+        """The mask for instances of ``modality``, if pixel cleaning is asked for them."""
+        masks = dict(self.pixel_masks)
+        return masks.get(modality.strip().upper(), masks.get("*"))
 
 
 class DicomDeidentifier:
@@ -98,10 +115,11 @@ class DicomDeidentifier:
         self._method_description = self.profile.method_description()
         # Built once and shared: the items are constant, and building Datasets per file is slow.
         self._method_code_items = [_code(c) for c in self.profile.method_codes()]
+        self._cleaned_code_items = [*self._method_code_items, _code(CLEAN_PIXEL_CODE)]
 
     # -- whole files -------------------------------------------------------------------
     def deidentify_bytes(self, data: bytes) -> tuple[bytes, DicomDeidReport]:
-        """De-identify a Part 10 file; the pixel data bytes are carried over untouched."""
+        """De-identify a Part 10 file; pixel data bytes are carried over untouched unless the policy cleans them."""
         try:
             ds = pydicom.dcmread(io.BytesIO(data))
         except Exception as exc:  # messages may quote values
@@ -127,16 +145,25 @@ class DicomDeidentifier:
     # -- datasets ----------------------------------------------------------------------
     def deidentify_dataset(self, ds: Dataset) -> DicomDeidReport:
         """De-identify ``ds`` in place and stamp the De-identification Method attributes."""
-        self._refuse_burned_in(ds)
+        mask = self.policy.pixel_mask(str(_raw_values(ds, 0x00080060) or "")) if self.policy.pixel_masks else None
+        if mask is None:
+            self._refuse_burned_in(ds)
         patient_key = self._patient_key(ds)
         report = DicomDeidReport(patient_id=self.pseudonymizer.patient_id(patient_key))
         self._walk(ds, patient_key, report)
+        if mask is not None:
+            try:
+                report.pixels_blanked = clean_pixels(ds, mask)
+            except PixelCleaningError as exc:
+                raise DeidRejected("pixel_cleaning_unsupported", str(exc)) from None
         pseudonym = report.patient_id
         ds[PATIENT_ID] = DataElement(PATIENT_ID, "LO", pseudonym)
         ds[PATIENT_NAME] = DataElement(PATIENT_NAME, "PN", pseudonym)
         ds[0x00120062] = DataElement(0x00120062, "CS", "YES")  # Patient Identity Removed
-        ds[0x00120063] = DataElement(0x00120063, "LO", self._method_description)
-        ds[0x00120064] = DataElement(0x00120064, "SQ", Sequence(self._method_code_items))
+        description = [*self._method_description, CLEAN_PIXEL_MEANING] if mask else self._method_description
+        ds[0x00120063] = DataElement(0x00120063, "LO", description)
+        codes = self._cleaned_code_items if mask else self._method_code_items
+        ds[0x00120064] = DataElement(0x00120064, "SQ", Sequence(codes))
         if self.shift_dates:
             ds[0x00280303] = DataElement(0x00280303, "CS", "MODIFIED")  # Longitudinal Temporal Info Modified
         ds.preamble = b"\x00" * 128  # a preamble can hold anything (TIFF/DICOM hybrids): never carry it over
@@ -354,6 +381,7 @@ def _code(value: str) -> Dataset:
 
 _CODE_MEANINGS = {
     "113100": "Basic Application Confidentiality Profile",
+    CLEAN_PIXEL_CODE: CLEAN_PIXEL_MEANING,
     "113103": "Clean Graphics Option",
     "113104": "Clean Structured Content Option",
     "113105": "Clean Descriptors Option",
