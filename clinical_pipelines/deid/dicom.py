@@ -151,6 +151,7 @@ class DicomDeidentifier:
         patient_key = self._patient_key(ds)
         report = DicomDeidReport(patient_id=self.pseudonymizer.patient_id(patient_key))
         self._walk(ds, patient_key, report)
+        _cap_age(ds)
         if mask is not None:
             try:
                 report.pixels_blanked = clean_pixels(ds, mask)
@@ -336,6 +337,13 @@ _COHORT_ATTRIBUTES = {
     "study_uid": 0x0020000D,
     "series_uid": 0x0020000E,
 }
+
+
+def _cap_age(ds: Dataset) -> None:
+    """Patient's Age over 89 years becomes 090Y (HIPAA Safe Harbor), as in notes ("90+") and tables."""
+    age = _raw_values(ds, 0x00101010)
+    if isinstance(age, str) and len(age) == 4 and age[:3].isdigit() and age[3] == "Y" and int(age[:3]) > 89:
+        ds[0x00101010] = DataElement(0x00101010, "AS", "090Y")
 
 
 def cohort_attributes(ds: Dataset) -> dict[str, str]:
