@@ -219,3 +219,16 @@ def test_no_network_access(monkeypatch, pseudonymizer) -> None:
     out = fresh.deidentify("Mail a.b@example.co.uk, see https://records.example.org/x. MRN: MRN1234567")
     assert out.text.startswith("Mail [EMAIL], see [URL]")
     assert attempts == []
+
+
+def test_notes_pool_gives_the_single_process_results_in_order() -> None:
+    from clinical_pipelines.deid.batch import NotesPool
+    from clinical_pipelines.deid.notes import NoteDeidentifier
+    from clinical_pipelines.deid.pseudonyms import Pseudonymizer
+
+    key = b"notes pool test secret, 32 bytes or more"
+    texts = [f"Ms. Alvarado-{i} (MRN 88{i:05d}) seen 03/0{i % 9 + 1}/2024; call 303-555-01{i:02d}." for i in range(9)]
+    single = NoteDeidentifier(Pseudonymizer(key)).deidentify_many(texts)
+    with NotesPool(key, workers=2) as pool:
+        assert pool.deidentify(texts, batch_size=2) == single
+    assert all("Alvarado" not in r.text and "303-555" not in r.text for r in single)

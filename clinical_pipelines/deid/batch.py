@@ -19,7 +19,7 @@ from clinical_pipelines.deid.dicom import DeidRejected, DicomDeidentifier, Dicom
 from clinical_pipelines.deid.pseudonyms import Pseudonymizer
 
 if TYPE_CHECKING:  # imported in the workers only: Presidio and spaCy take seconds to import
-    from clinical_pipelines.deid.notes import NoteDeidentifier
+    from clinical_pipelines.deid.notes import NoteDeidentifier, NoteResult
 
 
 @dataclass
@@ -199,3 +199,37 @@ def deidentify_notes_folder(
             pool.shutdown()
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def _deid_texts(texts: list[str], batch_size: int) -> list[NoteResult]:
+    assert _note_worker is not None
+    return _note_worker.deidentify_many(texts, batch_size=batch_size)
+
+
+class NotesPool:
+    """Worker processes that each hold a loaded note engine; :meth:`deidentify` spreads notes over them.
+
+    Results are exactly what one :class:`~clinical_pipelines.deid.notes.NoteDeidentifier` with the
+    same key gives, in input order. Use as a context manager; building it loads the model in every
+    worker, so keep one pool for many calls.
+    """
+
+    def __init__(self, key: bytes, workers: int) -> None:
+        self.workers = max(1, workers)
+        self._pool = _pool(self.workers, _init_note_worker, (key,))
+        list(self._pool.map(_deid_texts, [[] for _ in range(self.workers * 2)], [1] * self.workers * 2))
+
+    def deidentify(self, texts: list[str], batch_size: int = 32) -> list[NoteResult]:
+        """De-identify ``texts`` (in order) in batches of ``batch_size`` across the workers."""
+        chunks = [texts[i : i + batch_size] for i in range(0, len(texts), batch_size)]
+        return [result for chunk in self._pool.map(_deid_texts, chunks, [batch_size] * len(chunks)) for result in chunk]
+
+    def close(self) -> None:
+        """Stop the workers."""
+        self._pool.shutdown()
+
+    def __enter__(self) -> NotesPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
