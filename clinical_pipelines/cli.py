@@ -10,6 +10,8 @@ from pathlib import Path
 
 import click
 
+from clinical_pipelines.cli_catalog import register_commands
+
 
 @click.group()
 @click.version_option(package_name="clinical-pipelines")
@@ -95,6 +97,7 @@ def run(data_dir: Path | None, store_url: str | None, as_json: bool) -> None:
     import warnings
 
     warnings.filterwarnings("ignore", message="Parameter `owners`")  # raised inside Dagster itself
+    from clinical_pipelines.cli_catalog import curated_json, print_curated
     from clinical_pipelines.headless import process_landing
     from clinical_pipelines.settings import Settings
 
@@ -117,6 +120,7 @@ def run(data_dir: Path | None, store_url: str | None, as_json: bool) -> None:
                     "store": settings.store_url,
                     "dagster_home": os.environ["DAGSTER_HOME"],
                     "seconds": round(summary.seconds, 2),
+                    "curated": curated_json(summary.curated),
                 },
                 indent=2,
             )
@@ -158,7 +162,8 @@ def run(data_dir: Path | None, store_url: str | None, as_json: bool) -> None:
         )
         for d in summary.failed:
             console.print(f"[red]{d.partition_key} failed:[/red] {d.error}")
-    sys.exit(1 if summary.failed else 0)
+        print_curated(console, summary.curated)
+    sys.exit(1 if summary.failed or (summary.curated and not summary.curated.success) else 0)
 
 
 @main.group()
@@ -274,6 +279,8 @@ def deid_table(in_csv: Path, out_csv: Path) -> None:
         f"in {time.perf_counter() - started:.2f} s"
     )
 
+
+register_commands(main)  # catalog, manifest, reproduce, runs (clinical_pipelines/cli_catalog.py)
 
 if __name__ == "__main__":
     main()

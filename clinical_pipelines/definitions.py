@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from clinical_pipelines.defs import deid, ingest, validate
+from clinical_pipelines.defs import curate, deid, ingest, training, validate
 from clinical_pipelines.defs.resources import resources_for
 from clinical_pipelines.settings import Settings
 
@@ -19,7 +19,9 @@ STAGES = [ingest.defs, validate.defs, deid.defs]
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     """Every stage's definitions, bound to resources built from ``settings`` (default: the environment)."""
     settings = settings or Settings.from_env()
-    return dg.Definitions.merge(*STAGES, dg.Definitions(resources=resources_for(settings)))
+    curated = curate.defs_for(settings.specs_dir)  # one asset per dataset spec in the configured folder
+    ready = training.defs_for(settings.specs_dir)  # training-ready shards of each curated dataset
+    return dg.Definitions.merge(*STAGES, curated, ready, dg.Definitions(resources=resources_for(settings)))
 
 
 defs = build_definitions()

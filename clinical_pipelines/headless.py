@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import dagster as dg
 
 from clinical_pipelines.definitions import build_definitions
+from clinical_pipelines.defs.curate.headless import CurateRun, run_curate
 from clinical_pipelines.defs.ingest.assets import raw_key
 from clinical_pipelines.defs.ingest.jobs import process_drop_job, reject_landing_job
 from clinical_pipelines.defs.partitions import drops_partitions
@@ -53,6 +54,7 @@ class HeadlessSummary:
     drops: list[DropOutcome] = field(default_factory=list)
     rejected_folders: int = 0
     seconds: float = 0.0
+    curated: CurateRun | None = None  # the curated versions built after the drops
 
     @property
     def failed(self) -> list[DropOutcome]:
@@ -114,5 +116,6 @@ def process_landing(settings: Settings, instance: dg.DagsterInstance) -> Headles
     for key in keys:
         result = job.execute_in_process(run_config=QUIET, instance=instance, partition_key=key, raise_on_error=False)
         summary.drops.append(_outcome(key, result))
+    summary.curated = run_curate(defs, instance)
     summary.seconds = time.perf_counter() - started
     return summary

@@ -18,6 +18,16 @@ Environment variables (a contract: keep the names):
 - ``CLINICAL_PIPELINES_INGEST_WORKERS``: files ingested in parallel per drop (default 4).
 - ``CLINICAL_PIPELINES_MAX_ITEM_FAILURE_FRACTION``: share of a drop's items (per modality) that may
   fail validation and be quarantined while the rest goes on (default 0.2); above it the drop stops.
+- ``CLINICAL_PIPELINES_CACHE_DIR``: local cache folder of training shards (default
+  ``<data dir>/.cache/shards``); shared by the readers of one machine.
+- ``CLINICAL_PIPELINES_CACHE_MAX_GB``: size bound of that cache, LRU-evicted (default 50; 0 = unbounded).
+- ``CLINICAL_PIPELINES_CACHE_TTL_HOURS``: cached shards unused this long are wiped (default 0 = never).
+- ``CLINICAL_PIPELINES_SHARD_MB``: target size of a training shard in MiB (default 256).
+- ``CLINICAL_PIPELINES_SPECS_DIR``: folder of curated dataset specs (``*.yaml``); default: the sample
+  specs shipped in ``clinical_pipelines/curate/specs``.
+- ``CLINICAL_PIPELINES_CATALOG_URL``: the catalog database (SQLAlchemy URL), e.g.
+  ``postgresql+psycopg2://catalog@db/catalog`` (give the password through ``PGPASSWORD`` or
+  ``~/.pgpass``, not the URL); default ``sqlite:///<data dir>/catalog.sqlite``.
 """
 
 from __future__ import annotations
@@ -32,6 +42,7 @@ from clinical_pipelines.storage.keys import ENV_MASTER_KEY, KeyRing, load_keyrin
 
 if TYPE_CHECKING:
     from clinical_pipelines.storage.base import ObjectStore
+    from clinical_pipelines.training.cache import ShardCache
 
 ENV = "CLINICAL_PIPELINES_ENV"
 ENV_DATA_DIR = "CLINICAL_PIPELINES_DATA_DIR"
@@ -41,6 +52,13 @@ ENV_KEY_DIR = "CLINICAL_PIPELINES_KEY_DIR"
 ENV_STALE_AFTER_HOURS = "CLINICAL_PIPELINES_STALE_AFTER_HOURS"
 ENV_INGEST_WORKERS = "CLINICAL_PIPELINES_INGEST_WORKERS"
 ENV_MAX_ITEM_FAILURE_FRACTION = "CLINICAL_PIPELINES_MAX_ITEM_FAILURE_FRACTION"
+ENV_CACHE_DIR = "CLINICAL_PIPELINES_CACHE_DIR"
+ENV_CACHE_MAX_GB = "CLINICAL_PIPELINES_CACHE_MAX_GB"
+ENV_CACHE_TTL_HOURS = "CLINICAL_PIPELINES_CACHE_TTL_HOURS"
+ENV_SHARD_MB = "CLINICAL_PIPELINES_SHARD_MB"
+ENV_SPECS_DIR = "CLINICAL_PIPELINES_SPECS_DIR"
+ENV_CATALOG_URL = "CLINICAL_PIPELINES_CATALOG_URL"
+SHIPPED_SPECS_DIR = Path(__file__).resolve().parent / "curate" / "specs"
 
 DEFAULT_DATA_DIR = ".clinical_data"
 
@@ -66,6 +84,12 @@ class Settings:
     stale_after_hours: float
     ingest_workers: int
     max_item_failure_fraction: float = 0.2
+    cache_dir: Path | None = None  # None: <data_dir>/.cache/shards
+    cache_max_gb: float = 50.0
+    cache_ttl_hours: float = 0.0
+    shard_mb: int = 256
+    specs_dir: Path = SHIPPED_SPECS_DIR
+    catalog_url: str = ""  # empty: sqlite:///<data_dir>/catalog.sqlite
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -82,6 +106,16 @@ class Settings:
             ingest_workers=int(str(overrides.get("ingest_workers") or env.get(ENV_INGEST_WORKERS) or 4)),
             max_item_failure_fraction=float(
                 str(overrides.get("max_item_failure_fraction") or env.get(ENV_MAX_ITEM_FAILURE_FRACTION) or 0.2)
+            ),
+            cache_dir=Path(
+                str(overrides.get("cache_dir") or env.get(ENV_CACHE_DIR) or data_dir / ".cache" / "shards")
+            ).absolute(),
+            cache_max_gb=float(str(overrides.get("cache_max_gb") or env.get(ENV_CACHE_MAX_GB) or 50)),
+            cache_ttl_hours=float(str(overrides.get("cache_ttl_hours") or env.get(ENV_CACHE_TTL_HOURS) or 0)),
+            shard_mb=int(str(overrides.get("shard_mb") or env.get(ENV_SHARD_MB) or 256)),
+            specs_dir=Path(str(overrides.get("specs_dir") or env.get(ENV_SPECS_DIR) or SHIPPED_SPECS_DIR)).absolute(),
+            catalog_url=str(
+                overrides.get("catalog_url") or env.get(ENV_CATALOG_URL) or f"sqlite:///{data_dir / 'catalog.sqlite'}"
             ),
         )
         settings.check(env)
@@ -103,6 +137,16 @@ class Settings:
     def stale_after_s(self) -> float | None:
         """Seconds after which an incomplete drop is quarantined, or None when disabled."""
         return self.stale_after_hours * 3600 if self.stale_after_hours > 0 else None
+
+    def shard_cache(self) -> ShardCache:
+        """The local training-shard cache these settings describe (folder, size bound, TTL)."""
+        from clinical_pipelines.training.cache import ShardCache
+
+        return ShardCache(
+            self.cache_dir or self.data_dir / ".cache" / "shards",
+            max_bytes=int(self.cache_max_gb * 1e9) if self.cache_max_gb > 0 else None,
+            ttl_seconds=self.cache_ttl_hours * 3600 if self.cache_ttl_hours > 0 else None,
+        )
 
     def open_store(self) -> ObjectStore:
         """The object store holding every zone (imported lazily so settings stay cheap to load)."""

@@ -64,3 +64,38 @@ def quarantine_prefix(source: str, drop_id: str) -> str:
 def quarantine_invalid_prefix(landing_prefix: str) -> str:
     """Folder for a landing folder whose own name is unsafe: addressed by its hash only."""
     return f"{QUARANTINE}/_invalid/{short_hash(landing_prefix)}/"
+
+
+def training_version_prefix(dataset: str, version_id: str) -> str:
+    """``training/<dataset>/<version_id>/``: the shards and index built from one curated version."""
+    return f"{TRAINING}/{dataset}/{version_id}/"
+
+
+def training_index_key(dataset: str, version_id: str) -> str:
+    """The index of one curated version's shards (sample key -> shard, offset, length, sha256)."""
+    return f"{training_version_prefix(dataset, version_id)}index.json"
+
+
+def training_shard_key(dataset: str, version_id: str, split: str, number: int) -> str:
+    """Shard ``number`` of one split: a WebDataset-compatible, uncompressed POSIX tar."""
+    return f"{training_version_prefix(dataset, version_id)}{split}/shard-{number:06d}.tar"
+
+
+def curated_manifests_prefix(dataset: str) -> str:
+    """``curated/manifests/<dataset>/``: every version manifest of one curated dataset."""
+    return f"{CURATED}/manifests/{dataset}/"
+
+
+def curated_manifest_key(dataset: str, version_id: str) -> str:
+    """A curated version's manifest, addressed by its own sha256 (the version id); written once."""
+    return f"{curated_manifests_prefix(dataset)}{version_id}.json"
+
+
+def curated_version_claim_key(dataset: str, number: int) -> str:
+    """The write-once claim of version ``number`` of a dataset: holds the version id that won the number."""
+    return f"{CURATED}/versions/{dataset}/{number:08d}"
+
+
+def curated_provenance_key(dataset: str, version_id: str) -> str:
+    """The FHIR R4 Provenance resource exported for one curated version."""
+    return f"{CURATED}/provenance/{dataset}/{version_id}.json"

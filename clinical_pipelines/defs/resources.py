@@ -6,7 +6,9 @@ import dagster as dg
 from pydantic import PrivateAttr
 
 if TYPE_CHECKING:
+    from clinical_pipelines.catalog.repository import Catalog
     from clinical_pipelines.deid.pseudonyms import Pseudonymizer
+    from clinical_pipelines.training.cache import ShardCache
 
 from clinical_pipelines.settings import Settings
 from clinical_pipelines.storage import ObjectStore, open_store
@@ -78,6 +80,45 @@ class DeidSecretResource(dg.ConfigurableResource):
         return Pseudonymizer(load_deid_key(Path(self.key_dir), create=self.create_if_missing))
 
 
+class CatalogResource(dg.ConfigurableResource):
+    """The dataset catalog (SQLAlchemy URL: SQLite file by default, PostgreSQL in production).
+
+    A PostgreSQL password belongs in ``PGPASSWORD`` / ``~/.pgpass``, never in this URL (it is run config).
+    """
+
+    url: str
+    store_url: str = ""
+    _catalog: "Catalog | None" = PrivateAttr(default=None)
+
+    def get_catalog(self) -> "Catalog":
+        """The catalog, connected and migrated once per process."""
+        if self._catalog is None:
+            from clinical_pipelines.catalog.repository import Catalog
+
+            self._catalog = Catalog.open(self.url, store_url=self.store_url)
+        return self._catalog
+
+
+class TrainingResource(dg.ConfigurableResource):
+    """Where training shards are cached on this machine, how big the cache may grow, and the shard size."""
+
+    cache_dir: str
+    cache_max_gb: float = 50.0
+    cache_ttl_hours: float = 0.0
+    shard_mb: int = 256
+    verify_read: bool = True  # read every built shard back through the cache (fills the metrics)
+
+    def shard_cache(self) -> "ShardCache":
+        """The local shard cache (size bound and TTL as configured; 0 means none)."""
+        from clinical_pipelines.training.cache import ShardCache
+
+        return ShardCache(
+            self.cache_dir,
+            max_bytes=int(self.cache_max_gb * 1e9) if self.cache_max_gb > 0 else None,
+            ttl_seconds=self.cache_ttl_hours * 3600 if self.cache_ttl_hours > 0 else None,
+        )
+
+
 def resources_for(settings: Settings) -> dict[str, dg.ConfigurableResource]:
     """Resources for ``settings`` (the same shapes locally and in production; only values differ)."""
     return {
@@ -88,4 +129,14 @@ def resources_for(settings: Settings) -> dict[str, dg.ConfigurableResource]:
         ),
         "validation": ValidationSettingsResource(max_item_failure_fraction=settings.max_item_failure_fraction),
         "deid_secret": DeidSecretResource(key_dir=str(settings.key_dir), create_if_missing=settings.env == "local"),
+        "training": TrainingResource(
+            cache_dir=str(settings.cache_dir or settings.data_dir / ".cache" / "shards"),
+            cache_max_gb=settings.cache_max_gb,
+            cache_ttl_hours=settings.cache_ttl_hours,
+            shard_mb=settings.shard_mb,
+        ),
+        "catalog": CatalogResource(
+            url=settings.catalog_url or f"sqlite:///{settings.data_dir / 'catalog.sqlite'}",
+            store_url=settings.store_url,
+        ),
     }

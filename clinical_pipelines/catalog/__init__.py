@@ -1,0 +1,1 @@
+"""The dataset catalog: SQLAlchemy models, Alembic migrations (shipped in the package), search. No Dagster here."""

@@ -1,0 +1,115 @@
+"""Turning one curated object into a ready-to-use training sample: decoded pixels, text or table + JSON."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from clinical_pipelines.training.manifest import ObjectRow
+
+
+class SampleError(ValueError):
+    """A curated object could not be turned into a sample (names the object, never its content)."""
+
+
+@dataclass(frozen=True)
+class SampleMembers:
+    """The files of one sample in a shard: ``{extension: bytes}`` in write order, plus its JSON metadata."""
+
+    key: str
+    members: tuple[tuple[str, bytes], ...]
+    meta: dict[str, Any]
+
+
+def sample_key(row: ObjectRow) -> str:
+    """The sample's key in shards and index: the object's sha256 (no dots, so WebDataset groups it)."""
+    return row.sha256
+
+
+def _base_meta(row: ObjectRow, dataset: str, version_id: str) -> dict[str, Any]:
+    return {
+        "key": sample_key(row),
+        "dataset": dataset,
+        "version_id": version_id,
+        "object_key": row.key,
+        "object_sha256": row.sha256,
+        "modality": row.modality,
+        "patient_id": row.patient_id,
+        "split": row.split,
+        "label": row.label,
+        "attributes": dict(row.attributes),
+    }
+
+
+def _npy_bytes(array: np.ndarray) -> bytes:
+    out = io.BytesIO()
+    np.lib.format.write_array(out, array, version=(1, 0), allow_pickle=False)
+    return out.getvalue()
+
+
+def _dicom(data: bytes, meta: dict[str, Any]) -> tuple[tuple[str, bytes], ...]:
+    import pydicom
+
+    ds = pydicom.dcmread(io.BytesIO(data), force=False)
+    pixels = np.asarray(ds.pixel_array)
+    if pixels.dtype.byteorder == ">":
+        pixels = pixels.astype(pixels.dtype.newbyteorder("<"))
+    pixels = np.ascontiguousarray(pixels)
+    meta["pixels"] = {
+        "member": "npy",
+        "dtype": pixels.dtype.str,
+        "shape": list(pixels.shape),
+        "nbytes": int(pixels.nbytes),
+        "rescale_slope": float(getattr(ds, "RescaleSlope", 1) or 1),
+        "rescale_intercept": float(getattr(ds, "RescaleIntercept", 0) or 0),
+        "photometric_interpretation": str(getattr(ds, "PhotometricInterpretation", "")),
+        "dicom_modality": str(getattr(ds, "Modality", "")),
+    }
+    return (("npy", _npy_bytes(pixels)),)
+
+
+def _number_or_text(values: list[str]) -> list[Any]:
+    try:
+        return [float(v) if v.strip() else None for v in values]
+    except ValueError:
+        return values
+
+
+def _table(data: bytes, meta: dict[str, Any]) -> tuple[tuple[str, bytes], ...]:
+    rows = list(csv.reader(io.StringIO(data.decode("utf-8-sig"))))
+    columns, body = (rows[0], rows[1:]) if rows else ([], [])
+    by_column = [_number_or_text([r[i] if i < len(r) else "" for r in body]) for i in range(len(columns))]
+    meta["table"] = {
+        "member": "csv",
+        "columns": columns,
+        "rows": [list(cells) for cells in zip(*by_column, strict=True)] if columns else [],
+    }
+    return (("csv", data),)
+
+
+def build_sample(row: ObjectRow, data: bytes, *, dataset: str, version_id: str) -> SampleMembers:
+    """The sample for ``row`` from its verified bytes ``data``.
+
+    Promises: DICOM pixels are decoded by pydicom and stored as a little-endian, C-contiguous ``.npy``
+    (dtype and shape also in the JSON under ``pixels``); notes are kept as UTF-8 ``.txt`` (character
+    count under ``text``); CSV tables are kept as ``.csv`` and parsed under ``table`` (numeric columns as
+    numbers). The JSON member (``.json``) carries the label, patient, split and attributes.
+    """
+    meta = _base_meta(row, dataset, version_id)
+    try:
+        if row.modality == "dicom":
+            payload = _dicom(data, meta)
+        elif row.modality == "notes":
+            meta["text"] = {"member": "txt", "encoding": "utf-8", "chars": len(data.decode("utf-8"))}
+            payload = (("txt", data),)
+        else:
+            payload = _table(data, meta)
+    except Exception as exc:  # pydicom / codec errors: name the object, not its content
+        raise SampleError(f"cannot build a sample from {row.key} ({row.modality}): {type(exc).__name__}") from exc
+    encoded = json.dumps(meta, sort_keys=True, separators=(",", ":")).encode("utf-8")
+    return SampleMembers(key=sample_key(row), members=(("json", encoded), *payload), meta=meta)

@@ -1,0 +1,203 @@
+"""Building the training-ready shards and index of one curated version."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, BinaryIO, TypeVar
+
+from clinical_pipelines.storage.base import ObjectStore, read_all
+from clinical_pipelines.training.index import SHARD_FORMAT, PixelLayout, SampleEntry, ShardEntry, ShardIndex
+from clinical_pipelines.training.manifest import CuratedVersion, ObjectRow, load_manifest
+from clinical_pipelines.training.samples import SampleMembers, build_sample
+from clinical_pipelines.training.tarformat import TarStreamWriter
+from clinical_pipelines.zones import training_index_key, training_shard_key
+
+DEFAULT_SHARD_TARGET_BYTES = 256 * 1024 * 1024
+SAMPLE_ORDER = "sha256(f'{split_seed}:{object_sha256}') within each split"
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class ObjectMismatch(ValueError):
+    """A curated object's bytes do not match the sha256 its manifest records."""
+
+
+@dataclass(frozen=True)
+class BuildReport:
+    """What a shard build produced (or found already built), with its throughput."""
+
+    index_key: str
+    index: ShardIndex
+    bytes_read: int
+    bytes_written: int
+    seconds: float
+    reused: bool
+
+    @property
+    def samples(self) -> int:
+        """Samples across all splits."""
+        return sum(len(s.samples) for s in self.index.shards)
+
+    @property
+    def samples_per_s(self) -> float:
+        """Build throughput (0 when reused)."""
+        return self.samples / self.seconds if self.seconds > 0 and not self.reused else 0.0
+
+
+class _HashingReader:
+    """Wraps a binary stream and hashes what is read through it (to verify an upload)."""
+
+    def __init__(self, inner: BinaryIO) -> None:
+        self._inner = inner
+        self.hash = hashlib.sha256()
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._inner.read(size)
+        self.hash.update(data)
+        return data
+
+
+def _bounded_map(fn: Callable[[T], R], items: Iterable[T], workers: int) -> Iterator[R]:
+    """Like ``executor.map`` in order, but with at most ``2 * workers`` items in flight (bounded memory)."""
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="shard-build") as pool:
+        pending: deque[Future[R]] = deque()
+        for item in items:
+            pending.append(pool.submit(fn, item))
+            if len(pending) >= 2 * workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
+def ordered_rows(version: CuratedVersion) -> dict[str, list[ObjectRow]]:
+    """Rows per split (splits sorted by name), each in the deterministic build order :data:`SAMPLE_ORDER`.
+
+    Promises: depends only on the manifest; mixes patients across shards so that shard-level
+    shuffling plus a small buffer gives well-mixed batches.
+    """
+    by_split: dict[str, list[ObjectRow]] = {}
+    for row in version.objects:
+        by_split.setdefault(row.split, []).append(row)
+    return {
+        split: sorted(rows, key=lambda r: hashlib.sha256(f"{version.split_seed}:{r.sha256}".encode()).digest())
+        for split, rows in sorted(by_split.items())
+    }
+
+
+class _ShardSink:
+    """Accumulates samples of one split into temp-file shards of a target size and uploads each one."""
+
+    def __init__(self, store: ObjectStore, version: CuratedVersion, split: str, target: int, work_dir: str | None):
+        self.store, self.version, self.split, self.target, self.work_dir = store, version, split, target, work_dir
+        self.shards: list[ShardEntry] = []
+        self.bytes_written = 0
+        self._file: BinaryIO | None = None
+        self._tar: TarStreamWriter | None = None
+        self._samples: list[SampleEntry] = []
+
+    def add(self, sample: SampleMembers) -> None:
+        size = TarStreamWriter.sample_size(sample.members)
+        if self._tar is not None and self._samples and self._tar.offset + size + 1024 > self.target:
+            self.flush()
+        if self._tar is None:
+            self._file = tempfile.TemporaryFile(dir=self.work_dir, prefix="cp-shard-")  # noqa: SIM115 (closed in flush)
+            self._tar = TarStreamWriter(self._file)
+        offset, length, digest, spans = self._tar.add_sample(sample.key, sample.members)
+        pixels = None
+        if "pixels" in sample.meta:  # the array's own bytes sit at the end of its .npy member
+            info = sample.meta["pixels"]
+            npy_offset, npy_length = spans["npy"]
+            start = npy_offset + npy_length - int(info["nbytes"])
+            pixels = PixelLayout(start, str(info["dtype"]), tuple(int(n) for n in info["shape"]))
+        self._samples.append(SampleEntry(sample.key, offset, length, digest, spans, pixels))
+
+    def flush(self) -> None:
+        if self._tar is None or self._file is None:
+            return
+        digest = self._tar.close()
+        size = self._tar.offset
+        key = training_shard_key(self.version.dataset, self.version.version_id, self.split, len(self.shards))
+        try:
+            self._file.flush()
+            self._file.seek(0)
+            reader = _HashingReader(self._file)
+
+            def verify() -> None:
+                if reader.hash.hexdigest() != digest:
+                    raise OSError(f"shard {key} changed on local disk before upload")
+
+            self.store.put_stream(key, reader, verify=verify)  # type: ignore[arg-type]
+        finally:
+            self._file.close()
+        self.shards.append(ShardEntry(key, self.split, digest, size, tuple(self._samples)))
+        self.bytes_written += size
+        self._file, self._tar, self._samples = None, None, []
+
+
+def build_training_shards(
+    store: ObjectStore,
+    manifest: CuratedVersion | Mapping[str, Any] | bytes | str | os.PathLike[str],
+    *,
+    shard_target_bytes: int = DEFAULT_SHARD_TARGET_BYTES,
+    work_dir: str | os.PathLike[str] | None = None,
+    workers: int = 4,
+    rebuild: bool = False,
+) -> BuildReport:
+    """Write the shards and index of a curated version into the training zone; return what was built.
+
+    Promises: every object of the manifest is read from ``store``, checked against its sha256 (a
+    mismatch raises :class:`ObjectMismatch` naming the object) and written as one sample into exactly
+    one shard of its split; shards hold only one split, so a patient's samples stay in the split the
+    manifest gave them. Shards close before exceeding ``shard_target_bytes`` (a lone larger sample gets
+    a shard of its own). The same manifest always gives byte-identical shards and index. The index is
+    written last, so its presence means the build is complete; an existing index is reused unless
+    ``rebuild``. Temp files go to ``work_dir`` (default: the system temp folder, ``TMPDIR``).
+    """
+    version = manifest if isinstance(manifest, CuratedVersion) else load_manifest(manifest)
+    if shard_target_bytes < 4096:
+        raise ValueError("shard_target_bytes must be at least 4096")
+    index_key = training_index_key(version.dataset, version.version_id)
+    started = time.perf_counter()
+    if not rebuild and store.head(index_key) is not None:
+        return BuildReport(index_key, ShardIndex.load(store, index_key), 0, 0, time.perf_counter() - started, True)
+
+    def fetch(row: ObjectRow) -> tuple[ObjectRow, SampleMembers]:
+        data = read_all(store, row.key)
+        if hashlib.sha256(data).hexdigest() != row.sha256:
+            raise ObjectMismatch(f"object {row.key} does not match the sha256 in the manifest")
+        return row, build_sample(row, data, dataset=version.dataset, version_id=version.version_id)
+
+    shards: list[ShardEntry] = []
+    bytes_read = bytes_written = 0
+    folder = None if work_dir is None else os.fspath(work_dir)
+    for split, rows in ordered_rows(version).items():
+        sink = _ShardSink(store, version, split, shard_target_bytes, folder)
+        for row, sample in _bounded_map(fetch, rows, max(1, workers)):
+            bytes_read += row.size
+            sink.add(sample)
+        sink.flush()
+        shards.extend(sink.shards)
+        bytes_written += sink.bytes_written
+    index = ShardIndex(
+        dataset=version.dataset,
+        version_id=version.version_id,
+        shard_target_bytes=shard_target_bytes,
+        shards=tuple(shards),
+        info={
+            "format": SHARD_FORMAT,
+            "manifest_version": version.version,
+            "split_seed": version.split_seed,
+            "sample_order": SAMPLE_ORDER,
+            "members": {"json": "metadata", "npy": "decoded pixels", "txt": "note text", "csv": "table"},
+        },
+    )
+    store.put_bytes(index_key, index.to_bytes())
+    return BuildReport(index_key, index, bytes_read, bytes_written, time.perf_counter() - started, False)

@@ -1,0 +1,119 @@
+"""Training-ready shards: split determinism and leakage, shard/index consistency, bad input."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import tarfile
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from clinical_pipelines.storage import ObjectStore, read_all
+from clinical_pipelines.storage.local import LocalObjectStore
+from clinical_pipelines.training import (
+    ManifestError,
+    ObjectMismatch,
+    ShardIndex,
+    build_training_shards,
+    load_manifest,
+)
+from clinical_pipelines.zones import training_index_key
+from clinical_pipelines_tests.test_training_support import decode_dicom, manifest_bytes, put_corpus
+
+TARGET = 8192
+
+
+def test_shards_and_index_are_consistent(store: ObjectStore) -> None:
+    manifest = put_corpus(store)
+    report = build_training_shards(store, manifest, shard_target_bytes=TARGET)
+    index = ShardIndex.load(store, report.index_key)
+    assert report.index_key == training_index_key("demo", load_manifest(manifest).version_id)
+    rows = {r["sha256"]: r for r in manifest["objects"]}
+    seen = Counter()
+    for shard in index.shards:
+        data = read_all(store, shard.key)
+        assert len(data) == shard.size and hashlib.sha256(data).hexdigest() == shard.sha256
+        assert f"/{shard.split}/" in shard.key
+        assert shard.size <= TARGET or len(shard.samples) == 1
+        with tarfile.open(fileobj=io.BytesIO(data)) as tar:  # a plain tar (WebDataset layout: <key>.<ext>)
+            names = tar.getnames()
+            extracted = {name: tar.extractfile(name).read() for name in names}  # type: ignore[union-attr]
+        in_file_order = [sorted(s.members, key=lambda ext, s=s: s.members[ext][0]) for s in shard.samples]
+        assert names == [f"{s.key}.{ext}" for s, exts in zip(shard.samples, in_file_order, strict=True) for ext in exts]
+        for sample in shard.samples:
+            seen[sample.key] += 1
+            row = rows[sample.key]
+            assert row["split"] == shard.split
+            span = data[sample.offset : sample.offset + sample.length]
+            assert hashlib.sha256(span).hexdigest() == sample.sha256
+            for ext, (offset, length) in sample.members.items():
+                assert data[offset : offset + length] == extracted[f"{sample.key}.{ext}"]
+            assert index.locate(sample.key) == (shard, sample)
+            original = read_all(store, row["key"])
+            if row["modality"] == "dicom":
+                array = np.load(io.BytesIO(extracted[f"{sample.key}.npy"]))
+                np.testing.assert_array_equal(array, decode_dicom(original))
+                assert array.dtype == np.dtype("<i2") and array.shape == (16, 16)
+            elif row["modality"] == "notes":
+                assert extracted[f"{sample.key}.txt"] == original
+            else:
+                assert extracted[f"{sample.key}.csv"] == original
+    assert seen == Counter({sha: 1 for sha in rows})  # every object in exactly one shard
+    assert index.splits == dict(Counter(r["split"] for r in manifest["objects"]))
+    assert report.bytes_written == sum(s.size for s in index.shards)
+
+
+def test_sample_json_carries_label_dtype_shape_and_features(local_store: LocalObjectStore) -> None:
+    import json
+
+    manifest = put_corpus(local_store, patients=3)
+    index = build_training_shards(local_store, manifest, shard_target_bytes=TARGET).index
+    metas = []
+    for shard in index.shards:
+        data = read_all(local_store, shard.key)
+        for sample in shard.samples:
+            offset, length = sample.members["json"]
+            metas.append(json.loads(data[offset : offset + length]))
+    by_modality = {m["modality"]: m for m in metas}
+    image = by_modality["dicom"]
+    assert image["pixels"]["dtype"] == "<i2" and image["pixels"]["shape"] == [16, 16]
+    assert image["pixels"]["rescale_intercept"] == -1024.0
+    assert image["label"] in ("positive", "negative") and image["patient_id"].startswith("PSN-")
+    assert by_modality["labs"]["table"]["columns"] == ["patient_id", "test", "value"]
+    assert isinstance(by_modality["labs"]["table"]["rows"][0][2], float)
+    assert by_modality["notes"]["text"]["chars"] > 0
+
+
+def test_splits_are_deterministic_and_never_leak(tmp_path) -> None:
+    def build(root: str, seed: int) -> tuple[ShardIndex, dict]:
+        store = LocalObjectStore(tmp_path / root, fsync=False)
+        manifest = put_corpus(store, patients=30, images_per_patient=2, seed=seed)
+        return build_training_shards(store, manifest, shard_target_bytes=TARGET).index, manifest
+
+    first, manifest = build("a", 5)
+    again, _ = build("b", 5)
+    other, _ = build("c", 6)
+    assert first.to_bytes() == again.to_bytes()  # same seed -> byte-identical shards and index
+    patient_of = {r["sha256"]: r["patient_id"] for r in manifest["objects"]}
+    splits_of: dict[str, set[str]] = {}
+    for shard in first.shards:
+        for sample in shard.samples:
+            splits_of.setdefault(patient_of[sample.key], set()).add(shard.split)
+    assert len(splits_of) == 30 and all(len(s) == 1 for s in splits_of.values())  # no patient in two splits
+    assert set(first.splits) == {"train", "val", "test"}
+    assert [s.sha256 for s in first.shards] != [s.sha256 for s in other.shards]
+
+
+def test_rebuild_reuses_the_index_and_a_tampered_object_is_named(local_store: LocalObjectStore) -> None:
+    manifest = put_corpus(local_store, patients=4)
+    first = build_training_shards(local_store, manifest_bytes(manifest), shard_target_bytes=TARGET)
+    second = build_training_shards(local_store, manifest_bytes(manifest), shard_target_bytes=TARGET)
+    assert not first.reused and second.reused and second.index == first.index
+    victim = manifest["objects"][3]
+    local_store.put_bytes(victim["key"], b"tampered")
+    with pytest.raises(ObjectMismatch, match=victim["key"]):
+        build_training_shards(local_store, manifest, shard_target_bytes=TARGET, rebuild=True)
+    with pytest.raises(ManifestError, match="schema"):
+        load_manifest({**manifest, "schema": "other/1"})
