@@ -358,5 +358,8 @@ def print_curated(console: Any, run: CurateRun | None) -> None:
             f"{o.patients} patients; manifest {o.manifest}"
             + (f" [red]quality failed: {', '.join(o.quality_failed)}[/red]" if o.quality_failed else "")
         )
+        if o.shards:
+            splits = ", ".join(f"{k} {v}" for k, v in sorted((o.samples_per_split or {}).items()))
+            console.print(f"  training-ready: {o.shards} shard(s) ({splits} samples); index {o.index}")
     if not run.success:
         console.print(f"[red]curate run failed:[/red] {run.error}")

@@ -102,6 +102,12 @@ def test_rerun_with_nothing_changed_keeps_the_version_and_automation_follows_dei
     assert {name: after.get_num_requested(dg.AssetKey(["curated", name])) for name in DATASETS} == dict.fromkeys(
         DATASETS, 1
     )
+    # ... with their training shards in the same request (one run: version, then shards)
+    assert {name: after.get_num_requested(dg.AssetKey(["training", name])) for name in DATASETS} == dict.fromkeys(
+        DATASETS, 1
+    )
+    sensor = defs.resolve_sensor_def("datasets_automation")  # nobody has to switch it on
+    assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
 
 
 def test_cli_verify_reproduce_register_search_show(chain: Chain, tmp_path: Path) -> None:

@@ -218,6 +218,10 @@ def test_headless_run_command_processes_landing_and_is_idempotent(tmp_path: Path
     assert "tabular_suite" in stopped[0]["checks_failed"] and stopped[0]["stopped_by_checks"]
     assert summary["files"] > 0 and summary["quarantined"] == 8
     assert summary["dagster_home"] == env["DAGSTER_HOME"]
+    # landing -> ... -> curated versions -> training-ready shards, in the one command
+    built = [c for c in summary["curated"] if c["version"]]
+    assert built and all(c["shards"] >= 1 and sum(c["samples_per_split"].values()) > 0 for c in built)
+    assert all((tmp_path / "data" / c["index"]).is_file() for c in built)
     second = subprocess.run(
         [cli, "run", "--data-dir", str(tmp_path / "data"), "--json"],
         env=env,

@@ -49,13 +49,15 @@ CHROMIUM_ARGS = [
     "--disable-quic",
 ]
 LOCATION = "clinical_pipelines"
-SENSOR = "landing_sensor"
+SENSORS = {"landing_sensor": "Standard sensor", "datasets_automation": "Automation condition sensor"}
 # Asset graph group -> the node labels (last key component) it must hold; keys are group/name.
 GROUPS = {
     "landing": ["drops"],
     "raw": ["dicom", "notes", "tabular"],
     "validated": ["dicom", "notes", "tabular"],
     "deidentified": ["dicom", "notes", "tabular"],
+    "curated": ["chest_ct_outcomes", "brain_mr", "notes_labs"],  # one per shipped dataset spec
+    "training": ["chest_ct_outcomes", "brain_mr", "notes_labs"],
 }
 START_TIMEOUT_S = 90.0
 UI_TIMEOUT_MS = 30_000
@@ -239,8 +241,8 @@ def _inside(inner: Locator, outer: Locator) -> bool:
 
 
 def test_asset_graph_and_sensor_in_the_ui(browser: Browser, webserver: Webserver, test_output: Path) -> None:
-    # Wide enough that the four stage groups fit at a zoom where Dagster still draws node labels.
-    page = browser.new_page(viewport={"width": 2560, "height": 1100})
+    # Wide enough that the six stage groups fit at a zoom where Dagster still draws node labels.
+    page = browser.new_page(viewport={"width": 3840, "height": 1100})
     page.set_default_timeout(UI_TIMEOUT_MS)
     expect.set_options(timeout=UI_TIMEOUT_MS)
     console: list[str] = []
@@ -287,14 +289,15 @@ def test_asset_graph_and_sensor_in_the_ui(browser: Browser, webserver: Webserver
         _no_modal(page)
         _screenshot(page, test_output / "stopped_run.png")
 
-        # Automation: the landing sensor is listed, with its switch on (default status RUNNING).
+        # Automation: the landing sensor and the datasets automation are listed, switched on (RUNNING by default).
         page.goto(f"{webserver.url}/automation")
-        link = page.get_by_role("link", name=SENSOR)
-        expect(link).to_be_visible()
         switch = page.locator("label[class*=formatSwitch] input[type=checkbox]")  # not the row's select box
-        row = page.locator("div").filter(has=link).filter(has=switch).last
-        expect(row.get_by_text("Standard sensor")).to_be_visible()
-        expect(row.locator(switch)).to_be_checked()
+        for sensor, kind in SENSORS.items():
+            link = page.get_by_role("link", name=sensor)
+            expect(link).to_be_visible()
+            row = page.locator("div").filter(has=link).filter(has=switch).last
+            expect(row.get_by_text(kind)).to_be_visible()
+            expect(row.locator(switch)).to_be_checked()
         _no_modal(page)
         _screenshot(page, test_output / "sensors.png")
     finally:

@@ -5,9 +5,10 @@ from pathlib import Path
 import dagster as dg
 
 from clinical_pipelines.defs.curate.assets import curated_assets
-from clinical_pipelines.defs.curate.jobs import curate_job
+from clinical_pipelines.defs.curate.jobs import curate_job, datasets_automation
 
 
 def defs_for(specs_dir: Path) -> dg.Definitions:
-    """The curated assets of every spec in ``specs_dir``, and the job that builds them."""
-    return dg.Definitions(assets=curated_assets(specs_dir), jobs=[curate_job])
+    """The curated assets of every spec in ``specs_dir``, the job that builds them (and their shards) and
+    the automation sensor that runs it."""
+    return dg.Definitions(assets=curated_assets(specs_dir), jobs=[curate_job], sensors=[datasets_automation])

@@ -7,11 +7,10 @@ import dagster as dg
 
 from clinical_pipelines.curate.spec import load_specs
 from clinical_pipelines.defs.curate.assets import curated_key
+from clinical_pipelines.defs.curate.jobs import TRAINING_GROUP
 from clinical_pipelines.defs.resources import ObjectStoreResource, TrainingResource
 from clinical_pipelines.storage import ObjectStore, read_all
 from clinical_pipelines.version import code_version
-
-TRAINING_GROUP = "training"
 
 
 def training_key(dataset: str) -> dg.AssetKey:
