@@ -9,12 +9,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
+import psycopg2
 import pytest
 
 from clinical_pipelines.storage import ObjectStore
 from clinical_pipelines.storage.keys import KeyRing, local_keyring
 from clinical_pipelines.storage.local import LocalObjectStore
 from clinical_pipelines.storage.s3 import S3ObjectStore
+
+# The machine's PostgreSQL (.ci/run starts it when it is down).
+PG = {"host": os.environ.get("CP_TEST_PG_HOST", "127.0.0.1"), "user": os.environ.get("CP_TEST_PG_USER", "postgres")}
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
 # Never let a test touch the developer's real key folder or data folder.
@@ -86,3 +90,25 @@ def test_output(request: pytest.FixtureRequest) -> Path:
     path = TEST_OUTPUT / request.node.name.replace("/", "_")
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+@pytest.fixture
+def pg_database() -> Iterator[str]:
+    """A fresh database on the machine's PostgreSQL, dropped afterwards; yields its name."""
+    name = f"cp_test_{uuid.uuid4().hex[:10]}"
+    admin = psycopg2.connect(dbname="postgres", **PG)
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield name
+    finally:
+        with admin.cursor() as cur:
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+@pytest.fixture
+def pg_url(pg_database: str) -> str:
+    """:func:`pg_database` as a SQLAlchemy URL."""
+    return f"postgresql+psycopg2://{PG['user']}@{PG['host']}/{pg_database}"

@@ -17,11 +17,10 @@ from clinical_pipelines.catalog.repository import Catalog, CatalogError
 from clinical_pipelines.catalog.search import SearchFilters, search
 from clinical_pipelines.curate.build import build_version
 from clinical_pipelines.storage.local import LocalObjectStore
-from clinical_pipelines_tests.test_curate_support import (  # noqa: F401 (pg_url is a fixture)
+from clinical_pipelines_tests.test_curate_support import (
     SPEC_TEXT,
     FakeDrop,
     Patient,
-    pg_url,
     spec,
     write_deid_drop,
 )

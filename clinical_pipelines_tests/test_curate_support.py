@@ -5,20 +5,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
-
-import psycopg2
-import pytest
 
 from clinical_pipelines.curate.spec import DatasetSpec, parse_spec
 from clinical_pipelines.deid.profile import DEFAULT_OPTIONS, PROFILE_NAME, PROFILE_VERSION
 from clinical_pipelines.storage import ObjectStore
 from clinical_pipelines.zones import curated_object_key, deid_record_key
 
-PG = {"host": os.environ.get("CP_TEST_PG_HOST", "127.0.0.1"), "user": os.environ.get("CP_TEST_PG_USER", "postgres")}
 PROFILE = f"{PROFILE_NAME} {PROFILE_VERSION}; options: {', '.join(sorted(DEFAULT_OPTIONS))}"
 
 SPEC_TEXT = """\
@@ -126,19 +119,3 @@ def standard_drops() -> list[FakeDrop]:
         Patient("PSN-NOLABEL0000001", outcome=""),
     ]
     return [FakeDrop("site-a", "d1", ok[:3] + odd[:2]), FakeDrop("site-b", "d1", ok[3:] + odd[2:])]
-
-
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    """A fresh database on the machine's PostgreSQL (dropped afterwards), as a SQLAlchemy URL."""
-    name = f"cp_cat_{uuid.uuid4().hex[:10]}"
-    admin = psycopg2.connect(dbname="postgres", **PG)
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql+psycopg2://{PG['user']}@{PG['host']}/{name}"
-    finally:
-        with admin.cursor() as cur:
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()

@@ -6,40 +6,19 @@ from __future__ import annotations
 import base64
 import os
 import shutil
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
-import psycopg2
 import pytest
 
 from clinical_pipelines.definitions import build_definitions
 from clinical_pipelines.raw.zone import RawZone
 from clinical_pipelines.settings import Settings
 from clinical_pipelines.storage.keys import load_keyring
+from clinical_pipelines_tests.conftest import PG
 from clinical_pipelines_tests.corpus import put_drops, small_corpus
 
 REPO = Path(__file__).resolve().parent.parent
-PG = {"host": os.environ.get("CP_TEST_PG_HOST", "127.0.0.1"), "user": os.environ.get("CP_TEST_PG_USER", "postgres")}
-
-
-@pytest.fixture
-def pg_database() -> Iterator[str]:
-    """A fresh PostgreSQL database, dropped afterwards."""
-    name = f"cp_test_{uuid.uuid4().hex[:10]}"
-    admin = psycopg2.connect(dbname="postgres", **PG)
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield name
-    finally:
-        with admin.cursor() as cur:
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
-
-
 @pytest.mark.postgres
 def test_drop_run_on_postgres_storage_with_an_environment_master_key(
     tmp_path: Path, pg_database: str, monkeypatch: pytest.MonkeyPatch
