@@ -42,7 +42,6 @@ from clinical_pipelines.storage.keys import ENV_MASTER_KEY, KeyRing, load_keyrin
 
 if TYPE_CHECKING:
     from clinical_pipelines.storage.base import ObjectStore
-    from clinical_pipelines.training.cache import ShardCache
 
 ENV = "CLINICAL_PIPELINES_ENV"
 ENV_DATA_DIR = "CLINICAL_PIPELINES_DATA_DIR"
@@ -137,16 +136,6 @@ class Settings:
     def stale_after_s(self) -> float | None:
         """Seconds after which an incomplete drop is quarantined, or None when disabled."""
         return self.stale_after_hours * 3600 if self.stale_after_hours > 0 else None
-
-    def shard_cache(self) -> ShardCache:
-        """The local training-shard cache these settings describe (folder, size bound, TTL)."""
-        from clinical_pipelines.training.cache import ShardCache
-
-        return ShardCache(
-            self.cache_dir or self.data_dir / ".cache" / "shards",
-            max_bytes=int(self.cache_max_gb * 1e9) if self.cache_max_gb > 0 else None,
-            ttl_seconds=self.cache_ttl_hours * 3600 if self.cache_ttl_hours > 0 else None,
-        )
 
     def open_store(self) -> ObjectStore:
         """The object store holding every zone (imported lazily so settings stay cheap to load)."""

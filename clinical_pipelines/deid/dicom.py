@@ -247,7 +247,7 @@ class DicomDeidentifier:
         base = getattr(ds, _BASE, 0)
         report.sequences_walked += 1
         for item in ds[tag].value:
-            object.__setattr__(item, _BASE, None if base is None or shift is None else base + shift)
+            object.__setattr__(item, _BASE, None if base is None else base + shift)
             object.__setattr__(item, _DEPTH, depth)
             self._walk(item, patient_key, report)
 
