@@ -13,7 +13,7 @@ export CLINICAL_PIPELINES_DATA_DIR ?= $(CURDIR)/$(DATA_DIR)
 export CLINICAL_PIPELINES_KEY_DIR ?= $(CURDIR)/$(KEY_DIR)
 export GX_ANALYTICS_ENABLED := False
 
-.PHONY: dev demo test lint lock sample browser bench-peers clean
+.PHONY: dev demo test lint lock sample browser dicom-tools bench-peers clean
 
 $(STAMP): pyproject.toml requirements.lock requirements-models.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -49,7 +49,14 @@ browser:
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
 	  || echo "could not install chromium: the UI test will fail"; }
 
-test: $(STAMP) $(TORCH_STAMP) browser
+# Debian's dicom3tools: dciodvfy, the independent IOD validator the conformance test runs.
+dicom-tools:
+	@command -v dciodvfy >/dev/null 2>&1 || { \
+	  echo "installing Debian dicom3tools for the conformance test"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dicom3tools >/dev/null) \
+	  || echo "could not install dicom3tools: the conformance test will fail"; }
+
+test: $(STAMP) $(TORCH_STAMP) browser dicom-tools
 	$(BIN)/ruff check clinical_pipelines clinical_pipelines_tests benchmarks
 	$(BIN)/pytest
 
