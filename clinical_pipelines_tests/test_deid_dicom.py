@@ -97,9 +97,11 @@ def test_patient_pseudonym_and_date_shift_follow_the_patient(corpus: tuple[list[
         out = read(deid.deidentify_bytes(data)[0])
         mrn = str(original.PatientID)
         assert out.PatientID == pseudonymizer.patient_id(mrn) == str(out.PatientName)
-        shift = pseudonymizer.date_shift_days(mrn)
-        expected = datetime.datetime.strptime(original.StudyDate, "%Y%m%d").date() + datetime.timedelta(days=shift)
-        assert out.StudyDate == expected.strftime("%Y%m%d")
+        # Study Date and Time move together by the patient's whole offset (days + a time-of-day part)
+        start = datetime.datetime.strptime(original.StudyDate + original.StudyTime[:6], "%Y%m%d%H%M%S")
+        expected = start + pseudonymizer.datetime_shift(mrn)
+        assert out.StudyDate + out.StudyTime[:6] == expected.strftime("%Y%m%d%H%M%S")
+        assert out.StudyTime[:6] != original.StudyTime[:6]
         assert out.PatientIdentityRemoved == "YES" and out.LongitudinalTemporalInformationModified == "MODIFIED"
         codes = [item.CodeValue for item in out.DeidentificationMethodCodeSequence]
         assert codes[0] == "113100" and "113107" in codes

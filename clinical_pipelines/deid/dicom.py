@@ -10,15 +10,15 @@ policy gives a pixel mask for their modality (Clean Pixel Data Option, :mod:`.pi
 
 from __future__ import annotations
 
-import datetime
 import io
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
 import pydicom
-from pydicom.datadict import dictionary_VR
+from pydicom.datadict import dictionary_VR, get_entry
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
@@ -33,6 +33,15 @@ from clinical_pipelines.deid.pixels import (
 )
 from clinical_pipelines.deid.profile import DEFAULT_OPTIONS, CompiledProfile, compile_profile
 from clinical_pipelines.deid.pseudonyms import Pseudonymizer
+from clinical_pipelines.deid.temporal import (
+    TemporalError,
+    date_time_pairs,
+    keep_time_datetime,
+    shift_date,
+    shift_date_time,
+    shift_datetime,
+    shift_time,
+)
 
 #: Deeper nesting than any real IOD needs (SR content trees stay well below): refused, not recursed into.
 MAX_SEQUENCE_DEPTH = 32
@@ -43,7 +52,17 @@ PATIENT_NAME = 0x00100010
 # Modalities whose images routinely carry burned-in text (ultrasound, secondary capture, ...).
 BURNED_IN_MODALITIES = frozenset({"US", "SC", "XC", "OT", "ES", "GM", "SM", "DOC"})
 _DATE_VRS = {"DA", "DT"}
+_TEMPORAL_VRS = {"DA", "DT", "TM"}
 _TEXT_VRS = {"LO", "SH", "ST", "LT", "UT", "PN", "CS", "AE", "UC", "UR", "AS"}
+# Free text by its VR: an attribute of these VRs that Table E.1-1 does not name is still judged.
+_FREE_TEXT_VRS = frozenset({"LT", "ST", "UT"})
+# Text values a person may have written inside a content tree (SR, key objects): all but the codes.
+_CONTENT_TEXT_VRS = frozenset({"LO", "SH", "LT", "ST", "UT", "UC", "PN"})
+# Coded values: identify a concept in a coding scheme, never a person (kept in content trees).
+_CODE_TAGS = frozenset({0x00080100, 0x00080102, 0x00080103, 0x00080119})
+CONTENT_SEQUENCE = 0x0040A730
+PIXEL_DATA = 0x7FE00010
+_SHIFTING = frozenset("CD")  # the actions that move a date or time under the modified-dates option
 _DUMMY = {
     "DA": "19000101", "DT": "19000101000000", "TM": "000000", "PN": "ANONYMIZED", "LO": "ANONYMIZED",
     "SH": "ANONYMIZED", "ST": "ANONYMIZED", "LT": "ANONYMIZED", "UT": "ANONYMIZED", "CS": "ANONYMIZED",
@@ -90,6 +109,11 @@ class DicomDeidPolicy:
     # Clean Pixel Data Option, per modality ("*": any): instances of a listed modality have the mask's
     # regions blanked instead of being refused for burned-in text (the mask is the review's answer).
     pixel_masks: tuple[tuple[str, PixelMask], ...] = ()
+    # With the modified-dates option, times of day move with the dates (one offset with a seconds part).
+    # True keeps every time of day (TM, and the time in DT) as it was and moves dates by whole days only:
+    # a re-identification risk (date shift known from one study + its clock times match RIS/PACS logs),
+    # for users who need clock times (circadian studies) and accept that risk.
+    keep_time_of_day: bool = False
 
     def pixel_mask(self, modality: str) -> PixelMask | None:
         """The mask for instances of ``modality``, if pixel cleaning is asked for them."""
@@ -150,7 +174,8 @@ class DicomDeidentifier:
             self._refuse_burned_in(ds)
         patient_key = self._patient_key(ds)
         report = DicomDeidReport(patient_id=self.pseudonymizer.patient_id(patient_key))
-        self._walk(ds, patient_key, report)
+        report.removed += _drop_trailing(ds)
+        self._walk(ds, patient_key, report, self.profile.actions)
         _cap_age(ds)
         if mask is not None:
             try:
@@ -197,8 +222,15 @@ class DicomDeidentifier:
         study = str(ds.get("StudyInstanceUID", "") or "")
         return f"no-patient-id:{study}"  # consistent within a study, unlinkable across
 
-    def _walk(self, ds: Dataset, patient_key: str, report: DicomDeidReport) -> None:
-        actions = self.profile.actions
+    def _walk(
+        self, ds: Dataset, patient_key: str, report: DicomDeidReport, actions: dict[int, str], content: str = ""
+    ) -> None:
+        """Apply ``actions`` (tag -> action) to ``ds`` and, recursively, to its sequence items.
+
+        ``content``: inside a Content Sequence, the action for the text a person wrote there ("D" with
+        the Basic Profile, "C" with the Clean Structured Content Option); empty elsewhere.
+        """
+        paired = self._paired_times(ds, actions, content)
         for tag in list(ds.keys()):
             group, element = tag >> 16, tag & 0xFFFF
             if group & 1:
@@ -207,11 +239,13 @@ class DicomDeidentifier:
                 del ds[tag]
                 report.private_removed += 1
                 continue
-            action = actions.get(int(tag)) or self._wildcard(group, element)
+            if tag in paired:
+                continue  # moved together with its date
             vr = self._vr(ds, tag)
+            action = self._action(actions, tag, group, element, vr, content)
             if action is None or action == "K":
                 if vr == "SQ":
-                    self._walk_sequence(ds, tag, patient_key, report)
+                    self._walk_sequence(ds, tag, patient_key, report, actions, content)
                 continue
             report.actions[action] = report.actions.get(action, 0) + 1
             # New elements are built from the raw bytes: converting values pydicom would only throw
@@ -225,18 +259,61 @@ class DicomDeidentifier:
                     ds[tag] = DataElement(tag, vr, Sequence())
                     report.emptied += 1
                 else:
-                    self._walk_sequence(ds, tag, patient_key, report)
+                    inner = action if tag == CONTENT_SEQUENCE else content
+                    self._walk_sequence(ds, tag, patient_key, report, actions, inner)
             elif action == "U":
                 self._remap_uid(ds, tag, report)
             elif action == "Z":
                 ds[tag] = DataElement(tag, vr, None)  # zero length, whatever the VR
                 report.emptied += 1
+            elif vr in _TEMPORAL_VRS and self.shift_dates and action in _SHIFTING:
+                self._shift_temporal(ds, tag, vr, patient_key, report, actions, content)
             elif action == "C":
                 self._clean(ds, tag, vr, patient_key, report)
             else:  # D
                 self._dummy(ds, tag, vr, patient_key, report)
 
-    def _walk_sequence(self, ds: Dataset, tag: int, patient_key: str, report: DicomDeidReport) -> None:
+    def _action(self, actions: dict[int, str], tag: int, group: int, element: int, vr: str, content: str) -> str | None:
+        """The action for one public attribute: its Table E.1-1 row, else the fail-closed rules.
+
+        Not named by the table: the overlay, curve and text groups follow their wildcard rows; a tag
+        the data dictionary does not know (or a value read as UN that it cannot type) is removed; a
+        person's name is replaced; free text (LT/ST/UT, and in a content tree every written text
+        but codes) is replaced, or cleaned when a text cleaner and the matching option are set.
+        """
+        action = actions.get(tag)
+        if action is not None:
+            return action
+        wildcard = self._wildcard(group, element, vr)
+        if wildcard is not None:
+            return wildcard
+        if vr == "UN" or not _in_dictionary(tag):
+            return "X"
+        if vr == "PN":
+            return "D"
+        if content and vr in _CONTENT_TEXT_VRS and tag not in _CODE_TAGS:
+            return "C" if content == "C" and self.text_cleaner is not None else "D"
+        if vr in _FREE_TEXT_VRS:
+            return "C" if self._cleans_descriptors else "D"
+        return None
+
+    def _paired_times(self, ds: Dataset, actions: dict[int, str], content: str) -> set[int]:
+        """TM tags of ``ds`` that move together with their date (both present and both shifted)."""
+        if not self.shift_dates or self.policy.keep_time_of_day:
+            return set()
+        pairs = date_time_pairs()
+        found: set[int] = set()
+        for tag in ds.keys():  # noqa: SIM118 (iterating a Dataset converts every element)
+            time_tag = pairs.get(tag)
+            if time_tag is None or time_tag not in ds:
+                continue
+            if actions.get(tag) in _SHIFTING and actions.get(time_tag) in _SHIFTING and _raw_values(ds, tag):
+                found.add(time_tag)
+        return found
+
+    def _walk_sequence(
+        self, ds: Dataset, tag: int, patient_key: str, report: DicomDeidReport, actions: dict[int, str], content: str
+    ) -> None:
         depth = getattr(ds, _DEPTH, 0) + 1
         if depth > MAX_SEQUENCE_DEPTH:
             raise DeidRejected("sequence_too_deep", f"sequences nested more than {MAX_SEQUENCE_DEPTH} levels deep")
@@ -249,7 +326,7 @@ class DicomDeidentifier:
         for item in ds[tag].value:
             object.__setattr__(item, _BASE, None if base is None else base + shift)
             object.__setattr__(item, _DEPTH, depth)
-            self._walk(item, patient_key, report)
+            self._walk(item, patient_key, report, actions, content)
 
     @staticmethod
     def _vr(ds: Dataset, tag: int) -> str:
@@ -262,15 +339,29 @@ class DicomDeidentifier:
         except KeyError:
             return str(vr or ds[tag].VR)
 
-    def _wildcard(self, group: int, element: int) -> str | None:
+    def _wildcard(self, group: int, element: int, vr: str) -> str | None:
+        """Curves (50xx), overlays (60xx) and the retired text group (4000) (even groups only)."""
         if 0x5000 <= group <= 0x50FF:
             return self.profile.curves_action
         if 0x6000 <= group <= 0x60FF:
+            # Overlay Data is Type 1 in the Overlay Plane module: once it is removed (Basic Profile),
+            # the plane's other attributes (rows, origin, description, label) go with it.
+            if self.profile.overlay_data_action == "X":
+                return "X"
             if element == 0x3000:
-                return self.profile.overlay_data_action
+                return "K"  # Clean Graphics Option: the bitmap is kept (the option asserts it was reviewed)
             if element == 0x4000:
                 return self.profile.overlay_comments_action
+            if vr in _CONTENT_TEXT_VRS:  # description (0022), label (1500): free text
+                return "C" if self.text_cleaner is not None else "D"
+            return None
+        if group == 0x4000:
+            return "X"  # retired Text group: Arbitrary (0010) and Text Comments (4000) rows, and the rest of it
         return None
+
+    @property
+    def _cleans_descriptors(self) -> bool:
+        return self.text_cleaner is not None and "cleanDescOpt" in self.policy.options
 
     def _safe_private(self, ds: Dataset, tag: int, element: int) -> bool:
         """On the safe list: a listed (creator, element) or the creator element of a listed creator."""
@@ -294,13 +385,9 @@ class DicomDeidentifier:
         report.uids_remapped += 1
 
     def _clean(self, ds: Dataset, tag: int, vr: str, patient_key: str, report: DicomDeidReport) -> None:
-        if vr in _DATE_VRS and self.shift_dates:
-            ds[tag] = DataElement(
-                tag, vr, _shift(_raw_values(ds, tag), vr, self.pseudonymizer.date_shift_days(patient_key))
-            )
-            report.dates_shifted += 1
-        elif vr == "TM":
-            pass  # whole-day shifts leave the time of day as it was
+        if vr in _TEMPORAL_VRS:  # C without the modified-dates option (a full-dates profile keeps them as K)
+            ds[tag] = DataElement(tag, vr, None)
+            report.emptied += 1
         elif vr in _TEXT_VRS and self.text_cleaner is not None and ds[tag].value:
             element = ds[tag]
             element.value = _map_text(element.value, lambda text: self.text_cleaner(text, patient_key))  # type: ignore[misc]
@@ -309,18 +396,64 @@ class DicomDeidentifier:
             ds[tag] = DataElement(tag, vr, None)
             report.emptied += 1
 
-    def _shift_element(self, ds: Dataset, tag: int, vr: str, patient_key: str, report: DicomDeidReport) -> None:
+    def _shift_temporal(
+        self,
+        ds: Dataset,
+        tag: int,
+        vr: str,
+        patient_key: str,
+        report: DicomDeidReport,
+        actions: dict[int, str],
+        content: str,
+    ) -> None:
+        """Move a DA, TM or DT value by the patient's offset; a date takes its paired time along.
+
+        Empty values stay empty; a malformed one refuses the instance (``malformed_date`` / ``malformed_time``).
+        """
+        value = _raw_values(ds, tag)
+        if not value:
+            return
         days = self.pseudonymizer.date_shift_days(patient_key)
-        ds[tag] = DataElement(tag, vr, _shift(_raw_values(ds, tag), vr, days))
+        seconds = 0 if self.policy.keep_time_of_day else self.pseudonymizer.time_shift_seconds(patient_key)
+        time_tag = date_time_pairs().get(tag) if vr == "DA" and seconds else None
+        try:
+            if time_tag is not None and time_tag in ds and actions.get(time_tag) in _SHIFTING:
+                times = _raw_values(ds, time_tag)
+                self._shift_pair(ds, tag, time_tag, value, times, days, seconds)
+                report.dates_shifted += 1 if times else 0
+            elif vr == "DA":
+                ds[tag] = DataElement(tag, vr, _each(value, lambda v: shift_date(v, days)))
+            elif vr == "TM":
+                if self.policy.keep_time_of_day:
+                    return
+                ds[tag] = DataElement(tag, vr, _each(value, lambda v: shift_time(v, seconds)))
+            elif self.policy.keep_time_of_day:
+                ds[tag] = DataElement(tag, vr, _each(value, lambda v: keep_time_datetime(v, days)))
+            else:
+                ds[tag] = DataElement(tag, vr, _each(value, lambda v: shift_datetime(v, days, seconds)))
+        except TemporalError as exc:
+            raise DeidRejected(exc.reason, exc.detail) from None
         report.dates_shifted += 1
 
+    @staticmethod
+    def _shift_pair(ds: Dataset, date_tag: int, time_tag: int, dates: Any, times: Any, days: int, seconds: int) -> None:
+        date_list = dates if isinstance(dates, list) else [dates]
+        time_list = times if isinstance(times, list) else [times] if times else []
+        if len(time_list) != len(date_list):  # no value to pair with: each moves on its own
+            ds[date_tag] = DataElement(date_tag, "DA", _each(dates, lambda v: shift_date(v, days)))
+            if times:
+                ds[time_tag] = DataElement(time_tag, "TM", _each(times, lambda v: shift_time(v, seconds)))
+            return
+        moved = [
+            shift_date_time(d, t, days, seconds) if t.strip() else (shift_date(d, days), t)
+            for d, t in zip(date_list, time_list, strict=True)
+        ]
+        new_dates, new_times = [d for d, _ in moved], [t for _, t in moved]
+        ds[date_tag] = DataElement(date_tag, "DA", new_dates if isinstance(dates, list) else new_dates[0])
+        ds[time_tag] = DataElement(time_tag, "TM", new_times if isinstance(times, list) else new_times[0])
+
     def _dummy(self, ds: Dataset, tag: int, vr: str, patient_key: str, report: DicomDeidReport) -> None:
-        if vr in _DATE_VRS and self.shift_dates and _raw_values(ds, tag):
-            ds[tag] = DataElement(
-                tag, vr, _shift(_raw_values(ds, tag), vr, self.pseudonymizer.date_shift_days(patient_key))
-            )
-            report.dates_shifted += 1
-        elif vr == "UI":
+        if vr == "UI":
             self._remap_uid(ds, tag, report)
         else:
             ds[tag] = DataElement(tag, vr, _DUMMY.get(vr))
@@ -409,24 +542,40 @@ def _map_text(value: Any, fn: Callable[[str], str]) -> Any:
     return fn(str(value))
 
 
-def _shift(value: Any, vr: str, days: int) -> Any:
-    """Shift a DA/DT value (or each of several) by ``days``; a malformed date is refused."""
-    if isinstance(value, (list, tuple)) or (hasattr(value, "__iter__") and not isinstance(value, (str, bytes))):
-        return [_shift_one(str(v), vr, days) for v in value]
-    return _shift_one(str(value), vr, days) if str(value or "").strip() else value
+def _each(value: Any, fn: Callable[[str], str]) -> Any:
+    """``fn`` applied to a value or to each of several (empty ones stay as they are)."""
+    if isinstance(value, list):
+        return [fn(v) if v.strip() else v for v in value]
+    return fn(value)
 
 
-def _shift_one(text: str, vr: str, days: int) -> str:
-    text = text.strip()
-    if not text:
-        return text
-    head, tail = text[:8], text[8:]
+@cache
+def _in_dictionary(tag: int) -> bool:
+    """Whether the data dictionary (repeating groups included) knows ``tag``."""
     try:
-        day = datetime.datetime.strptime(head, "%Y%m%d").date()
-    except ValueError:
-        raise DeidRejected("malformed_date", f"a {vr} value is not YYYYMMDD") from None
-    shifted = (day + datetime.timedelta(days=days)).strftime("%Y%m%d")
-    return shifted + (tail if vr == "DT" else "")
+        get_entry(tag)
+    except KeyError:
+        return False
+    return True
+
+
+def _drop_trailing(ds: Dataset) -> int:
+    """Remove what follows the end of the top-level dataset; returns how many elements went.
+
+    A dataset's elements come in ascending tag order (PS3.5 7.1) and end with Pixel Data when it has
+    one: an element read after the pixel data, or out of order, was parsed from bytes appended to
+    the file (trailing padding, text pasted after the dataset) and is dropped with all after it.
+    """
+    removed = 0
+    last = -1
+    trailing = False
+    for tag in list(ds._dict):  # in the order the elements were read
+        trailing = trailing or tag < last or last >= PIXEL_DATA
+        if trailing:
+            del ds[tag]
+            removed += 1
+        last = max(last, int(tag))
+    return removed
 
 
 _LITTLE_ENDIAN_SYNTAXES = {"1.2.840.10008.1.2": True, "1.2.840.10008.1.2.1": False}  # UID -> implicit VR

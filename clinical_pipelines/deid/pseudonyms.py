@@ -36,6 +36,7 @@ class Pseudonymizer:
         self.uid = lru_cache(maxsize=65536)(self._uid)  # type: ignore[method-assign]
         self.patient_id = lru_cache(maxsize=65536)(self._patient_id)  # type: ignore[method-assign]
         self.date_shift_days = lru_cache(maxsize=65536)(self._date_shift_days)  # type: ignore[method-assign]
+        self.time_shift_seconds = lru_cache(maxsize=65536)(self._time_shift_seconds)  # type: ignore[method-assign]
 
     def mac(self, domain: str, value: str) -> bytes:
         """HMAC-SHA256 of ``value`` in ``domain``."""
@@ -54,6 +55,23 @@ class Pseudonymizer:
         """Days (negative, 1..max_shift_days into the past) by which this patient's dates move."""
         digest = self.mac("date-shift", normalize_patient_key(patient_key))
         return -(1 + int.from_bytes(digest[:8], "big") % self.max_shift_days)
+
+    def _time_shift_seconds(self, patient_key: str) -> int:
+        """The time-of-day part of this patient's offset: 1..86399 seconds (never 0, so no clock time stays).
+
+        A date with its time moves by :meth:`datetime_shift` (the days plus these seconds); a date alone
+        moves by :meth:`date_shift_days` only, as in notes and tables.
+        """
+        digest = self.mac("time-shift", normalize_patient_key(patient_key))
+        return 1 + int.from_bytes(digest[:8], "big") % (86400 - 1)
+
+    def datetime_shift(self, patient_key: str) -> datetime.timedelta:
+        """The patient's whole offset for a date with a time: ``date_shift_days`` days + ``time_shift_seconds``."""
+        return datetime.timedelta(days=self.date_shift_days(patient_key), seconds=self.time_shift_seconds(patient_key))
+
+    def shift_datetime(self, value: datetime.datetime, patient_key: str) -> datetime.datetime:
+        """``value`` (a date with a time of day) moved by the patient's whole offset."""
+        return value + self.datetime_shift(patient_key)
 
     def _uid(self, uid: str) -> str:
         """A new UID for ``uid``: ``2.25.`` + a 128-bit keyed hash as a decimal (at most 44 characters)."""
