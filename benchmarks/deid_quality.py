@@ -34,12 +34,12 @@ KEY = b"quality benchmark secret, at least 32 bytes"
 def _values(ds: pydicom.Dataset, actions: dict[int, str]) -> Counter[tuple[int, str]]:
     """(tag, original text) of every non-Keep attribute with a value, anywhere in the dataset.
 
-    Times of day (TM) are left out: with the modified-dates option dates move by whole days, so a
-    time of day is retained by design (PS3.15 E.3.6 lets the time of day stay when dates shift).
+    Times of day (TM) are included: with the modified-dates option they move with the dates by the
+    patient's offset (which has a time-of-day part), so an unchanged time is a failure too.
     """
     found: Counter[tuple[int, str]] = Counter()
     for element in ds.iterall():
-        if element.VR in ("SQ", "OB", "OW", "UN", "TM") or element.value in (None, "", b""):
+        if element.VR in ("SQ", "OB", "OW", "UN") or element.value in (None, "", b""):
             continue
         if actions.get(int(element.tag), "K") in ("K",):
             continue

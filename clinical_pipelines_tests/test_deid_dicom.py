@@ -110,6 +110,7 @@ def test_patient_pseudonym_and_date_shift_follow_the_patient(corpus: tuple[list[
     old.PatientAge = "097Y"
     assert read(deid.deidentify_bytes(_saved(old))[0]).PatientAge == "090Y"  # Safe Harbor: 90 or older
 
+
 def test_report_carries_cohort_attributes_from_the_output_only(corpus: tuple[list[bytes], list[str]]) -> None:
     files, canaries = corpus
     deid = DicomDeidentifier(Pseudonymizer(KEY))

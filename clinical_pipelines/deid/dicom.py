@@ -198,8 +198,8 @@ class DicomDeidentifier:
         if meta is not None:
             if isinstance(sop_instance, str):
                 meta.MediaStorageSOPInstanceUID = sop_instance
-            for tag in _META_DROPPED:
-                if tag in meta:
+            for tag in list(meta.keys()):
+                if tag not in _META_KEPT:  # source/sending AE titles, private information, unknown elements
                     del meta[tag]
         report.attributes = cohort_attributes(ds)
         return report
@@ -615,8 +615,9 @@ def _raw_span(element: object, data: bytes, implicit: bool, base: int | None = 0
 _ITEM = struct.pack("<HHI", 0xFFFE, 0xE000, 0xFFFFFFFF)
 _ITEM_END = struct.pack("<HHI", 0xFFFE, 0xE00D, 0)
 _SEQUENCE_END = struct.pack("<HHI", 0xFFFE, 0xE0DD, 0)
-# File meta elements that name sending/receiving systems or carry private data: not needed to read the file.
-_META_DROPPED = (0x00020016, 0x00020017, 0x00020018, 0x00020100, 0x00020102)
+# File meta elements kept: what reading the file needs, and the writing implementation's identity. The
+# others name sending/receiving systems, carry private data, or are unknown: not needed to read the file.
+_META_KEPT = frozenset({0x00020000, 0x00020001, 0x00020002, 0x00020003, 0x00020010, 0x00020012, 0x00020013})
 _META_REQUIRED = (0x00020001, 0x00020002, 0x00020003, 0x00020010, 0x00020012)
 
 
