@@ -14,7 +14,7 @@ import pytest
 from clinical_pipelines.deid.dicom import DicomDeidentifier, DicomDeidPolicy
 from clinical_pipelines.deid.notes import NoteDeidentifier
 from clinical_pipelines.deid.pseudonyms import Pseudonymizer
-from clinical_pipelines.deid.residual import foreign_names, residual_entities
+from clinical_pipelines.deid.residual import dicom_text_values, foreign_names, longer_than_a_code, residual_entities
 from clinical_pipelines.deid.stage import DropDeidentifier
 from clinical_pipelines.landing.writer import write_drop
 from clinical_pipelines.quarantine import Quarantine
@@ -113,3 +113,50 @@ def test_re_analysis_ignores_our_own_replacements_but_not_leftovers() -> None:
     # short codes read out of context are not names, unless a pattern says so
     assert residual_entities("MONOCHROME2", engine.analyze("MONOCHROME2"), ner_persons=False) == {}
     assert foreign_names(["PSN-ABCDEFGHIJKLMNOP", "ANONYMIZED", "Roe^Jane"]) == 1
+
+
+def test_values_longer_than_a_code_are_the_ones_whose_person_guesses_count() -> None:
+    for code in ("HU", "MONOCHROME2", "ORIGINAL", "CT", "T1 SE", "3D"):
+        assert not longer_than_a_code(code), code
+    for written in ("John Smith", "Smith^John", "seen by Margaret Okonkwo", "GE MEDICAL SYSTEMS"):
+        assert longer_than_a_code(written), written
+
+
+@pytest.mark.parametrize("store", ["local"], indirect=True)
+def test_a_plain_name_in_a_kept_attribute_stops_promotion(store: ObjectStore, keyring: KeyRing) -> None:
+    """No title, no field label: only spaCy's PERSON guess on a value longer than a code finds it."""
+    drops, _ = small_corpus()
+    dicoms = {f.path: f.data for d in drops for f in d.files if f.modality == "dicom"}
+    first = sorted(dicoms)[0]
+    dicoms[first] = dicom_with(dicoms[first], Manufacturer="Bartholomew Quist")  # Manufacturer: action K
+    report = run_stage(store, keyring, dicoms, "dicom")
+    assert not report.passed and report.residual_hits == {"presidio:PERSON": 1}
+    assert report.items_with_residual == 1 and len(report.items) == len(dicoms) - 1
+    assert b"Quist" not in curated_bytes(store)
+
+
+def test_every_text_value_is_re_read_including_un_and_nested_ones() -> None:
+    from pydicom.dataelem import DataElement
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    drops, _ = small_corpus()
+    data = next(f.data for d in drops for f in d.files if f.modality == "dicom")
+    ds = pydicom.dcmread(io.BytesIO(data))
+    ds.add(DataElement(0x00090010, "LO", "SAFE VENDOR"))
+    ds.add(DataElement(0x00091010, "UN", b"Margaret Okonkwo "))  # a UN value (e.g. safe-listed private)
+    ds.add(DataElement(0x00091011, "UN", b"\x01\x00\x02\x00\xff\xfe\x00\x00"))  # binary UN: not text
+    standard, written = Dataset(), Dataset()
+    standard.CodeValue, standard.CodingSchemeDesignator, standard.CodeMeaning = "121071", "DCM", "Finding"
+    written.CodeValue, written.CodingSchemeDesignator, written.CodeMeaning = "121071", "DCM", "Seen by Okonkwo"
+    ds.ConceptNameCodeSequence = Sequence([standard])
+    item = Dataset()
+    item.UnformattedTextValue = "nested free text"
+    item.ConceptCodeSequence = Sequence([written])
+    ds.RequestAttributesSequence = Sequence([item])
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    _names, texts = dicom_text_values(out.getvalue())
+    assert {"Margaret Okonkwo", "nested free text", "Seen by Okonkwo"} <= texts
+    assert "Finding" not in texts  # the standard's own meaning for (DCM, 121071): written by no person
+    assert not any("\x01" in t or "\ufffd" in t for t in texts)

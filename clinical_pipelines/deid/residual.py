@@ -7,8 +7,11 @@ Two searches, both reporting counts per kind only, never the strings themselves:
 - **re-analysis**: Presidio, with the clinical recognizers, reads the de-identified text again
   (notes, and every text value of a de-identified DICOM file) for identifiers nobody listed.
   Our own replacements (pseudonyms, ``[NAME]``-style placeholders, ``90+``) and dates (shifted on
-  purpose) are not findings; in DICOM values, spaCy's statistical PERSON guesses on isolated codes
-  ("HU", "MONOCHROME2") are not either, while any Person Name (PN) value other than a pseudonym is.
+  purpose) are not findings; in DICOM values, spaCy's statistical PERSON guesses count on values
+  longer than a code (:func:`longer_than_a_code`: several words of letters, as a name is written)
+  and not on isolated codes ("HU", "MONOCHROME2"), while any Person Name (PN) value other than a
+  pseudonym is a finding. Every remaining text value is re-read: LO, LT, SH, ST, UT, PN, UC, AE,
+  AS and UN (decoded when it is text), nested ones included.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import io
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from functools import cache
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -77,7 +81,20 @@ _OWN_OUTPUT = re.compile(r"(?:PSN-[A-Z2-7]{16}|\[[A-Z_]+\]|ANONYMIZED|90\+.*)")
 _TITLES = {"dr", "mr", "mrs", "ms", "miss", "mx", "prof", "rev"}
 NOT_RESIDUAL = frozenset({"DATE"})  # dates are shifted, not removed
 RE_ANALYSIS_PREFIX = "presidio:"
-_DICOM_TEXT_VRS = _TEXT_VRS | {"PN"}
+_DICOM_TEXT_VRS = _TEXT_VRS | {"PN", "UN"}
+# "Longer than a code": at least two words of letters and this many letters in all. Codes, units and
+# enumerated values are single tokens ("HU", "MONOCHROME2", "ORIGINAL"); a written name has two words.
+CODE_MAX_LETTERS = 5
+_WORD = re.compile(r"[^\W\d_]{2,}")
+
+
+def longer_than_a_code(value: str) -> bool:
+    """True when ``value`` reads as written words (two or more, over ``CODE_MAX_LETTERS`` letters), not a code.
+
+    spaCy's PERSON guesses are findings on such values; on a single token they are noise.
+    """
+    words = _WORD.findall(value.replace("^", " "))
+    return len(words) >= 2 and sum(len(w) for w in words) > CODE_MAX_LETTERS
 
 
 def residual_entities(text: str, results: Sequence[RecognizerResult], *, ner_persons: bool = True) -> Counter[str]:
@@ -109,16 +126,67 @@ def dicom_text_values(data: bytes) -> tuple[set[str], set[str]]:
 
     names: set[str] = set()
     texts: set[str] = set()
-    ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True)
-    for element in ds.iterall():
-        if element.VR not in _DICOM_TEXT_VRS or element.value in (None, ""):
+    _collect(pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True), names, texts)
+    return names, texts
+
+
+def _collect(ds: object, names: set[str], texts: set[str]) -> None:
+    """Text values of ``ds`` and its sequence items; a code's meaning is left out when it is the one
+    the standard gives that code (it was written by the coding scheme, not by a person)."""
+    standard_meaning = _is_standard_meaning(ds)
+    for element in ds:  # type: ignore[attr-defined]
+        if element.VR == "SQ":
+            for item in element.value or ():
+                _collect(item, names, texts)
             continue
-        values = _values_of(element.value)
+        if element.VR not in _DICOM_TEXT_VRS or element.value in (None, "", b""):
+            continue
+        if element.tag == _CODE_MEANING and standard_meaning:
+            continue
+        values = _un_text(element.value) if element.VR == "UN" else _values_of(element.value)
         for value in values:
             text = str(value).strip()
             if text:
                 (names if element.VR == "PN" else texts).add(text)
-    return names, texts
+
+
+_CODE_MEANING = 0x00080104
+
+
+def _is_standard_meaning(ds: object) -> bool:
+    """Whether ``ds`` is a code item whose Code Meaning is the meaning pydicom's copy of the standard's
+    code tables (PS3.16 concepts: DCM, SCT, LN, MDC, UCUM...) gives its (scheme, code value)."""
+    get = getattr(ds, "get", None)
+    if get is None or _CODE_MEANING not in ds:  # type: ignore[operator]
+        return False
+    scheme, code, meaning = (str(get(k, "") or "").strip() for k in ("CodingSchemeDesignator", "CodeValue",
+                                                                      "CodeMeaning"))  # fmt: skip
+    known = standard_code_meanings().get((scheme, code))
+    return known is not None and known.casefold() == meaning.casefold()
+
+
+@cache
+def standard_code_meanings() -> dict[tuple[str, str], str]:
+    """(coding scheme designator, code value) -> code meaning, from pydicom's tables of the standard's concepts."""
+    from pydicom.sr._concepts_dict import concepts
+
+    found: dict[tuple[str, str], str] = {}
+    for scheme, by_name in concepts.items():
+        for codes in by_name.values():
+            for code, (meaning, _cids) in codes.items():
+                found[(scheme, code)] = meaning
+    return found
+
+
+def _un_text(value: object) -> list[str]:
+    """The text of a UN value when it is text (mostly printable once decoded), each part of a multi-value."""
+    if not isinstance(value, bytes):
+        return [str(value)]
+    text = value.decode("utf-8", "replace").strip("\x00 ")
+    printable = sum(c.isprintable() for c in text)
+    if not text or printable < 0.9 * len(text):
+        return []  # binary: numbers or a sequence, not something a name could be read from
+    return text.split("\\")
 
 
 def foreign_names(names: Iterable[str]) -> int:

@@ -24,6 +24,7 @@ from clinical_pipelines.deid.residual import (
     dicom_identifiers,
     dicom_text_values,
     foreign_names,
+    longer_than_a_code,
     residual_entities,
     scan,
 )
@@ -155,7 +156,7 @@ class DropDeidentifier:
             if self.notes is not None:
                 new = sorted(texts - seen.keys())
                 for text, results in zip(new, self.notes.analyze_many(new) if new else [], strict=True):
-                    seen[text] = residual_entities(text, results, ner_persons=False)
+                    seen[text] = residual_entities(text, results, ner_persons=longer_than_a_code(text))
                 for text in texts:
                     hits.update(seen[text])
             attributes = item_report.attributes
