@@ -8,6 +8,7 @@ overlay and text groups, bytes after the dataset); none of them may be in any ou
 from __future__ import annotations
 
 import io
+import struct
 
 import pydicom
 import pytest
@@ -15,7 +16,7 @@ from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
-from clinical_pipelines.deid.dicom import DicomDeidentifier
+from clinical_pipelines.deid.dicom import DeidRejected, DicomDeidentifier
 from clinical_pipelines.deid.pseudonyms import Pseudonymizer
 from clinical_pipelines.synth import SynthCorpus
 
@@ -110,6 +111,14 @@ def test_trailing_bytes_without_pixel_data_are_dropped(plain: bytes) -> None:
     assert 0x5A5A5445 in pydicom.dcmread(io.BytesIO(data))  # what pydicom makes of the appended text
     result, _ = DicomDeidentifier(Pseudonymizer(KEY)).deidentify_bytes(data)
     assert leftovers(result) == [] and 0x5A5A5445 not in pydicom.dcmread(io.BytesIO(result))
+    # appended bytes that read as a well-formed element the profile keeps (Manufacturer, action K):
+    # pydicom lets it replace the value read before; out of tag order, the file is refused
+    value = NAME.encode() + b" " * (len(NAME) % 2)
+    element = struct.pack("<HH2sH", 0x0008, 0x0070, b"LO", len(value)) + value
+    assert pydicom.dcmread(io.BytesIO(out.getvalue() + element)).Manufacturer == NAME
+    with pytest.raises(DeidRejected) as err:
+        DicomDeidentifier(Pseudonymizer(KEY)).deidentify_bytes(out.getvalue() + element)
+    assert err.value.reason == "malformed_dicom" and NAME not in str(err.value)
 
 
 def test_clean_graphics_option_keeps_the_overlay_bitmap_and_replaces_its_text(plain: bytes) -> None:

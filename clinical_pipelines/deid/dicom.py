@@ -560,22 +560,27 @@ def _in_dictionary(tag: int) -> bool:
 
 
 def _drop_trailing(ds: Dataset) -> int:
-    """Remove what follows the end of the top-level dataset; returns how many elements went.
+    """Remove what follows the Pixel Data of the top-level dataset; returns how many elements went.
 
-    A dataset's elements come in ascending tag order (PS3.5 7.1) and end with Pixel Data when it has
-    one: an element read after the pixel data, or out of order, was parsed from bytes appended to
-    the file (trailing padding, text pasted after the dataset) and is dropped with all after it.
+    A dataset ends with Pixel Data when it has one (PS3.5 7.1: ascending tag order): what is read after
+    it (trailing padding, text pasted after the dataset) was parsed from bytes appended to the file.
+    Elements out of tag order in the file are refused (``malformed_dicom``): bytes appended to a file
+    without pixel data, whose parse may even have replaced a value read before (same tag).
     """
-    removed = 0
+    positions = sorted(
+        (element.value_tell, int(tag)) for tag, element in ds._dict.items() if type(element) is RawDataElement
+    )
     last = -1
-    trailing = False
-    for tag in list(ds._dict):  # in the order the elements were read
-        trailing = trailing or tag < last or last >= PIXEL_DATA
-        if trailing:
-            del ds[tag]
-            removed += 1
-        last = max(last, int(tag))
-    return removed
+    for _, tag in positions:
+        if last >= PIXEL_DATA:
+            break
+        if tag < last:
+            raise DeidRejected("malformed_dicom", "elements out of tag order (bytes after the end of the dataset?)")
+        last = tag
+    trailing = [tag for tag in ds._dict if tag > PIXEL_DATA] if PIXEL_DATA in ds._dict else []
+    for tag in trailing:
+        del ds[tag]
+    return len(trailing)
 
 
 _LITTLE_ENDIAN_SYNTAXES = {"1.2.840.10008.1.2": True, "1.2.840.10008.1.2.1": False}  # UID -> implicit VR
