@@ -14,7 +14,13 @@ import pytest
 from clinical_pipelines.deid.dicom import DicomDeidentifier, DicomDeidPolicy
 from clinical_pipelines.deid.notes import NoteDeidentifier
 from clinical_pipelines.deid.pseudonyms import Pseudonymizer
-from clinical_pipelines.deid.residual import dicom_text_values, foreign_names, longer_than_a_code, residual_entities
+from clinical_pipelines.deid.residual import (
+    dicom_identifiers,
+    dicom_text_values,
+    foreign_names,
+    longer_than_a_code,
+    residual_entities,
+)
 from clinical_pipelines.deid.stage import DropDeidentifier
 from clinical_pipelines.landing.writer import write_drop
 from clinical_pipelines.quarantine import Quarantine
@@ -160,3 +166,34 @@ def test_every_text_value_is_re_read_including_un_and_nested_ones() -> None:
     assert {"Margaret Okonkwo", "nested free text", "Seen by Okonkwo"} <= texts
     assert "Finding" not in texts  # the standard's own meaning for (DCM, 121071): written by no person
     assert not any("\x01" in t or "\ufffd" in t for t in texts)
+
+
+def test_known_identifiers_include_what_the_fail_closed_rules_replace() -> None:
+    from pydicom.dataelem import DataElement
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    from clinical_pipelines.deid.profile import compile_profile
+
+    drops, _ = small_corpus()
+    ds = pydicom.dcmread(io.BytesIO(next(f.data for d in drops for f in d.files if f.modality == "dicom")))
+    ds.add(DataElement(0x00509999, "LO", "Unknown Tag Holder"))
+    ds.add(DataElement(0x60000022, "LO", "Overlay Writer"))
+    item = Dataset()
+    item.ValueType, item.TextValue = "TEXT", "Content Text Writer"
+    item.ConceptNameCodeSequence = Sequence([Dataset()])
+    item.ConceptNameCodeSequence[0].CodeValue = "121071"
+    item.ConceptNameCodeSequence[0].CodeMeaning = "Meaning Writer"
+    ds.ContentSequence = Sequence([item])
+    ds.Manufacturer = "Kept Manufacturer"  # action K: not an identifier of the original
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    actions = compile_profile().actions
+    found = {v for values in dicom_identifiers(out.getvalue(), actions).values() for v in values}
+    assert {"Unknown Tag Holder", "Overlay Writer", "Content Text Writer", "Meaning Writer"} <= found
+    assert "Kept Manufacturer" not in found and "121071" not in found
+    # with a text cleaner, cleaned text keeps its harmless part: not searched
+    cleaned = {
+        v for values in dicom_identifiers(out.getvalue(), actions, kept=frozenset("KUC")).values() for v in values
+    }
+    assert "Content Text Writer" not in cleaned and "Unknown Tag Holder" in cleaned

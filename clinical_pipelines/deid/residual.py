@@ -45,18 +45,25 @@ def dicom_identifiers(
 ) -> dict[str, set[str]]:
     """Identifying strings of an original instance: text values whose profile action is not in ``kept``
     (Keep, UID remap; add "C" when a text cleaner keeps the harmless part of cleaned descriptors),
-    and all private text values, keyed by attribute keyword (or "private")."""
+    and all private text values, keyed by attribute keyword (or "private").
+
+    Attributes without a row in ``actions`` are judged as the engine's fail-closed rules judge them:
+    tags unknown to the data dictionary (and their UN text), the overlay and text groups, Person
+    Name values, free text (LT/ST/UT) and every written text of a Content Sequence are identifiers
+    too (as cleaned text, "C", when a text cleaner is in use).
+    """
     import pydicom
 
     found: dict[str, set[str]] = {}
     ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True)
-    for element in ds.iterall():
-        if element.VR not in _TEXT_VRS or element.value in (None, ""):
+    for element, in_content in _elements(ds, False):
+        if element.VR not in _DICOM_TEXT_VRS or element.value in (None, "", b""):
             continue
-        action = "private" if element.tag.is_private else actions.get(int(element.tag), "K")
+        tag = int(element.tag)
+        action = "private" if element.tag.is_private else actions.get(tag) or _unlisted(element, in_content)
         if action in kept:
             continue
-        values = _values_of(element.value)
+        values = _un_text(element.value) if element.VR == "UN" else _values_of(element.value)
         for value in values:
             text = str(value)
             parts = [text, *text.replace("^", " ").split()] if element.VR == "PN" else [text]
@@ -64,6 +71,40 @@ def dicom_identifiers(
                 if _worth_searching(part):
                     found.setdefault(element.keyword or "private", set()).add(part.strip())
     return found
+
+
+_CODE_TAGS = frozenset({0x00080100, 0x00080102, 0x00080103, 0x00080119})
+
+
+def _unlisted(element: object, in_content: bool) -> str:
+    """The action the DICOM engine takes on a public attribute Table E.1-1 has no row for."""
+    from pydicom.datadict import get_entry
+
+    tag, vr = int(element.tag), element.VR  # type: ignore[attr-defined]
+    group = tag >> 16
+    if vr == "UN" or group >> 8 in (0x50, 0x60) or group == 0x4000:  # curves, overlays, the text group
+        return "X"
+    try:
+        get_entry(tag)
+    except KeyError:
+        return "X"  # unknown to the data dictionary
+    if vr == "PN" or (vr in _FREE_TEXT_VRS) or (in_content and tag not in _CODE_TAGS):
+        return "C"  # replaced with a dummy, or cleaned when a text cleaner is in use
+    return "K"
+
+
+def _elements(ds: object, in_content: bool) -> Iterable[tuple[object, bool]]:
+    """Every element of ``ds`` and its sequence items, with whether it lies inside a Content Sequence."""
+    for element in ds:  # type: ignore[attr-defined]
+        yield element, in_content
+        if element.VR == "SQ":
+            inner = in_content or int(element.tag) == _CONTENT_SEQUENCE
+            for item in element.value or ():
+                yield from _elements(item, inner)
+
+
+_CONTENT_SEQUENCE = 0x0040A730
+_FREE_TEXT_VRS = frozenset({"LT", "ST", "UT"})
 
 
 def scan(output: bytes, identifiers: dict[str, Iterable[str]]) -> dict[str, int]:
