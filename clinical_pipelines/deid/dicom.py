@@ -1,8 +1,12 @@
 """De-identify a DICOM instance with the PS3.15 Annex E Basic Profile (plus options).
 
-Every top-level and nested attribute is judged by the compiled Table E.1-1 actions; private
-attributes are removed unless their (creator, element) is on the safe list; UIDs are remapped
-by keyed hash; with the modified-dates option every date moves by the patient's keyed shift;
+Every top-level and nested attribute is judged by the compiled Table E.1-1 actions, and what the
+table does not name fails closed (:meth:`DicomDeidentifier._action`): tags unknown to the data
+dictionary, untyped UN values, overlay planes and the text group are removed, person names and
+free text replaced, every written text of a Content Sequence replaced (its codes kept). Private
+attributes are removed unless their (creator, element) is on the safe list; UIDs are remapped by
+keyed hash; with the modified-dates option dates and times move by the patient's keyed offset
+(whole days plus a time of day, :mod:`.temporal`); elements after the pixel data are dropped;
 Patient ID and Patient's Name become the patient's pseudonym. Pixel data is copied as bytes,
 never decoded. Instances that may carry burned-in text are refused (routed to review), unless the
 policy gives a pixel mask for their modality (Clean Pixel Data Option, :mod:`.pixels`).
@@ -51,7 +55,6 @@ PATIENT_ID = 0x00100020
 PATIENT_NAME = 0x00100010
 # Modalities whose images routinely carry burned-in text (ultrasound, secondary capture, ...).
 BURNED_IN_MODALITIES = frozenset({"US", "SC", "XC", "OT", "ES", "GM", "SM", "DOC"})
-_DATE_VRS = {"DA", "DT"}
 _TEMPORAL_VRS = {"DA", "DT", "TM"}
 _TEXT_VRS = {"LO", "SH", "ST", "LT", "UT", "PN", "CS", "AE", "UC", "UR", "AS"}
 # Free text by its VR: an attribute of these VRs that Table E.1-1 does not name is still judged.
@@ -230,7 +233,7 @@ class DicomDeidentifier:
         ``content``: inside a Content Sequence, the action for the text a person wrote there ("D" with
         the Basic Profile, "C" with the Clean Structured Content Option); empty elsewhere.
         """
-        paired = self._paired_times(ds, actions, content)
+        paired = self._paired_times(ds, actions)
         for tag in list(ds.keys()):
             group, element = tag >> 16, tag & 0xFFFF
             if group & 1:
@@ -267,7 +270,7 @@ class DicomDeidentifier:
                 ds[tag] = DataElement(tag, vr, None)  # zero length, whatever the VR
                 report.emptied += 1
             elif vr in _TEMPORAL_VRS and self.shift_dates and action in _SHIFTING:
-                self._shift_temporal(ds, tag, vr, patient_key, report, actions, content)
+                self._shift_temporal(ds, tag, vr, patient_key, report, actions)
             elif action == "C":
                 self._clean(ds, tag, vr, patient_key, report)
             else:  # D
@@ -297,7 +300,7 @@ class DicomDeidentifier:
             return "C" if self._cleans_descriptors else "D"
         return None
 
-    def _paired_times(self, ds: Dataset, actions: dict[int, str], content: str) -> set[int]:
+    def _paired_times(self, ds: Dataset, actions: dict[int, str]) -> set[int]:
         """TM tags of ``ds`` that move together with their date (both present and both shifted)."""
         if not self.shift_dates or self.policy.keep_time_of_day:
             return set()
@@ -397,14 +400,7 @@ class DicomDeidentifier:
             report.emptied += 1
 
     def _shift_temporal(
-        self,
-        ds: Dataset,
-        tag: int,
-        vr: str,
-        patient_key: str,
-        report: DicomDeidReport,
-        actions: dict[int, str],
-        content: str,
+        self, ds: Dataset, tag: int, vr: str, patient_key: str, report: DicomDeidReport, actions: dict[int, str]
     ) -> None:
         """Move a DA, TM or DT value by the patient's offset; a date takes its paired time along.
 
