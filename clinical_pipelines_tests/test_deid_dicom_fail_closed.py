@@ -57,7 +57,9 @@ def planted(data: bytes, *, trailing: bool = True) -> bytes:
     container.ConceptNameCodeSequence = Sequence([_code("121070", f"Findings for {NAME}")])
     container.ContinuityOfContent = "SEPARATE"
     container.ContentSequence = Sequence([_text_item("Finding", f"Seen with {NAME}, call {PHONE}")])  # nested
-    ds.ContentSequence = Sequence([_text_item(f"Reported by {NAME}", f"{MRN} {NAME}"), container])
+    standard = _text_item("Finding", f"Findings: {NAME} {PHONE}")  # DCM 121071 "Finding": the standard's text
+    standard.ConceptNameCodeSequence[0].CodingSchemeDesignator = "DCM"
+    ds.ContentSequence = Sequence([_text_item(f"Reported by {NAME}", f"{MRN} {NAME}"), container, standard])
     intervention = Dataset()
     intervention.InterventionStatus = "PRE"
     intervention.InterventionDescription = f"Contrast given by {NAME} {PHONE}"  # ST: free text, no table row
@@ -94,9 +96,11 @@ def test_planted_identifiers_are_in_the_input_and_in_no_output_byte(plain: bytes
     assert max(ds.keys()) == 0x7FE00010  # nothing after the pixel data: the appended bytes were dropped
     assert ds.PixelData == pydicom.dcmread(io.BytesIO(plain)).PixelData
     # The content tree keeps its structure (value types, codes) with every written text replaced
-    text, container = ds.ContentSequence
+    text, container, standard = ds.ContentSequence
     assert text.ValueType == "TEXT" and text.TextValue == "ANONYMIZED"
     assert text.ConceptNameCodeSequence[0].CodeValue == "121071"
+    assert text.ConceptNameCodeSequence[0].CodeMeaning == "ANONYMIZED"  # a local scheme's meaning: free text
+    assert standard.ConceptNameCodeSequence[0].CodeMeaning == "Finding" and standard.TextValue == "ANONYMIZED"
     assert container.ContentSequence[0].TextValue == "ANONYMIZED"
     assert ds.InterventionSequence[0].InterventionStatus == "PRE"
     assert report.removed and report.private_removed
@@ -139,5 +143,5 @@ def test_planted_identifiers_reach_no_curated_byte_through_the_stage(plain: byte
 
     # (validation refuses a file with bytes after its dataset before de-identification sees it)
     report = run_stage(store, keyring, {"a/planted.dcm": planted(plain, trailing=False)}, "dicom")
-    assert len(report.items) == 1 and report.passed  # everything planted was removed: promoted, clean
+    assert len(report.items) == 1 and report.passed, report.residual_hits  # all planted removed: promoted
     assert leftovers(curated_bytes(store)) == []

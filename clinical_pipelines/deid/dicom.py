@@ -28,6 +28,7 @@ from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 
+from clinical_pipelines.deid.codes import CODE_MEANING, is_standard_code_meaning
 from clinical_pipelines.deid.pixels import (
     CLEAN_PIXEL_CODE,
     CLEAN_PIXEL_MEANING,
@@ -234,6 +235,8 @@ class DicomDeidentifier:
         the Basic Profile, "C" with the Clean Structured Content Option); empty elsewhere.
         """
         paired = self._paired_times(ds, actions)
+        # a code's meaning as the standard gives it was written by no person: kept in content trees
+        standard_meaning = bool(content) and CODE_MEANING in ds and is_standard_code_meaning(ds)
         for tag in list(ds.keys()):
             group, element = tag >> 16, tag & 0xFFFF
             if group & 1:
@@ -245,7 +248,8 @@ class DicomDeidentifier:
             if tag in paired:
                 continue  # moved together with its date
             vr = self._vr(ds, tag)
-            action = self._action(actions, tag, group, element, vr, content)
+            judged_as = "" if standard_meaning and tag == CODE_MEANING else content
+            action = self._action(actions, tag, group, element, vr, judged_as)
             if action is None or action == "K":
                 if vr == "SQ":
                     self._walk_sequence(ds, tag, patient_key, report, actions, content)

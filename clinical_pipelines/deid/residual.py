@@ -20,8 +20,9 @@ import io
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from functools import cache
 from typing import TYPE_CHECKING
+
+from clinical_pipelines.deid.codes import CODE_MEANING, is_standard_code_meaning, standard_meaning_texts
 
 if TYPE_CHECKING:
     from presidio_analyzer import RecognizerResult
@@ -60,12 +61,15 @@ def dicom_identifiers(
         if element.VR not in _DICOM_TEXT_VRS or element.value in (None, "", b""):
             continue
         tag = int(element.tag)
-        action = "private" if element.tag.is_private else actions.get(tag) or _unlisted(element, in_content)
+        listed = actions.get(tag)
+        action = "private" if element.tag.is_private else listed or _unlisted(element, in_content)
         if action in kept:
             continue
         values = _un_text(element.value) if element.VR == "UN" else _values_of(element.value)
         for value in values:
             text = str(value)
+            if listed is None and text.strip().casefold() in standard_meaning_texts():
+                continue  # the standard's words (a local code reusing a meaning): they identify nobody
             parts = [text, *text.replace("^", " ").split()] if element.VR == "PN" else [text]
             for part in parts:
                 if _worth_searching(part):
@@ -94,9 +98,11 @@ def _unlisted(element: object, in_content: bool) -> str:
 
 
 def _elements(ds: object, in_content: bool) -> Iterable[tuple[object, bool]]:
-    """Every element of ``ds`` and its sequence items, with whether it lies inside a Content Sequence."""
+    """Every element of ``ds`` and its sequence items, with whether it lies inside a Content Sequence
+    as text a person wrote (a code's meaning as the standard gives it is not)."""
+    standard_meaning = in_content and is_standard_code_meaning(ds)
     for element in ds:  # type: ignore[attr-defined]
-        yield element, in_content
+        yield element, in_content and not (standard_meaning and int(element.tag) == CODE_MEANING)
         if element.VR == "SQ":
             inner = in_content or int(element.tag) == _CONTENT_SEQUENCE
             for item in element.value or ():
@@ -174,7 +180,7 @@ def dicom_text_values(data: bytes) -> tuple[set[str], set[str]]:
 def _collect(ds: object, names: set[str], texts: set[str]) -> None:
     """Text values of ``ds`` and its sequence items; a code's meaning is left out when it is the one
     the standard gives that code (it was written by the coding scheme, not by a person)."""
-    standard_meaning = _is_standard_meaning(ds)
+    standard_meaning = is_standard_code_meaning(ds)
     for element in ds:  # type: ignore[attr-defined]
         if element.VR == "SQ":
             for item in element.value or ():
@@ -182,41 +188,13 @@ def _collect(ds: object, names: set[str], texts: set[str]) -> None:
             continue
         if element.VR not in _DICOM_TEXT_VRS or element.value in (None, "", b""):
             continue
-        if element.tag == _CODE_MEANING and standard_meaning:
+        if element.tag == CODE_MEANING and standard_meaning:
             continue
         values = _un_text(element.value) if element.VR == "UN" else _values_of(element.value)
         for value in values:
             text = str(value).strip()
             if text:
                 (names if element.VR == "PN" else texts).add(text)
-
-
-_CODE_MEANING = 0x00080104
-
-
-def _is_standard_meaning(ds: object) -> bool:
-    """Whether ``ds`` is a code item whose Code Meaning is the meaning pydicom's copy of the standard's
-    code tables (PS3.16 concepts: DCM, SCT, LN, MDC, UCUM...) gives its (scheme, code value)."""
-    get = getattr(ds, "get", None)
-    if get is None or _CODE_MEANING not in ds:  # type: ignore[operator]
-        return False
-    scheme, code, meaning = (str(get(k, "") or "").strip() for k in ("CodingSchemeDesignator", "CodeValue",
-                                                                      "CodeMeaning"))  # fmt: skip
-    known = standard_code_meanings().get((scheme, code))
-    return known is not None and known.casefold() == meaning.casefold()
-
-
-@cache
-def standard_code_meanings() -> dict[tuple[str, str], str]:
-    """(coding scheme designator, code value) -> code meaning, from pydicom's tables of the standard's concepts."""
-    from pydicom.sr._concepts_dict import concepts
-
-    found: dict[tuple[str, str], str] = {}
-    for scheme, by_name in concepts.items():
-        for codes in by_name.values():
-            for code, (meaning, _cids) in codes.items():
-                found[(scheme, code)] = meaning
-    return found
 
 
 def _un_text(value: object) -> list[str]:
