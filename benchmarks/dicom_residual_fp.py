@@ -6,7 +6,8 @@ files and pydicom-data), de-identified with the default profile.
 For every output the stage's re-analysis is run (Presidio with the clinical recognizers on every
 remaining text value, Person Name values other than our pseudonyms) and reported per rule: how many
 outputs would be quarantined as ``residual_phi`` when spaCy's PERSON guesses are ignored, counted on
-values longer than a code (the stage's rule), or counted everywhere. ``--show`` lists the values
+values longer than a code (the stage's rule), or counted everywhere; and how many the stage's
+known-identifier search (removed values of the original found in the output) would stop. ``--show`` lists the values
 that produced findings (public test data; never run it on real data).
 """
 
@@ -24,7 +25,14 @@ from pydicom.data import get_testdata_files
 from clinical_pipelines.deid.dicom import DeidRejected, DicomDeidentifier
 from clinical_pipelines.deid.notes import NoteDeidentifier
 from clinical_pipelines.deid.pseudonyms import Pseudonymizer
-from clinical_pipelines.deid.residual import dicom_text_values, foreign_names, longer_than_a_code, residual_entities
+from clinical_pipelines.deid.residual import (
+    dicom_identifiers,
+    dicom_text_values,
+    foreign_names,
+    longer_than_a_code,
+    residual_entities,
+    scan,
+)
 
 KEY = b"residual false-positive benchmark secret, 32+ bytes"
 RULES = ("no NER PERSON", "NER PERSON on values longer than a code (stage)", "NER PERSON everywhere")
@@ -43,6 +51,9 @@ def main() -> None:
     started = time.perf_counter()
     refused: Counter[str] = Counter()
     outputs: list[tuple[str, set[str], set[str]]] = []
+    known: Counter[str] = Counter()  # the stage's known-identifier search: originals' removed values in the output
+    known_paths: set[str] = set()
+    stage_paths: set[str] = set()  # either search, re-analysis by the stage's rule
     for path in paths:
         data = Path(path).read_bytes()
         try:
@@ -57,12 +68,16 @@ def main() -> None:
             continue
         names, texts = dicom_text_values(out)
         outputs.append((path, names, texts))
+        hits = scan(out, dicom_identifiers(data, deid.profile.actions))
+        known.update(hits)
+        if hits:
+            known_paths.add(path)
     distinct = sorted({t for _, _, texts in outputs for t in texts})
     analysed = dict(zip(distinct, notes.analyze_many(distinct), strict=True))
     quarantined: Counter[str] = Counter()
     kinds: dict[str, Counter[str]] = {rule: Counter() for rule in RULES}
     shown: Counter[tuple[str, str]] = Counter()
-    for _path, names, texts in outputs:
+    for path, names, texts in outputs:
         per_rule: dict[str, Counter[str]] = {rule: Counter() for rule in RULES}
         if foreign_names(names):
             for rule in RULES:
@@ -77,11 +92,17 @@ def main() -> None:
         for rule in RULES:
             if per_rule[rule]:
                 quarantined[rule] += 1
+                if rule == RULES[1]:
+                    stage_paths.add(path)
                 kinds[rule].update(per_rule[rule])
     print(f"{len(paths)} files, {len(outputs)} de-identified ({dict(refused)} refused), "
           f"{len(distinct)} distinct text values, {time.perf_counter() - started:.0f} s")  # fmt: skip
+    label = "known-identifier search (whatever the rule)"
+    print(f"  {label:<50} {len(known_paths):4d} of {len(outputs)} outputs quarantined  {dict(known)}")
     for rule in RULES:
         print(f"  {rule:<50} {quarantined[rule]:4d} of {len(outputs)} outputs quarantined  {dict(kinds[rule])}")
+    label = "the stage (known search or re-analysis, stage rule)"
+    print(f"  {label:<50} {len(known_paths | stage_paths):4d} of {len(outputs)} outputs quarantined")
     for (text, found), count in sorted(shown.items()):
         print(f"    {count:3d}x {found:<28} {text[:90]!r}")
 

@@ -68,13 +68,25 @@ def dicom_identifiers(
         values = _un_text(element.value) if element.VR == "UN" else _values_of(element.value)
         for value in values:
             text = str(value)
-            if listed is None and text.strip().casefold() in standard_meaning_texts():
-                continue  # the standard's words (a local code reusing a meaning): they identify nobody
+            if listed is None and not _identifying_unlisted(text):
+                continue
             parts = [text, *text.replace("^", " ").split()] if element.VR == "PN" else [text]
             for part in parts:
                 if _worth_searching(part):
                     found.setdefault(element.keyword or "private", set()).add(part.strip())
     return found
+
+
+_DIGITS = re.compile(r"\d{4}")
+
+
+def _identifying_unlisted(text: str) -> bool:
+    """Whether a replaced value without a table row is worth searching for: written words or a number
+    (an id, a phone), not one concept word ("Date", "Finding") or the standard's own meaning for a code."""
+    text = text.strip()
+    if text.casefold() in standard_meaning_texts():
+        return False
+    return longer_than_a_code(text) or _DIGITS.search(text) is not None
 
 
 _CODE_TAGS = frozenset({0x00080100, 0x00080102, 0x00080103, 0x00080119})
