@@ -23,8 +23,7 @@ from clinical_pipelines.deid.pseudonyms import Pseudonymizer
 from clinical_pipelines.deid.residual import (
     dicom_identifiers,
     dicom_text_values,
-    foreign_names,
-    longer_than_a_code,
+    reanalyse_dicom,
     residual_entities,
     scan,
 )
@@ -152,13 +151,7 @@ class DropDeidentifier:
             identifiers = dicom_identifiers(data, self.dicom.profile.actions, kept=kept)
             hits = self._known(report, out, identifiers)
             person_names, texts = dicom_text_values(out)
-            hits["presidio:PN"] += foreign_names(person_names)
-            if self.notes is not None:
-                new = sorted(texts - seen.keys())
-                for text, results in zip(new, self.notes.analyze_many(new) if new else [], strict=True):
-                    seen[text] = residual_entities(text, results, ner_persons=longer_than_a_code(text))
-                for text in texts:
-                    hits.update(seen[text])
+            hits.update(reanalyse_dicom(person_names, texts, self.notes.analyze_many if self.notes else None, seen))
             attributes = item_report.attributes
             self._emit(report, lineage, sha, names.get(sha), data, out, "dicom", (item_report.patient_id,), hits,
                        attributes)  # fmt: skip
