@@ -145,3 +145,27 @@ def test_malformed_times_are_refused_with_a_reason(
     with pytest.raises(DeidRejected) as err:
         DicomDeidentifier(Pseudonymizer(KEY)).deidentify_bytes(_saved(ds))
     assert err.value.reason == reason and value not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("call", "expected"),
+    [
+        (lambda: shift_time("235959.123", 2), "000001.123"),  # wraps at midnight, the fraction stays
+        (lambda: shift_time("16:02:37", 60), "160337"),  # the ACR-NEMA form is read, written as HHMMSS
+        (lambda: shift_time("14", 90), "140130"),  # reduced precision: written with seconds
+        (lambda: shift_datetime("20240301233000+0100", -1, 3600), "20240301003000+0100"),  # date follows
+        (lambda: shift_datetime("202403012330", 0, 1800), "20240302000000"),
+        (lambda: shift_datetime("20240229", 1, 40000), "20240301"),  # a date alone: whole days only
+    ],
+)
+def test_temporal_values_shift_exactly(call, expected: str) -> None:
+    assert call() == expected
+
+
+@pytest.mark.parametrize("value", ["2460", "1261", "12345", "12:3", "", "T1"])
+def test_malformed_tm_values_raise_a_reason_without_the_value(value: str) -> None:
+    from clinical_pipelines.deid.temporal import TemporalError
+
+    with pytest.raises(TemporalError) as err:
+        shift_time(value, 10)
+    assert err.value.reason == "malformed_time" and (not value or value not in str(err.value))
