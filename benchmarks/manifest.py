@@ -118,10 +118,8 @@ def main() -> None:
             print(_report("baseline sha256sum", count, total, base_best))
             print(_report(f"manifest verify ({workers} thr)", count, total, verify_best))
             print(_report(f"(sha256sum x{cpus} processes)", count, total, parallel_best))
-            print(
-                f"  ratio verify / baseline: {base_best / verify_best:.2f}x (target >= 0.8x); "
-                f"vs {cpus} parallel sha256sum: {parallel_best / verify_best:.2f}x"
-            )
+            print(f"  ratio verify / baseline: {base_best / verify_best:.2f}x (target >= 0.8x); "
+                  f"vs {cpus} parallel sha256sum: {parallel_best / verify_best:.2f}x")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
