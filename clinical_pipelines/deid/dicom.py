@@ -24,6 +24,7 @@ from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 
+from clinical_pipelines.deid.iod import Path_
 from clinical_pipelines.deid.pixels import (
     CLEAN_PIXEL_CODE,
     CLEAN_PIXEL_MEANING,
@@ -31,7 +32,7 @@ from clinical_pipelines.deid.pixels import (
     PixelMask,
     clean_pixels,
 )
-from clinical_pipelines.deid.profile import DEFAULT_OPTIONS, CompiledProfile, compile_profile
+from clinical_pipelines.deid.profile import DEFAULT_OPTIONS, CompiledProfile, InstanceActions, compile_profile
 from clinical_pipelines.deid.pseudonyms import Pseudonymizer
 
 #: Deeper nesting than any real IOD needs (SR content trees stay well below): refused, not recursed into.
@@ -150,7 +151,9 @@ class DicomDeidentifier:
             self._refuse_burned_in(ds)
         patient_key = self._patient_key(ds)
         report = DicomDeidReport(patient_id=self.pseudonymizer.patient_id(patient_key))
-        self._walk(ds, patient_key, report)
+        # Conditional actions are resolved by the attribute's type in the IOD of the instance's SOP class.
+        table = self.profile.for_sop_class(str(_raw_values(ds, 0x00080016) or ""))
+        self._walk(ds, patient_key, report, table)
         _cap_age(ds)
         if mask is not None:
             try:
@@ -197,8 +200,10 @@ class DicomDeidentifier:
         study = str(ds.get("StudyInstanceUID", "") or "")
         return f"no-patient-id:{study}"  # consistent within a study, unlinkable across
 
-    def _walk(self, ds: Dataset, patient_key: str, report: DicomDeidReport) -> None:
-        actions = self.profile.actions
+    def _walk(
+        self, ds: Dataset, patient_key: str, report: DicomDeidReport, table: InstanceActions, path: Path_ = ()
+    ) -> None:
+        actions = table.at(path)
         for tag in list(ds.keys()):
             group, element = tag >> 16, tag & 0xFFFF
             if group & 1:
@@ -211,7 +216,7 @@ class DicomDeidentifier:
             vr = self._vr(ds, tag)
             if action is None or action == "K":
                 if vr == "SQ":
-                    self._walk_sequence(ds, tag, patient_key, report)
+                    self._walk_sequence(ds, tag, patient_key, report, table, path)
                 continue
             report.actions[action] = report.actions.get(action, 0) + 1
             # New elements are built from the raw bytes: converting values pydicom would only throw
@@ -225,7 +230,7 @@ class DicomDeidentifier:
                     ds[tag] = DataElement(tag, vr, Sequence())
                     report.emptied += 1
                 else:
-                    self._walk_sequence(ds, tag, patient_key, report)
+                    self._walk_sequence(ds, tag, patient_key, report, table, path)
             elif action == "U":
                 self._remap_uid(ds, tag, report)
             elif action == "Z":
@@ -236,7 +241,9 @@ class DicomDeidentifier:
             else:  # D
                 self._dummy(ds, tag, vr, patient_key, report)
 
-    def _walk_sequence(self, ds: Dataset, tag: int, patient_key: str, report: DicomDeidReport) -> None:
+    def _walk_sequence(
+        self, ds: Dataset, tag: int, patient_key: str, report: DicomDeidReport, table: InstanceActions, path: Path_
+    ) -> None:
         depth = getattr(ds, _DEPTH, 0) + 1
         if depth > MAX_SEQUENCE_DEPTH:
             raise DeidRejected("sequence_too_deep", f"sequences nested more than {MAX_SEQUENCE_DEPTH} levels deep")
@@ -249,7 +256,7 @@ class DicomDeidentifier:
         for item in ds[tag].value:
             object.__setattr__(item, _BASE, None if base is None else base + shift)
             object.__setattr__(item, _DEPTH, depth)
-            self._walk(item, patient_key, report)
+            self._walk(item, patient_key, report, table, (*path, int(tag)))
 
     @staticmethod
     def _vr(ds: Dataset, tag: int) -> str:
