@@ -224,6 +224,7 @@ def _error_kind(line: str) -> str:
     """A dciodvfy error message without its values: UIDs, numbers, quoted values and characters."""
     kind = re.sub(r"\s+", " ", line.strip())
     kind = re.sub(r"\]\s*=\s*<[^<>]*>", "] = <>", kind)
+    kind = re.sub(r'"[^"]*"', '""', kind)
     kind = re.sub(r"'.'\s*\(0x[0-9a-fA-F]+\)", "C", kind)
     kind = re.sub(r"(?<!Type )\b\d+(\.\d+)*\b", "N", kind)
     return kind

@@ -44,6 +44,7 @@ PATIENT_NAME = 0x00100010
 # Modalities whose images routinely carry burned-in text (ultrasound, secondary capture, ...).
 BURNED_IN_MODALITIES = frozenset({"US", "SC", "XC", "OT", "ES", "GM", "SM", "DOC"})
 _DATE_VRS = {"DA", "DT"}
+_FREE_TEXT_VRS = {"LO", "SH", "ST", "LT", "UT", "UC", "PN"}
 _TEXT_VRS = {"LO", "SH", "ST", "LT", "UT", "PN", "CS", "AE", "UC", "UR", "AS"}
 _DUMMY = {
     "DA": "19000101", "DT": "19000101000000", "TM": "000000", "PN": "ANONYMIZED", "LO": "ANONYMIZED",
@@ -273,10 +274,12 @@ class DicomDeidentifier:
         if 0x5000 <= group <= 0x50FF:
             return self.profile.curves_action
         if 0x6000 <= group <= 0x60FF:
-            if element == 0x3000:
-                return self.profile.overlay_data_action
             if element == 0x4000:
                 return self.profile.overlay_comments_action
+            # An overlay whose data is removed goes whole: its other attributes alone (rows, type, origin...)
+            # would be a non-conformant Overlay Plane module (dciodvfy: OverlayData missing, Type 1).
+            if element == 0x3000 or self.profile.overlay_data_action == "X":
+                return self.profile.overlay_data_action
         return None
 
     def _safe_private(self, ds: Dataset, tag: int, element: int) -> bool:
@@ -312,6 +315,9 @@ class DicomDeidentifier:
             element = ds[tag]
             element.value = _map_text(element.value, lambda text: self.text_cleaner(text, patient_key))  # type: ignore[misc]
             report.cleaned += 1
+        elif vr in _FREE_TEXT_VRS and ds[tag].value:  # no cleaner: a dummy, so a Type 1 value stays present
+            ds[tag] = DataElement(tag, vr, _DUMMY[vr])
+            report.replaced += 1
         else:  # no cleaner for this kind of value: nothing of it may survive
             ds[tag] = DataElement(tag, vr, None)
             report.emptied += 1
