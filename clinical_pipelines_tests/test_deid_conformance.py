@@ -14,6 +14,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -278,3 +279,28 @@ def test_dciodvfy_finds_no_error_kind_in_an_output_that_its_input_did_not_have(s
             compared += 1
     assert introduced == {}
     assert compared >= 60 and refused + unreadable < len(samples)
+
+
+def test_the_comparison_sees_an_empty_type_3_sequence(synth_files: list[bytes]) -> None:
+    """What the blanket rule (X/Z -> Z) wrote is an introduced error kind: the comparison can fail."""
+    tool = shutil.which("dciodvfy")
+    assert tool, "dciodvfy (Debian dicom3tools) is a test dependency: `make test` installs it"
+    ds = _read(synth_files[0])
+    assert len(ds.RequestAttributesSequence[0].ReferencedStudySequence) == 1
+    emptied = _read(synth_files[0])
+    emptied.RequestAttributesSequence[0].ReferencedStudySequence = Sequence()
+    with tempfile.TemporaryDirectory() as tmp:
+        introduced = _dciodvfy(tool, _saved(emptied), Path(tmp)) - _dciodvfy(tool, _saved(ds), Path(tmp))
+    assert any("ReferencedStudySequence" in kind for kind in introduced)
+
+
+def test_the_runtime_does_not_import_highdicom(synth_files: list[bytes], tmp_path: Path) -> None:
+    (tmp_path / "in.dcm").write_bytes(synth_files[0])
+    code = (
+        "import sys; from pathlib import Path\n"
+        "from clinical_pipelines.deid.dicom import DicomDeidentifier\n"
+        "from clinical_pipelines.deid.pseudonyms import Pseudonymizer\n"
+        f"DicomDeidentifier(Pseudonymizer(b'{KEY.decode()}')).deidentify_bytes(Path(sys.argv[1]).read_bytes())\n"
+        "assert not [m for m in sys.modules if m.startswith('highdicom')], 'highdicom imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", code, str(tmp_path / "in.dcm")], check=True, timeout=120)
