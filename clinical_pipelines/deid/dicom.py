@@ -276,12 +276,12 @@ class DicomDeidentifier:
         if 0x5000 <= group <= 0x50FF:
             return self.profile.curves_action
         if 0x6000 <= group <= 0x60FF:
+            if self.profile.overlay_data_action != "K":
+                # Removed, or "cleaned" with no bitmap cleaner here: the overlay goes whole, as its other
+                # attributes alone (rows, type, origin...) would be a non-conformant Overlay Plane module.
+                return "X"
             if element == 0x4000:
                 return self.profile.overlay_comments_action
-            # An overlay whose data is removed goes whole: its other attributes alone (rows, type, origin...)
-            # would be a non-conformant Overlay Plane module (dciodvfy: OverlayData missing, Type 1).
-            if element == 0x3000 or self.profile.overlay_data_action == "X":
-                return self.profile.overlay_data_action
         return None
 
     def _safe_private(self, ds: Dataset, tag: int, element: int) -> bool:
