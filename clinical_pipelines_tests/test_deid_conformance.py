@@ -117,6 +117,8 @@ def test_known_types_from_part_3() -> None:
         ("X/Z/U*", "1", True, "U"),
         ("X", "2C", False, "D"),  # Responsible Person for a veterinary patient: kept as a dummy
         ("X", "1C", False, "D"),
+        ("X", "2", True, "Z"),  # a Type 2 sequence may be empty: its items are not kept
+        ("X", "1", True, "D"),  # a Type 1 sequence keeps its items, de-identified inside
         ("X", "3", False, "X"),
         ("X", None, False, "X"),
         ("Z", "3", True, "X"),  # an empty Type 3 sequence breaks "one or more items"

@@ -7,12 +7,15 @@ the instance's SOP class (PS3.3). ``data/iod_attribute_types.json`` holds those 
 sequence tags. It is built from the DICOM standard's tables by :func:`build_table` (not needed at
 run time) and read here; the runtime never imports highdicom.
 
-:func:`resolve` turns an action and a type into the action applied: Type 1 keeps a dummy (``D``;
-a sequence keeps its items, de-identified inside), Type 2 keeps it empty (``Z``), Type 3 and
-attributes the IOD does not define are removed (``X``); ``X/Z/U*`` keeps references, remapped
-(``U``). An unconditional ``X`` or ``Z`` on an
-attribute the IOD requires (1, 1C, 2, 2C) keeps the dummy form instead: the attribute was in the
-input, so its condition may hold, and a dummy or empty value carries nothing identifying.
+:func:`resolve` turns an action and a type into the action applied. Conditionals: Type 1/1C keeps
+a dummy (``D``; a sequence keeps its items, de-identified inside), Type 2/2C keeps it empty (``Z``,
+or ``D`` where Z is not offered), Type 3 and attributes the IOD does not define are removed (``X``);
+``X/Z/U*`` always keeps its references, remapped (``U``). Unconditional actions that would break a
+requirement are strengthened only as far as needed: ``X`` on a required attribute (1, 1C, 2, 2C)
+becomes a dummy (it was in the input, so its condition may hold; a dummy also satisfies other
+attributes' conditions on its "having a value"; a Type 2/2C sequence is left empty instead), ``Z``
+on Type 1/1C becomes ``D``, and ``Z`` on a Type 3 sequence becomes ``X`` (a present sequence needs
+one or more items). Dummies carry nothing identifying.
 """
 
 from __future__ import annotations
@@ -109,7 +112,9 @@ def resolve(action: str, attribute_type: str | None, *, sequence: bool) -> str:
         return "D"  # the dummy form (Z and X would leave a required value empty or absent)
     if attribute_type in ("2", "2C"):
         if len(choices) == 1:
-            return "D" if action == "X" else action  # the dummy form: also "present with a value"
+            if action == "X":  # the dummy form: a value (others' conditions may ask for one); a sequence empty
+                return "Z" if sequence else "D"
+            return action
         return "Z" if "Z" in choices else "D"
     # Type 3, or not part of this IOD: removal is always conformant.
     if len(choices) > 1 or (action == "Z" and sequence):
