@@ -29,6 +29,7 @@ from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 
 from clinical_pipelines.deid.codes import CODE_MEANING, is_standard_code_meaning
+from clinical_pipelines.deid.iod import Path_
 from clinical_pipelines.deid.pixels import (
     CLEAN_PIXEL_CODE,
     CLEAN_PIXEL_MEANING,
@@ -36,7 +37,7 @@ from clinical_pipelines.deid.pixels import (
     PixelMask,
     clean_pixels,
 )
-from clinical_pipelines.deid.profile import DEFAULT_OPTIONS, CompiledProfile, compile_profile
+from clinical_pipelines.deid.profile import DEFAULT_OPTIONS, CompiledProfile, InstanceActions, compile_profile
 from clinical_pipelines.deid.pseudonyms import Pseudonymizer
 from clinical_pipelines.deid.temporal import (
     TemporalError,
@@ -99,6 +100,7 @@ class DicomDeidReport:
     sequences_walked: int = 0
     patient_id: str = ""
     pixels_blanked: int = 0
+    iod: str = ""  # IOD whose attribute types resolved the conditional actions ("": unknown, conservative rule)
     actions: dict[str, int] = field(default_factory=dict)
     attributes: dict[str, str] = field(default_factory=dict)  # post-de-identification values, for cohorts
 
@@ -179,7 +181,10 @@ class DicomDeidentifier:
         patient_key = self._patient_key(ds)
         report = DicomDeidReport(patient_id=self.pseudonymizer.patient_id(patient_key))
         report.removed += _drop_trailing(ds)
-        self._walk(ds, patient_key, report, self.profile.actions)
+        # Conditional actions are resolved by the attribute's type in the IOD of the instance's SOP class.
+        table = self.profile.for_sop_class(str(_raw_values(ds, 0x00080016) or ""))
+        report.iod = table.iod or ""
+        self._walk(ds, patient_key, report, table)
         _cap_age(ds)
         if mask is not None:
             try:
@@ -227,13 +232,20 @@ class DicomDeidentifier:
         return f"no-patient-id:{study}"  # consistent within a study, unlinkable across
 
     def _walk(
-        self, ds: Dataset, patient_key: str, report: DicomDeidReport, actions: dict[int, str], content: str = ""
+        self,
+        ds: Dataset,
+        patient_key: str,
+        report: DicomDeidReport,
+        table: InstanceActions,
+        path: Path_ = (),
+        content: str = "",
     ) -> None:
-        """Apply ``actions`` (tag -> action) to ``ds`` and, recursively, to its sequence items.
+        """Apply the instance's actions at ``path`` (tag -> action) to ``ds`` and, recursively, to its items.
 
         ``content``: inside a Content Sequence, the action for the text a person wrote there ("D" with
         the Basic Profile, "C" with the Clean Structured Content Option); empty elsewhere.
         """
+        actions = table.at(path)
         paired = self._paired_times(ds, actions)
         # a code's meaning as the standard gives it was written by no person: kept in content trees
         standard_meaning = bool(content) and CODE_MEANING in ds and is_standard_code_meaning(ds)
@@ -252,7 +264,7 @@ class DicomDeidentifier:
             action = self._action(actions, tag, group, element, vr, judged_as)
             if action is None or action == "K":
                 if vr == "SQ":
-                    self._walk_sequence(ds, tag, patient_key, report, actions, content)
+                    self._walk_sequence(ds, tag, patient_key, report, table, path, content)
                 continue
             report.actions[action] = report.actions.get(action, 0) + 1
             # New elements are built from the raw bytes: converting values pydicom would only throw
@@ -267,7 +279,7 @@ class DicomDeidentifier:
                     report.emptied += 1
                 else:
                     inner = action if tag == CONTENT_SEQUENCE else content
-                    self._walk_sequence(ds, tag, patient_key, report, actions, inner)
+                    self._walk_sequence(ds, tag, patient_key, report, table, path, inner)
             elif action == "U":
                 self._remap_uid(ds, tag, report)
             elif action == "Z":
@@ -319,7 +331,14 @@ class DicomDeidentifier:
         return found
 
     def _walk_sequence(
-        self, ds: Dataset, tag: int, patient_key: str, report: DicomDeidReport, actions: dict[int, str], content: str
+        self,
+        ds: Dataset,
+        tag: int,
+        patient_key: str,
+        report: DicomDeidReport,
+        table: InstanceActions,
+        path: Path_,
+        content: str,
     ) -> None:
         depth = getattr(ds, _DEPTH, 0) + 1
         if depth > MAX_SEQUENCE_DEPTH:
@@ -333,7 +352,7 @@ class DicomDeidentifier:
         for item in ds[tag].value:
             object.__setattr__(item, _BASE, None if base is None else base + shift)
             object.__setattr__(item, _DEPTH, depth)
-            self._walk(item, patient_key, report, actions, content)
+            self._walk(item, patient_key, report, table, (*path, int(tag)), content)
 
     @staticmethod
     def _vr(ds: Dataset, tag: int) -> str:
@@ -351,12 +370,10 @@ class DicomDeidentifier:
         if 0x5000 <= group <= 0x50FF:
             return self.profile.curves_action
         if 0x6000 <= group <= 0x60FF:
-            # Overlay Data is Type 1 in the Overlay Plane module: once it is removed (Basic Profile),
-            # the plane's other attributes (rows, origin, description, label) go with it.
-            if self.profile.overlay_data_action == "X":
+            if self.profile.overlay_data_action != "K":
+                # Removed, or "cleaned" with no bitmap cleaner here: the overlay goes whole, as its other
+                # attributes alone (rows, type, origin...) would be a non-conformant Overlay Plane module.
                 return "X"
-            if element == 0x3000:
-                return "K"  # Clean Graphics Option: the bitmap is kept (the option asserts it was reviewed)
             if element == 0x4000:
                 return self.profile.overlay_comments_action
             if vr in _CONTENT_TEXT_VRS:  # description (0022), label (1500): free text
@@ -399,6 +416,9 @@ class DicomDeidentifier:
             element = ds[tag]
             element.value = _map_text(element.value, lambda text: self.text_cleaner(text, patient_key))  # type: ignore[misc]
             report.cleaned += 1
+        elif vr in _CONTENT_TEXT_VRS and ds[tag].value:  # no cleaner: a dummy, so a Type 1 value stays present
+            ds[tag] = DataElement(tag, vr, _DUMMY[vr])
+            report.replaced += 1
         else:  # no cleaner for this kind of value: nothing of it may survive
             ds[tag] = DataElement(tag, vr, None)
             report.emptied += 1
