@@ -109,13 +109,17 @@ FAKER_KINDS: dict[str, str | None] = {
 def faker_notes(count: int, seed: int = 42) -> list[EvalNote]:
     """``count`` labelled sentences from presidio-evaluator's ``PresidioSentenceFaker`` (offline, seeded).
 
-    Ages of 89 or less, organisations, titles and NRP are kept as labels with ``phi=False``
-    (reported, not counted as identifiers).
+    Labels that are no Safe Harbor identifier are kept with ``phi=False`` (reported, not counted):
+    ages of 89 or less, organisations, titles, NRP, country names (Faker's own country list) and
+    DATE_TIME values without a day or month (years, times, weekdays, durations).
     """
     import logging
     import warnings
 
+    from faker.providers.address.en_US import Provider as AddressProvider
     from presidio_evaluator.data_generator import PresidioSentenceFaker
+
+    countries = {c.lower() for c in AddressProvider.countries} | {"usa", "us", "uk", "united states", "czech republic"}
 
     logging.getLogger("presidio-evaluator").setLevel(logging.ERROR)
     with warnings.catch_warnings():
@@ -131,9 +135,23 @@ def faker_notes(count: int, seed: int = 42) -> list[EvalNote]:
             if span.entity_type == "AGE":
                 digits = re.findall(r"\d+", span.entity_value)
                 phi = bool(digits) and int(digits[0]) > 89
+            elif span.entity_type == "GPE" and span.entity_value.strip().lower() in countries:
+                phi = False
+            elif span.entity_type == "DATE_TIME":
+                phi = _names_day_or_month(span.entity_value)
             labels.append(Label(kind or span.entity_type, span.start_position, span.end_position, phi))
         notes.append(EvalNote(f"faker-{i}", sentence.full_text, labels))
     return notes
+
+
+_MONTH = re.compile(r"\b(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\b", re.IGNORECASE)
+
+
+def _names_day_or_month(value: str) -> bool:
+    """Whether a date label holds a month or day (Safe Harbor keeps years alone): a month word or d/m numbers."""
+    if _MONTH.search(value) or re.search(r"\b\d{1,2}(?:st|nd|rd|th)\b", value):
+        return True
+    return re.search(r"\d{1,2}[/.\-]\d{1,2}(?:[/.\-]\d{2,4})?", value) is not None
 
 
 #: Canary kinds of ``clinical_pipelines.synth`` that notes carry -> our kinds.
