@@ -6,13 +6,15 @@ organisations, places or dates: eponyms ("Murphy sign", "Foley catheter"), codes
 results of Presidio's ``SpacyRecognizer``; pattern recognizers (ours and Presidio's) are never
 filtered here. Each rule is a property of the language, not of any particular text:
 
-- a person, organisation, group or place name holds no digit;
+- a person's or group's name holds no digit, and an organisation or place name no code or measurement;
 - in a text that uses capitals, an all lower-case span is not a proper name;
 - an eponym is a capitalised word followed by the kind of thing named after it (sign, syndrome,
   catheter, score...), or a span that ends with such a word;
-- a date is an identifier only with a day or month element (HIPAA Safe Harbor): years alone,
-  times, durations, weekdays and frequencies are not;
-- a one-word span at the start of a line followed by ``:`` is a section heading ("Neuro:").
+- a one-word span at the start of a line followed by ``:`` is a section heading ("Neuro:");
+- an organisation or group guess that is one acronym of two to five capitals ("COPD", "ER") or a single
+  initial is an abbreviation, and so is a place guess of that form right after a measurement ("40 mg IV",
+  "96% RA"); person names are not filtered this way, and facility names are found by the facility
+  recognizer, not by this guess.
 """
 
 from __future__ import annotations
@@ -38,6 +40,9 @@ _FOLLOWED_BY_HEAD = re.compile(
     rf"(?:'s)?(?:[ \t]*(?:-|/|and|&)[ \t]*[A-Z][\w'\-]*)*[ \t]+{_HEAD}", re.IGNORECASE
 )
 _ENDS_WITH_HEAD = re.compile(rf"\b{_HEAD}$", re.IGNORECASE)
+_ACRONYM = re.compile(r"[A-Z]{2,5}s?|[A-Z]\.?")
+_CODE_OR_MEASURE = re.compile(r"[A-Za-z]\d|\d[.,/:]\d")
+_AFTER_A_NUMBER = re.compile(r"\d\S*(?:[ \t]+[A-Za-z/]{1,4}\.?)?[ \t]+(?:on[ \t]+)?$")
 _TITLE_BEFORE = re.compile(r"\b(?:Dr|Mr|Mrs|Ms|Miss|Mx|Prof|Doctor)\.?[ \t]*$", re.IGNORECASE)
 
 _MONTH_WORD = re.compile(
@@ -71,12 +76,17 @@ def is_clinical_ner_guess(text: str, result: RecognizerResult, *, case_informati
     """True when a SpacyRecognizer ``result`` is clinical vocabulary by one of the module's rules."""
     value = text[result.start : result.end]
     entity = result.entity_type
-    if entity == "DATE_TIME":
-        return not has_date_element(value)
-    if entity not in _NAMED:
+    if entity not in _NAMED:  # DATE_TIME guesses are all kept: "in 2159" may be a house number as well as a year
         return False
     if any(c.isdigit() for c in value):
+        # A person's name has no digit; an organisation or place may ("Castelao 66"), unless the digits make a
+        # code or a measurement ("G20", "N40.0", "INR 2.4", "MoCA 24/30").
+        return entity in ("PERSON", "NRP") or _CODE_OR_MEASURE.search(value) is not None
+    if entity in ("ORGANIZATION", "NRP") and _ACRONYM.fullmatch(value):
         return True
+    if entity == "LOCATION" and _ACRONYM.fullmatch(value) and _AFTER_A_NUMBER.search(text, max(0, result.start - 16),
+                                                                                    result.start):  # fmt: skip
+        return True  # a route or unit after a measurement ("40 mg IV", "96% RA", "2L NC"), not a place
     if case_informative and value.islower():
         return True
     line_start = result.start == 0 or text[result.start - 1] == "\n"

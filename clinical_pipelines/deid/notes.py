@@ -96,6 +96,9 @@ NER_MAPPING: dict[str, str] = {
     "PER": "PERSON", "PERSON": "PERSON", "LOC": "LOCATION", "LOCATION": "LOCATION", "GPE": "LOCATION",
     "FAC": "LOCATION", "ORG": "ORGANIZATION", "DATE": "DATE_TIME", "TIME": "DATE_TIME", "NORP": "NRP",
 }  # fmt: skip
+#: spaCy labels that are no identifier (Presidio maps none of them either).
+NER_IGNORED = ["CARDINAL", "ORDINAL", "QUANTITY", "PERCENT", "MONEY", "PRODUCT", "EVENT", "WORK_OF_ART", "LAW",
+               "LANGUAGE"]  # fmt: skip
 #: Types whose replacement is computed: MRN -> pseudonym, dates -> shifted, ages -> "90+".
 _COMPUTED = {"MRN", "DATE", "DATE_TIME", "AGE_OVER_89", "AGE"}
 DATE_PLACEHOLDER = "[DATE]"
@@ -172,7 +175,10 @@ class NoteDeidentifier:
                     "nlp_engine_name": "spacy",
                     "models": [{"lang_code": LANGUAGE, "model_name": model}],
                     # Presidio's default label mapping, plus FAC (buildings, facilities) as a location.
-                    "ner_model_configuration": {"model_to_presidio_entity_mapping": NER_MAPPING},
+                    "ner_model_configuration": {
+                        "model_to_presidio_entity_mapping": NER_MAPPING,
+                        "labels_to_ignore": NER_IGNORED,
+                    },
                 }
             ).create_engine()
             # Only the entity recognizer's output is used: en_core_web_sm's NER has its own tok2vec, and
