@@ -10,6 +10,7 @@ filtered here. Each rule is a property of the language, not of any particular te
 - in a text that uses capitals, an all lower-case span is not a proper name;
 - an eponym is a capitalised word followed by the kind of thing named after it (sign, syndrome,
   catheter, score...), or a span that ends with such a word;
+- an age ("96-year-old") is no date, nor are words without a digit or a month ("today", "weekly");
 - a one-word span at the start of a line followed by ``:`` is a section heading ("Neuro:");
 - an organisation or group guess that is one acronym of two to five capitals ("COPD", "ER") or a single
   initial is an abbreviation, and so is a place guess of that form right after a measurement ("40 mg IV",
@@ -41,6 +42,12 @@ _FOLLOWED_BY_HEAD = re.compile(
 )
 _ENDS_WITH_HEAD = re.compile(rf"\b{_HEAD}$", re.IGNORECASE)
 _ACRONYM = re.compile(r"[A-Z]{2,5}s?|[A-Z]\.?")
+_AGE_EXPRESSION = re.compile(
+    r"\d+\+?[ \t]*-?[ \t]*(?:years?|yrs?|y)[ \t]*-?[ \t]*(?:old|o\b)|\d+\+?[ \t]*y/?o\b"
+    r"|\bage[ds]?\b[ \t:]*(?:of|is)?[ \t]*\d+",
+    re.IGNORECASE,
+)
+_PLACEHOLDERS_ONLY = re.compile(r"(?:[\s,;:()]*\[?[A-Z_]+\]|[\s,;:()]*\[[A-Z_]+\]?)+[\s,;:()]*")
 _CODE_OR_MEASURE = re.compile(r"[A-Za-z]\d|\d[.,/:]\d")
 _AFTER_A_NUMBER = re.compile(r"\d\S*(?:[ \t]+[A-Za-z/]{1,4}\.?)?[ \t]+(?:on[ \t]+)?$")
 _TITLE_BEFORE = re.compile(r"\b(?:Dr|Mr|Mrs|Ms|Miss|Mx|Prof|Doctor)\.?[ \t]*$", re.IGNORECASE)
@@ -76,7 +83,17 @@ def is_clinical_ner_guess(text: str, result: RecognizerResult, *, case_informati
     """True when a SpacyRecognizer ``result`` is clinical vocabulary by one of the module's rules."""
     value = text[result.start : result.end]
     entity = result.entity_type
-    if entity not in _NAMED:  # DATE_TIME guesses are all kept: "in 2159" may be a house number as well as a year
+    around = text[max(0, result.start - 1) : result.end + 1]
+    if _PLACEHOLDERS_ONLY.fullmatch(value) or _PLACEHOLDERS_ONLY.fullmatch(around):
+        return True  # our own replacements read again ("[FACILITY]\n[ADDRESS")
+    if entity == "DATE_TIME":
+        # An age is no date ("96-year-old"; ages over 89 are found by the age recognizer), nor are words without
+        # a digit or a month ("today", "daily", "three months", "Thursday"). Other DATE_TIME guesses are kept:
+        # "in 2159" may be a house number as well as a year.
+        if has_date_element(value):
+            return False
+        return _AGE_EXPRESSION.search(value) is not None or not any(c.isdigit() for c in value)
+    if entity not in _NAMED:
         return False
     if any(c.isdigit() for c in value):
         # A person's name has no digit; an organisation or place may ("Castelao 66"), unless the digits make a

@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import TYPE_CHECKING
 
-from clinical_pipelines.deid.ner_filter import drop_clinical_ner
+from clinical_pipelines.deid.ner_filter import NER_RECOGNIZER, drop_clinical_ner
 from clinical_pipelines.deid.nlp import make_tldextract_offline, spacy_model_path
 from clinical_pipelines.deid.recognizers import clinical_recognizers, parse_date
 
@@ -215,7 +215,11 @@ class NoteDeidentifier:
             nlp_artifacts=_with_token_lemmas(nlp_artifacts),
             score_threshold=self.score_threshold,
         )
-        return _resolve_overlaps(text, _propagate(text, drop_clinical_ner(text, _trimmed(text, results))))
+        results = drop_clinical_ner(text, trim_results(text, results))
+        for r in results:  # Presidio's dates that parse are shifted like ours, so they are ours
+            if r.entity_type == "DATE_TIME" and parse_date(text[r.start : r.end]) is not None:
+                r.entity_type = "DATE"
+        return _resolve_overlaps(text, _propagate(text, results))
 
     def deidentify(self, text: str, patient_key: str | None = None) -> NoteResult:
         """De-identify one note; ``patient_key`` (an MRN) selects the date shift, else the note's first MRN."""
@@ -304,19 +308,40 @@ def is_precise_name(result: RecognizerResult) -> bool:
     return _recognizer_name(result) in _NAME_SOURCES
 
 
+def is_statistical_guess(result: RecognizerResult) -> bool:
+    """True for a result of spaCy's statistical NER (Presidio's SpacyRecognizer), not of a pattern recognizer."""
+    return _recognizer_name(result) == NER_RECOGNIZER
+
+
 def _recognizer_name(result: RecognizerResult) -> str | None:
     metadata = result.recognition_metadata or {}
     return metadata.get("recognizer_name")
 
 
-def _trimmed(text: str, results: list[RecognizerResult]) -> list[RecognizerResult]:
-    """Results without leading or trailing white space (spaCy's spans in tables end in padding)."""
+def trim_results(text: str, results: list[RecognizerResult]) -> list[RecognizerResult]:
+    """Results without leading or trailing white space (spaCy's spans in tables end in padding), and spaCy's
+    spans that run across a line break split into one span per line (a heading and the next line's label)."""
+    from presidio_analyzer import RecognizerResult
+
+    out: list[RecognizerResult] = []
     for r in results:
-        while r.start < r.end and text[r.start].isspace():
-            r.start += 1
-        while r.end > r.start and text[r.end - 1].isspace():
-            r.end -= 1
-    return [r for r in results if r.start < r.end]
+        parts = [(r.start, r.end)]
+        if _recognizer_name(r) == NER_RECOGNIZER and "\n" in text[r.start : r.end]:
+            parts, pos = [], r.start
+            for line in text[r.start : r.end].split("\n"):
+                parts.append((pos, pos + len(line)))
+                pos += len(line) + 1
+        for start, end in parts:
+            while start < end and text[start].isspace():
+                start += 1
+            while end > start and text[end - 1].isspace():
+                end -= 1
+            if start < end and (start, end) == (r.start, r.end):
+                out.append(r)
+            elif start < end:
+                metadata = r.recognition_metadata
+                out.append(RecognizerResult(r.entity_type, start, end, r.score, recognition_metadata=metadata))
+    return out
 
 
 def _with_token_lemmas(artifacts: NlpArtifacts) -> NlpArtifacts:

@@ -187,7 +187,9 @@ def mrn_recognizer() -> RegexRecognizer:
     return RegexRecognizer(
         "MRN",
         [
-            RegexPattern("MRN prefixed", _rx(r"\bMRN\d{5,12}\b"), 0.95),
+            # 1.0: an MRN selects the patient's pseudonym and date shift, so it must win over any other reading
+            # of the same characters (Presidio's medical-licence pattern also matches "RN1206386").
+            RegexPattern("MRN prefixed", _rx(r"\bMRN\d{5,12}\b"), 1.0),
             RegexPattern(
                 "MRN field",
                 _rx(
@@ -195,7 +197,7 @@ def mrn_recognizer() -> RegexRecognizer:
                     r"|medical[ \t]+record(?:[ \t]+(?:number|no\.?|#))?))"
                     rf"[ \t]*[:#]?[ \t]*(?:is[ \t]+)?{_ID}"
                 ),
-                0.9,
+                1.0,
                 "id",
                 _has_digit,
             ),
