@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING
 
 from clinical_pipelines.deid.ner_filter import NER_RECOGNIZER, drop_clinical_ner
 from clinical_pipelines.deid.nlp import make_tldextract_offline, spacy_model_path
-from clinical_pipelines.deid.recognizers import clinical_recognizers, parse_date
+from clinical_pipelines.deid.recognizers import WindowedPhoneRecognizer, clinical_recognizers, parse_date
 
 if TYPE_CHECKING:
     from presidio_analyzer import AnalyzerEngine, RecognizerResult
@@ -165,6 +165,7 @@ class NoteDeidentifier:
                 return
             from presidio_analyzer import AnalyzerEngine, RecognizerRegistry
             from presidio_analyzer.nlp_engine import NlpEngineProvider
+            from presidio_analyzer.predefined_recognizers import PhoneRecognizer
             from presidio_anonymizer import AnonymizerEngine
 
             make_tldextract_offline()
@@ -193,6 +194,11 @@ class NoteDeidentifier:
             # default AnalyzerEngine loads) plus ours.
             registry = RecognizerRegistry(supported_languages=[LANGUAGE])
             registry.load_predefined_recognizers(languages=[LANGUAGE], nlp_engine=nlp_engine)
+            for i, recognizer in enumerate(registry.recognizers):
+                if type(recognizer) is PhoneRecognizer:  # same regions and context, 3x faster on long notes
+                    registry.recognizers[i] = WindowedPhoneRecognizer(
+                        context=recognizer.context, supported_regions=recognizer.supported_regions
+                    )
             for recognizer in clinical_recognizers():
                 registry.add_recognizer(recognizer)
             self._anonymizer = AnonymizerEngine()
@@ -201,6 +207,7 @@ class NoteDeidentifier:
                 nlp_engine=nlp_engine,
                 supported_languages=[LANGUAGE],
                 default_score_threshold=self.score_threshold,
+                context_aware_enhancer=_only_unenhanced_class()(),
             )
 
     # ---------------------------------------------------------------- public API
@@ -318,6 +325,26 @@ def _recognizer_name(result: RecognizerResult) -> str | None:
     return metadata.get("recognizer_name")
 
 
+@cache
+def _only_unenhanced_class() -> type:
+    from presidio_analyzer import RecognizerResult
+    from presidio_analyzer.context_aware_enhancers import LemmaContextAwareEnhancer
+
+    class OnlyUnenhanced(LemmaContextAwareEnhancer):
+        """Presidio's context enhancer, given only the results no recognizer has scored with context yet.
+
+        Ours apply their own context words; passing them on only cost a deep copy of every result.
+        """
+
+        def enhance_using_context(self, text, raw_results, nlp_artifacts, recognizers, context=None):  # type: ignore[no-untyped-def]
+            key = RecognizerResult.IS_SCORE_ENHANCED_BY_CONTEXT_KEY
+            done = [r for r in raw_results if (r.recognition_metadata or {}).get(key)]
+            todo = [r for r in raw_results if not (r.recognition_metadata or {}).get(key)]
+            return done + super().enhance_using_context(text, todo, nlp_artifacts, recognizers, context)
+
+    return OnlyUnenhanced
+
+
 def trim_results(text: str, results: list[RecognizerResult]) -> list[RecognizerResult]:
     """Results without leading or trailing white space (spaCy's spans in tables end in padding), and spaCy's
     spans that run across a line break split into one span per line (a heading and the next line's label)."""
@@ -347,7 +374,11 @@ def trim_results(text: str, results: list[RecognizerResult]) -> list[RecognizerR
 def _with_token_lemmas(artifacts: NlpArtifacts) -> NlpArtifacts:
     """Use lower-cased tokens as lemmas for Presidio's context enhancer (the lemmatizer pipe is not run)."""
     if artifacts.tokens is not None and not any(artifacts.lemmas):
-        artifacts.lemmas = [token.lower_ for token in artifacts.tokens]
+        from spacy.attrs import LOWER
+
+        doc = artifacts.tokens
+        strings = doc.vocab.strings
+        artifacts.lemmas = [strings[h] for h in doc.to_array(LOWER).tolist()]  # no Token objects: faster
         artifacts.keywords = artifacts.set_keywords(artifacts.nlp_engine, artifacts.lemmas, LANGUAGE)
     return artifacts
 
