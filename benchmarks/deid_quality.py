@@ -98,8 +98,10 @@ def notes_quality(patients: int, faker_sentences: int) -> None:
         if mine.phrases:
             print(f"  phrases kept{'':<23} {mine.phrases_kept_ratio():7.3f} {theirs.phrases_kept_ratio():9.3f}"
                   f"   {mine.phrases}")  # fmt: skip
-    print("  (an identifier counts as found only when all its word tokens were replaced; labels marked "
-          "'not PHI' are reported, not counted)")
+    print(
+        "  (an identifier counts as found only when all its word tokens were replaced; labels marked "
+        "'not PHI' are reported, not counted)"
+    )
 
 
 def main() -> None:

@@ -86,7 +86,7 @@ def test_every_entity_presidio_defaults_find_is_removed(engine, varied) -> None:
                 under = [lab for lab in note.labels if lab.phi and _removed(note.text, lab, [(r.start, r.end)])]
                 assert all(_removed(note.text, lab, spans) for lab in under), (
                     f"{note.name}: an identifier under an exempted {r.entity_type} guess was left: "
-                    f"{[note.text[r.start:r.end]]}"
+                    f"{[note.text[r.start : r.end]]}"
                 )
                 continue
             checked += 1

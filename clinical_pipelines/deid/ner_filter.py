@@ -37,9 +37,7 @@ EPONYM_HEADS = (
     "phenomenon", "triad", "node", "nodes", "method", "technique", "rule", "rules", "equation", "formula", "method",
 )  # fmt: skip
 _HEAD = r"(?:" + "|".join(EPONYM_HEADS) + r")\b"
-_FOLLOWED_BY_HEAD = re.compile(
-    rf"(?:'s)?(?:[ \t]*(?:-|/|and|&)[ \t]*[A-Z][\w'\-]*)*[ \t]+{_HEAD}", re.IGNORECASE
-)
+_FOLLOWED_BY_HEAD = re.compile(rf"(?:'s)?(?:[ \t]*(?:-|/|and|&)[ \t]*[A-Z][\w'\-]*)*[ \t]+{_HEAD}", re.IGNORECASE)
 _ENDS_WITH_HEAD = re.compile(rf"\b{_HEAD}$", re.IGNORECASE)
 _ACRONYM = re.compile(r"[A-Z]{2,5}s?|[A-Z]\.?")
 _AGE_EXPRESSION = re.compile(

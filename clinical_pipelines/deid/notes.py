@@ -331,15 +331,21 @@ def _only_unenhanced_class() -> type:
     from presidio_analyzer.context_aware_enhancers import LemmaContextAwareEnhancer
 
     class OnlyUnenhanced(LemmaContextAwareEnhancer):
-        """Presidio's context enhancer, given only the results no recognizer has scored with context yet.
-
-        Ours apply their own context words; passing them on only cost a deep copy of every result.
-        """
+        """Presidio's context enhancer, given only the results it can change: not yet scored with context, from
+        a recognizer that has context words (ours apply their own; spaCy's NER has none). The others cost a deep
+        copy and a walk over the note's tokens each, for nothing."""
 
         def enhance_using_context(self, text, raw_results, nlp_artifacts, recognizers, context=None):  # type: ignore[no-untyped-def]
-            key = RecognizerResult.IS_SCORE_ENHANCED_BY_CONTEXT_KEY
-            done = [r for r in raw_results if (r.recognition_metadata or {}).get(key)]
-            todo = [r for r in raw_results if not (r.recognition_metadata or {}).get(key)]
+            enhanced = RecognizerResult.IS_SCORE_ENHANCED_BY_CONTEXT_KEY
+            recognizer_id = RecognizerResult.RECOGNIZER_IDENTIFIER_KEY
+            with_context = {r.id for r in recognizers if getattr(r, "context", None)}
+
+            def open_(r: RecognizerResult) -> bool:
+                metadata = r.recognition_metadata or {}
+                return not metadata.get(enhanced) and metadata.get(recognizer_id) in with_context
+
+            todo = [r for r in raw_results if open_(r)]
+            done = [r for r in raw_results if not open_(r)]
             return done + super().enhance_using_context(text, todo, nlp_artifacts, recognizers, context)
 
     return OnlyUnenhanced
