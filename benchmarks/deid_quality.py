@@ -8,9 +8,11 @@ DICOM: for every instance of the generated corpus and of pydicom's own test file
 value after de-identification (must be 0). Files the engine refuses (burned-in annotation,
 malformed dates...) are counted separately with their reasons.
 
-Notes: on generated notes whose planted identifiers are known (the canaries), recall per
-identifier kind (planted occurrences no longer present in the output) and precision (share of
-replaced spans that overlap a planted identifier).
+Notes: recall per identifier kind, precision (share of replaced spans on a labelled identifier)
+and clinical phrases kept, for our engine and, in the same run on the same texts, out-of-the-box
+Presidio (default recognizers, same spaCy model, one ``analyze`` per note), on (a) the project's
+generator (canaries as labels), (b) presidio-evaluator's ``PresidioSentenceFaker`` sentences and
+(c) the hand-written notes of ``clinical_pipelines_tests/data/notes`` (see ``notes_eval``).
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ import argparse
 import importlib.metadata
 import io
 import os
-import re
 from collections import Counter
 
 import pydicom
@@ -71,42 +72,47 @@ def dicom_quality(files: dict[str, bytes], deid: DicomDeidentifier, label: str) 
           f"{left} left with their original value; refused {dict(refused) or 0}")  # fmt: skip
 
 
-def notes_quality(patients: int) -> None:
+def notes_quality(patients: int, faker_sentences: int) -> None:
+    """Recall per kind, precision and phrases kept: ours beside out-of-the-box Presidio, same texts, same run."""
     from clinical_pipelines.deid.notes import NoteDeidentifier
+    from clinical_pipelines_tests import notes_eval
 
-    corpus = SynthCorpus(31, n_patients=patients, slices_per_series=1, rows=16, columns=16, notes_per_patient=2)
-    notes = [f.data.decode() for d in corpus.iter_drops() for f in d.files if f.modality == "notes"]
-    canaries = [c for c in corpus.canaries() if len(c.value) >= 4]
-    deid = NoteDeidentifier(Pseudonymizer(KEY))
-    results = deid.deidentify_many(notes)
-    planted: Counter[str] = Counter()
-    missed: Counter[str] = Counter()
-    spans_total = spans_on_planted = 0
-    for text, result in zip(notes, results, strict=True):
-        regions = []
-        for canary in canaries:
-            pattern = re.compile(r"(?<![\w])" + re.escape(canary.value) + r"(?![\w])")
-            for match in pattern.finditer(text):
-                planted[canary.kind] += 1
-                regions.append((match.start(), match.end()))
-                if pattern.search(result.text) and canary.kind not in ("date", "birth_date"):
-                    missed[canary.kind] += 1
-        for _, start, end in result.spans:
-            spans_total += 1
-            spans_on_planted += any(start < e and s < end for s, e in regions)
-    print(f"notes: {len(notes)} notes, {sum(planted.values())} planted identifier occurrences")
-    for kind in sorted(planted):
-        found = planted[kind] - missed[kind]
-        print(f"  recall {kind:<16} {found / planted[kind]:6.3f}  ({found}/{planted[kind]})")
-    print(f"  precision (replaced spans overlapping a planted identifier): "
-          f"{spans_on_planted / spans_total:.3f} ({spans_on_planted}/{spans_total})")  # fmt: skip
-    print("  (dates are replaced by shifted dates, so their recall counts a date as found when its span was replaced)")
+    sets = {
+        "(a) project generator (canaries)": notes_eval.synth_notes(31, patients),
+        "(b) presidio-evaluator PresidioSentenceFaker": notes_eval.faker_notes(faker_sentences),
+        "(c) hand-written notes (clinical_pipelines_tests/data/notes)": notes_eval.handwritten_notes(),
+    }
+    ours = NoteDeidentifier(Pseudonymizer(KEY))
+    presidio = notes_eval.out_of_the_box_presidio()
+    for title, notes in sets.items():
+        texts = [n.text for n in notes]
+        mine = notes_eval.score(notes, [[(s, e) for _, s, e in r.spans] for r in ours.deidentify_many(texts)])
+        theirs = notes_eval.score(notes, notes_eval.presidio_spans(presidio, texts))
+        print(f"\nnotes {title}: {len(notes)} texts, {sum(mine.total[k] for k in notes_eval.PHI_KINDS)} identifiers")
+        print(f"  {'kind':<35} {'ours':>7} {'presidio':>9}   n")
+        kinds = [k for k in notes_eval.PHI_KINDS if mine.total[k]] + sorted(k for k in mine.total if "not PHI" in k)
+        for kind in kinds:
+            print(f"  recall {kind:<28} {mine.recall(kind):7.3f} {theirs.recall(kind):9.3f}   {mine.total[kind]}")
+        print(f"  recall {'overall':<28} {mine.recall():7.3f} {theirs.recall():9.3f}")
+        print(f"  precision{'':<26} {mine.precision():7.3f} {theirs.precision():9.3f}")
+        if mine.phrases:
+            print(f"  phrases kept{'':<23} {mine.phrases_kept_ratio():7.3f} {theirs.phrases_kept_ratio():9.3f}"
+                  f"   {mine.phrases}")  # fmt: skip
+    print(
+        "  (an identifier counts as found only when all its word tokens were replaced; labels marked "
+        "'not PHI' are reported, not counted)"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--notes-patients", type=int, default=60)
+    parser.add_argument("--faker-sentences", type=int, default=1500)
+    parser.add_argument("--notes-only", action="store_true", help="skip the DICOM part")
     args = parser.parse_args()
+    if args.notes_only:
+        notes_quality(args.notes_patients, args.faker_sentences)
+        return
     deid = DicomDeidentifier(Pseudonymizer(KEY))
     corpus = SynthCorpus(37, n_patients=10, slices_per_series=10, rows=64, columns=64, notes_per_patient=0)
     generated = {f"{d.drop_id}/{f.path}": f.data for d in corpus.iter_drops() for f in d.files if f.modality == "dicom"}
@@ -125,7 +131,7 @@ def main() -> None:
                     with open(os.path.join(root, name), "rb") as fh:
                         test_files[os.path.join(root, name)] = fh.read()
     dicom_quality(test_files, deid, f"pydicom test files ({', '.join(f.split('site-packages/')[-1] for f in folders)})")
-    notes_quality(args.notes_patients)
+    notes_quality(args.notes_patients, args.faker_sentences)
 
 
 if __name__ == "__main__":

@@ -41,10 +41,12 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import cache
 from typing import TYPE_CHECKING
 
+from clinical_pipelines.deid.ner_filter import NER_RECOGNIZER, drop_clinical_ner
 from clinical_pipelines.deid.nlp import make_tldextract_offline, spacy_model_path
-from clinical_pipelines.deid.recognizers import clinical_recognizers, parse_date
+from clinical_pipelines.deid.recognizers import WindowedPhoneRecognizer, clinical_recognizers, parse_date
 
 if TYPE_CHECKING:
     from presidio_analyzer import AnalyzerEngine, RecognizerResult
@@ -54,7 +56,9 @@ if TYPE_CHECKING:
     from clinical_pipelines.deid.pseudonyms import Pseudonymizer
 
 LANGUAGE = "en"
-DEFAULT_SCORE_THRESHOLD = 0.5
+#: Presidio's own phone recognizer scores 0.4 without context; below that are its weakest guesses
+#: (any 8-17 digits as a bank account at 0.05, "B12" as a driver's licence at 0.01-0.3).
+DEFAULT_SCORE_THRESHOLD = 0.4
 
 #: Fixed replacement text per entity type (MRN, DATE and AGE_OVER_89 are computed).
 REPLACEMENTS: dict[str, str] = {
@@ -68,7 +72,35 @@ REPLACEMENTS: dict[str, str] = {
     "FACILITY": "[FACILITY]",
     "US_SSN": "[SSN]",
     "ZIP_CODE": "[ZIP]",
+    # Presidio's default entity types
+    "LOCATION": "[LOCATION]",
+    "ORGANIZATION": "[ORGANIZATION]",
+    "NRP": "[NRP]",
+    "IP_ADDRESS": "[IP]",
+    "MAC_ADDRESS": "[ID]",
+    "CREDIT_CARD": "[ID]",
+    "IBAN_CODE": "[ID]",
+    "US_BANK_NUMBER": "[ID]",
+    "US_DRIVER_LICENSE": "[ID]",
+    "US_ITIN": "[ID]",
+    "US_PASSPORT": "[ID]",
+    "UK_NHS": "[ID]",
+    "MEDICAL_LICENSE": "[ID]",
+    "CRYPTO": "[ID]",
+    "UUID": "[ID]",
+    "EMAIL": "[EMAIL]",
 }
+#: spaCy NER labels -> Presidio entity types: Presidio's default mapping, plus FAC (buildings, airports,
+#: hospitals) as a location. DATE_TIME is shifted like DATE where it parses, else ``[DATE]``.
+NER_MAPPING: dict[str, str] = {
+    "PER": "PERSON", "PERSON": "PERSON", "LOC": "LOCATION", "LOCATION": "LOCATION", "GPE": "LOCATION",
+    "FAC": "LOCATION", "ORG": "ORGANIZATION", "DATE": "DATE_TIME", "TIME": "DATE_TIME", "NORP": "NRP",
+}  # fmt: skip
+#: spaCy labels that are no identifier (Presidio maps none of them either).
+NER_IGNORED = ["CARDINAL", "ORDINAL", "QUANTITY", "PERCENT", "MONEY", "PRODUCT", "EVENT", "WORK_OF_ART", "LAW",
+               "LANGUAGE"]  # fmt: skip
+#: Types whose replacement is computed: MRN -> pseudonym, dates -> shifted, ages -> "90+".
+_COMPUTED = {"MRN", "DATE", "DATE_TIME", "AGE_OVER_89", "AGE"}
 DATE_PLACEHOLDER = "[DATE]"
 AGE_REPLACEMENT = "90+"
 
@@ -133,7 +165,7 @@ class NoteDeidentifier:
                 return
             from presidio_analyzer import AnalyzerEngine, RecognizerRegistry
             from presidio_analyzer.nlp_engine import NlpEngineProvider
-            from presidio_analyzer.predefined_recognizers import SpacyRecognizer
+            from presidio_analyzer.predefined_recognizers import PhoneRecognizer
             from presidio_anonymizer import AnonymizerEngine
 
             make_tldextract_offline()
@@ -143,41 +175,30 @@ class NoteDeidentifier:
                 nlp_configuration={
                     "nlp_engine_name": "spacy",
                     "models": [{"lang_code": LANGUAGE, "model_name": model}],
+                    # Presidio's default label mapping, plus FAC (buildings, facilities) as a location.
                     "ner_model_configuration": {
-                        "model_to_presidio_entity_mapping": {"PERSON": "PERSON", "PER": "PERSON"},
-                        "low_score_entity_names": [],
-                        "labels_to_ignore": [
-                            "ORG",
-                            "GPE",
-                            "LOC",
-                            "NORP",
-                            "FAC",
-                            "DATE",
-                            "TIME",
-                            "CARDINAL",
-                            "ORDINAL",
-                            "QUANTITY",
-                            "PERCENT",
-                            "MONEY",
-                            "PRODUCT",
-                            "EVENT",
-                            "WORK_OF_ART",
-                            "LAW",
-                            "LANGUAGE",
-                        ],
+                        "model_to_presidio_entity_mapping": NER_MAPPING,
+                        "labels_to_ignore": NER_IGNORED,
                     },
                 }
             ).create_engine()
-            # Only the entity recognizer's output is used: our recognizers apply their own context words
-            # (Presidio's lemma-based enhancer is not needed), and en_core_web_sm's NER has its own
-            # tok2vec. Running NER alone is 1.8x faster with identical results (measured on 200 notes).
+            # Only the entity recognizer's output is used: en_core_web_sm's NER has its own tok2vec, and
+            # context words are compared with lower-cased tokens (_with_token_lemmas) instead of lemmas,
+            # so the tagger, parser and lemmatizer are not run.
             nlp = nlp_engine.nlp[LANGUAGE]  # type: ignore[attr-defined]
             keep = {"ner"} | {name for name, pipe in nlp.pipeline if "ner" in getattr(pipe, "listening_components", ())}
             for name in list(nlp.pipe_names):
                 if name not in keep:
                     nlp.disable_pipe(name)
+            # Never fewer recognizers than Presidio's defaults: its predefined set for English (what a
+            # default AnalyzerEngine loads) plus ours.
             registry = RecognizerRegistry(supported_languages=[LANGUAGE])
-            registry.add_recognizer(SpacyRecognizer(supported_language=LANGUAGE, supported_entities=["PERSON"]))
+            registry.load_predefined_recognizers(languages=[LANGUAGE], nlp_engine=nlp_engine)
+            for i, recognizer in enumerate(registry.recognizers):
+                if type(recognizer) is PhoneRecognizer:  # same regions and context, 3x faster on long notes
+                    registry.recognizers[i] = WindowedPhoneRecognizer(
+                        context=recognizer.context, supported_regions=recognizer.supported_regions
+                    )
             for recognizer in clinical_recognizers():
                 registry.add_recognizer(recognizer)
             self._anonymizer = AnonymizerEngine()
@@ -186,16 +207,26 @@ class NoteDeidentifier:
                 nlp_engine=nlp_engine,
                 supported_languages=[LANGUAGE],
                 default_score_threshold=self.score_threshold,
+                context_aware_enhancer=_only_unenhanced_class()(),
             )
 
     # ---------------------------------------------------------------- public API
 
     def analyze(self, text: str, nlp_artifacts: NlpArtifacts | None = None) -> list[RecognizerResult]:
         """Non-overlapping identifier spans in ``text``, after propagation (sorted by position)."""
+        if nlp_artifacts is None:
+            nlp_artifacts = self.analyzer.nlp_engine.process_text(text, LANGUAGE)
         results = self.analyzer.analyze(
-            text=text, language=LANGUAGE, nlp_artifacts=nlp_artifacts, score_threshold=self.score_threshold
+            text=text,
+            language=LANGUAGE,
+            nlp_artifacts=_with_token_lemmas(nlp_artifacts),
+            score_threshold=self.score_threshold,
         )
-        return _resolve_overlaps(_propagate(text, _drop_section_headings(text, results)))
+        results = drop_clinical_ner(text, trim_results(text, results))
+        for r in results:  # Presidio's dates that parse are shifted like ours, so they are ours
+            if r.entity_type == "DATE_TIME" and parse_date(text[r.start : r.end]) is not None:
+                r.entity_type = "DATE"
+        return _resolve_overlaps(text, _propagate(text, results))
 
     def deidentify(self, text: str, patient_key: str | None = None) -> NoteResult:
         """De-identify one note; ``patient_key`` (an MRN) selects the date shift, else the note's first MRN."""
@@ -232,7 +263,9 @@ class NoteDeidentifier:
         operators = {entity: OperatorConfig("replace", {"new_value": value}) for entity, value in REPLACEMENTS.items()}
         operators["MRN"] = OperatorConfig("custom", {"lambda": self.pseudonymizer.patient_id})
         operators["DATE"] = OperatorConfig("custom", {"lambda": self._date_replacer(patient_key)})
+        operators["DATE_TIME"] = operators["DATE"]
         operators["AGE_OVER_89"] = OperatorConfig("custom", {"lambda": _age_replacement})
+        operators["AGE"] = operators["AGE_OVER_89"]
         operators["DEFAULT"] = OperatorConfig("replace", {"new_value": "[REDACTED]"})
         anonymized = self.anonymizer.anonymize(text=text, analyzer_results=results, operators=operators)
         counts = Counter(r.entity_type for r in results)
@@ -277,24 +310,14 @@ def _propagate(text: str, results: list[RecognizerResult]) -> list[RecognizerRes
     return results + extra
 
 
-def _drop_section_headings(text: str, results: list[RecognizerResult]) -> list[RecognizerResult]:
-    """Drop spaCy PERSON hits that cannot be names: all lower case ("nasal cannula"), or a one-word
-    heading at the start of a line ("Pleura: ...")."""
-
-    def heading(r: RecognizerResult) -> bool:
-        value = text[r.start : r.end]
-        if value.islower():
-            return True
-        line_start = r.start == 0 or text[r.start - 1] == "\n"
-        return line_start and " " not in value and text[r.end : r.end + 1] == ":"
-
-    return [r for r in results if not (r.entity_type == "PERSON" and _recognizer_name(r) not in _NAME_SOURCES
-                                       and heading(r))]  # fmt: skip
-
-
 def is_precise_name(result: RecognizerResult) -> bool:
     """True for a PERSON found by a pattern (title, ``Name:`` field), not by spaCy's statistical NER."""
     return _recognizer_name(result) in _NAME_SOURCES
+
+
+def is_statistical_guess(result: RecognizerResult) -> bool:
+    """True for a result of spaCy's statistical NER (Presidio's SpacyRecognizer), not of a pattern recognizer."""
+    return _recognizer_name(result) == NER_RECOGNIZER
 
 
 def _recognizer_name(result: RecognizerResult) -> str | None:
@@ -302,10 +325,104 @@ def _recognizer_name(result: RecognizerResult) -> str | None:
     return metadata.get("recognizer_name")
 
 
-def _resolve_overlaps(results: list[RecognizerResult]) -> list[RecognizerResult]:
-    """Keep a non-overlapping subset: higher score first, then the longer span, then the earlier one."""
+@cache
+def _only_unenhanced_class() -> type:
+    from presidio_analyzer import RecognizerResult
+    from presidio_analyzer.context_aware_enhancers import LemmaContextAwareEnhancer
+
+    class OnlyUnenhanced(LemmaContextAwareEnhancer):
+        """Presidio's context enhancer, given only the results it can change: not yet scored with context, from
+        a recognizer that has context words (ours apply their own; spaCy's NER has none). The others cost a deep
+        copy and a walk over the note's tokens each, for nothing."""
+
+        def enhance_using_context(self, text, raw_results, nlp_artifacts, recognizers, context=None):  # type: ignore[no-untyped-def]
+            enhanced = RecognizerResult.IS_SCORE_ENHANCED_BY_CONTEXT_KEY
+            recognizer_id = RecognizerResult.RECOGNIZER_IDENTIFIER_KEY
+            with_context = {r.id for r in recognizers if getattr(r, "context", None)}
+
+            def open_(r: RecognizerResult) -> bool:
+                metadata = r.recognition_metadata or {}
+                return not metadata.get(enhanced) and metadata.get(recognizer_id) in with_context
+
+            todo = [r for r in raw_results if open_(r)]
+            done = [r for r in raw_results if not open_(r)]
+            return done + super().enhance_using_context(text, todo, nlp_artifacts, recognizers, context)
+
+    return OnlyUnenhanced
+
+
+def trim_results(text: str, results: list[RecognizerResult]) -> list[RecognizerResult]:
+    """Results without leading or trailing white space (spaCy's spans in tables end in padding), and spaCy's
+    spans that run across a line break split into one span per line (a heading and the next line's label)."""
+    from presidio_analyzer import RecognizerResult
+
+    out: list[RecognizerResult] = []
+    for r in results:
+        parts = [(r.start, r.end)]
+        if _recognizer_name(r) == NER_RECOGNIZER and "\n" in text[r.start : r.end]:
+            parts, pos = [], r.start
+            for line in text[r.start : r.end].split("\n"):
+                parts.append((pos, pos + len(line)))
+                pos += len(line) + 1
+        for start, end in parts:
+            while start < end and text[start].isspace():
+                start += 1
+            while end > start and text[end - 1].isspace():
+                end -= 1
+            if start < end and (start, end) == (r.start, r.end):
+                out.append(r)
+            elif start < end:
+                metadata = r.recognition_metadata
+                out.append(RecognizerResult(r.entity_type, start, end, r.score, recognition_metadata=metadata))
+    return out
+
+
+def _with_token_lemmas(artifacts: NlpArtifacts) -> NlpArtifacts:
+    """Use lower-cased tokens as lemmas for Presidio's context enhancer (the lemmatizer pipe is not run)."""
+    if artifacts.tokens is not None and not any(artifacts.lemmas):
+        from spacy.attrs import LOWER
+
+        doc = artifacts.tokens
+        strings = doc.vocab.strings
+        artifacts.lemmas = [strings[h] for h in doc.to_array(LOWER).tolist()]  # no Token objects: faster
+        artifacts.keywords = artifacts.set_keywords(artifacts.nlp_engine, artifacts.lemmas, LANGUAGE)
+    return artifacts
+
+
+@cache
+def _our_recognizer_names() -> frozenset[str]:
+    """Our recognizers win ties with Presidio's defaults (they carry the replacement we want)."""
+    return frozenset(r.name for r in clinical_recognizers())
+
+
+#: Entity type given to the uncovered part of a span whose replacement is computed from the whole value.
+_PIECE_TYPE = {"MRN": "ID", "DATE": "DATE_TIME", "DATE_TIME": "DATE_TIME", "AGE_OVER_89": "ID", "AGE": "ID"}
+
+
+def _resolve_overlaps(text: str, results: list[RecognizerResult]) -> list[RecognizerResult]:
+    """A non-overlapping set that still covers every detected character.
+
+    Higher score wins, then our recognizers, then the longer span, then the earlier one. The parts of a
+    losing span that the winners do not cover are kept as spans of their own, so no detected text survives.
+    """
+    from presidio_analyzer import RecognizerResult
+
+    ours = _our_recognizer_names()
     kept: list[RecognizerResult] = []
-    for r in sorted(results, key=lambda r: (-r.score, -(r.end - r.start), r.start)):
-        if all(r.end <= k.start or r.start >= k.end for k in kept):
+    order = sorted(results, key=lambda r: (-r.score, _recognizer_name(r) not in ours, -(r.end - r.start), r.start))
+    for r in order:
+        pieces = [(r.start, r.end)]
+        for k in kept:
+            pieces = [p for s, e in pieces for p in ((s, min(e, k.start)), (max(s, k.end), e)) if p[0] < p[1]]
+        if pieces == [(r.start, r.end)]:
             kept.append(r)
+            continue
+        entity = _PIECE_TYPE.get(r.entity_type, r.entity_type)
+        for s, e in pieces:
+            while s < e and not text[s].isalnum():
+                s += 1
+            while e > s and not text[e - 1].isalnum():
+                e -= 1
+            if s < e:
+                kept.append(RecognizerResult(entity, s, e, r.score, recognition_metadata=r.recognition_metadata))
     return sorted(kept, key=lambda r: r.start)

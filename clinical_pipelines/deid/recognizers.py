@@ -25,7 +25,7 @@ from typing import ClassVar
 
 from presidio_analyzer import EntityRecognizer, LocalRecognizer, Pattern, RecognizerResult
 from presidio_analyzer.nlp_engine import NlpArtifacts
-from presidio_analyzer.predefined_recognizers import EmailRecognizer, UrlRecognizer
+from presidio_analyzer.predefined_recognizers import EmailRecognizer, PhoneRecognizer, UrlRecognizer
 
 from clinical_pipelines.deid.nlp import offline_tld_extractor
 
@@ -118,14 +118,27 @@ def _has_digit(value: str) -> bool:
 # Names
 
 _NAME_WORD = r"[A-Z][a-zA-Z'\-]+"
-_NAME = rf"{_NAME_WORD}(?:[ \t]+[A-Z](?:\.|\b))?(?:[ \t]+{_NAME_WORD}){{0,2}}\b"
-_TITLES = r"(?:Dr|Mr|Mrs|Ms|Miss|Mx|Prof|Doctor)"
+_NAME = rf"(?:{_NAME_WORD}|[A-Z]\.)(?:[ \t]+[A-Z](?:\.|\b))?(?:[ \t]+{_NAME_WORD}){{0,2}}\b"
+# "DR", "PROF" in capitals too (ALL CAPS notes); not "MS"/"MR", which are also diagnoses and modalities.
+_TITLES = r"(?:(?i:Dr|Doctor|Prof)|Mr|Mrs|Ms|Miss|Mx|Rev)"
 _TITLE_PREFIX = rf"(?:{_TITLES}\.?[ \t]+)?"
 _NAME_FIELDS = (
     r"(?i:patient(?:[ \t]+name)?|name|pt|attending|referring(?:[ \t]+physician)?|ordering(?:[ \t]+physician)?"
     r"|physician|provider|next[ \t]+of[ \t]+kin|emergency[ \t]+contact|family[ \t]+contact|guardian|spouse"
-    r"|signed[ \t]+by|dictated[ \t]+by|electronically[ \t]+signed[ \t]+by)"
+    r"|(?:[a-z]+[ \t]+)?(?:surgeon|assistant|anesthesiologist|anaesthetist|nurse|rn|lpn|np|pa|resident|fellow|intern"
+    r"|pathologist|radiologist|cardiologist|neurologist|oncologist|therapist|pharmacist|clinician|consultant|pcp|gp"
+    r"|midwife|caregiver|interpreter|witness|chaplain|social[ \t]+worker|case[ \t]+manager|copy[ \t]+to|cc)"
+    r"|(?:[a-z]+[ \t]+)?(?:signed|dictated|reviewed|seen|transcribed|verified|approved|read|performed|reported"
+    r"|entered|completed|written|authored|prepared)[ \t]+by)"
 )
+#: Kinship and other relations whose name follows ("daughter Maria", "wife, Anna"): a closed class of English.
+_RELATION = (
+    r"(?i:wife|husband|spouse|partner|fianc[eé]e?|son|daughter|mother|father|mom|mum|dad|brother|sister|sibling"
+    r"|aunt|uncle|niece|nephew|cousin|grand(?:son|daughter|mother|father|child)|step(?:son|daughter|mother|father)"
+    r"|in-law|friend|neighbou?r|roommate|guardian|caregiver|pastor|priest|rabbi|imam)"
+)
+# A name after a relation: one word, a second only when written in title case (not a run of ALL CAPS words).
+_RELATIVE_NAME = r"(?P<name>[A-Z][a-zA-Z'\-]+(?:[ \t]+[A-Z][a-z][a-zA-Z'\-]*)?)\b"
 
 
 def person_recognizer() -> RegexRecognizer:
@@ -138,9 +151,29 @@ def person_recognizer() -> RegexRecognizer:
                 "name field", _rx(rf"\b{_NAME_FIELDS}[ \t]*:[ \t]*{_TITLE_PREFIX}(?P<name>{_NAME})"), 0.9, "name"
             ),
             RegexPattern("dicom name", _rx(r"\b[A-Za-z'\-]+\^[A-Za-z'\-]+(?:\^[A-Za-z'.\-]*){0,3}"), 0.9),
+            RegexPattern(
+                "family, given in a name field",
+                _rx(rf"\b{_NAME_FIELDS}[ \t]*:[ \t]*(?P<name>{_NAME_WORD},[ \t]*{_NAME_WORD}(?:[ \t]+[A-Z]\b\.?)?)"),
+                0.95,
+                "name",
+            ),
+            RegexPattern(
+                "relative's name",
+                _rx(rf"\b{_RELATION}(?:'s)?[ \t]*[(,:]?[ \t]*{_TITLE_PREFIX}{_RELATIVE_NAME}"),
+                0.9,  # above spaCy's 0.85: Presidio drops a PERSON inside another PERSON of equal score
+                "name",
+                _not_a_common_word,
+            ),
         ],
         name="ClinicalNameRecognizer",
     )
+
+
+def _not_a_common_word(value: str) -> bool:
+    """False for a lower-case English function word written with a capital ("daughter At bedside")."""
+    from spacy.lang.en.stop_words import STOP_WORDS
+
+    return value.split()[0].lower() not in STOP_WORDS
 
 
 # --------------------------------------------------------------------------------------------
@@ -154,7 +187,9 @@ def mrn_recognizer() -> RegexRecognizer:
     return RegexRecognizer(
         "MRN",
         [
-            RegexPattern("MRN prefixed", _rx(r"\bMRN\d{5,12}\b"), 0.95),
+            # 1.0: an MRN selects the patient's pseudonym and date shift, so it must win over any other reading
+            # of the same characters (Presidio's medical-licence pattern also matches "RN1206386").
+            RegexPattern("MRN prefixed", _rx(r"\bMRN\d{5,12}\b"), 1.0),
             RegexPattern(
                 "MRN field",
                 _rx(
@@ -162,7 +197,7 @@ def mrn_recognizer() -> RegexRecognizer:
                     r"|medical[ \t]+record(?:[ \t]+(?:number|no\.?|#))?))"
                     rf"[ \t]*[:#]?[ \t]*(?:is[ \t]+)?{_ID}"
                 ),
-                0.9,
+                1.0,
                 "id",
                 _has_digit,
             ),
@@ -201,6 +236,53 @@ def other_id_recognizer() -> RegexRecognizer:
         "ID",
         [RegexPattern("labelled id", _rx(rf"{label}[ \t]*[:#]?[ \t]*{_ID}"), 0.85, "id", _has_digit)],
         name="LabelledIdRecognizer",
+    )
+
+
+def _enough_digits(value: str) -> bool:
+    return sum(c.isdigit() for c in value) >= 5
+
+
+def code_id_recognizer() -> RegexRecognizer:
+    """Record-like codes: letters and digits mixed ("E240591127", "CDC-330918"), or digit groups joined by two
+    or more dashes ("448-201-93"), with at least five digits. Codes with a dot (ICD-10 "C50.911") are not matched,
+    nor plain ranges ("135-145"); a nearby id word raises the score."""
+    return RegexRecognizer(
+        "ID",
+        [
+            RegexPattern(
+                "letters and digits",
+                _rx(r"(?<![\w.\-/])(?=[A-Za-z\-]*\d)(?=\d*[A-Za-z])[A-Za-z0-9]+(?:-[A-Za-z0-9]+)*(?![\w\-/]|\.\w)"),
+                0.5,
+                0,
+                _enough_digits,
+            ),
+            RegexPattern(
+                "dashed digit groups",
+                _rx(r"(?<![\w.\-/])\d{2,}(?:-\d{2,}){2,}(?![\w\-/]|\.\d)"),
+                0.5,
+                0,
+                _enough_digits,
+            ),
+        ],
+        name="CodeIdRecognizer",
+        context=["id", "no", "number", "#", "ref", "reference", "case", "record", "chart", "account", "specimen"],
+        context_boost=0.3,
+    )
+
+
+def long_number_recognizer() -> RegexRecognizer:
+    """Runs of 8 or more digits (optionally in groups of 3-4, as card and account numbers are written):
+    clinical measurements never have that many significant digits, identifiers do."""
+    return RegexRecognizer(
+        "ID",
+        [
+            RegexPattern("digit run", _rx(r"(?<![\w.,\-/])\d{8,19}(?![\w\-/]|[.,]\d)"), 0.6),
+            RegexPattern(
+                "grouped digits", _rx(r"(?<![\w.,\-])\d{4}(?:[ \-]\d{4}){2,3}(?:[ \-]\d{1,4})?(?![\w\-])"), 0.6
+            ),
+        ],
+        name="LongNumberRecognizer",
     )
 
 
@@ -259,6 +341,38 @@ def phone_recognizer() -> RegexRecognizer:
     )
 
 
+_DIGIT_RUN = re.compile(r"[+(]?\d[\d \t().\-/]*\d\)?")
+
+
+class WindowedPhoneRecognizer(PhoneRecognizer):
+    """Presidio's phone recognizer (python-phonenumbers, every default region), run only on the stretches of text
+    that hold six or more digits: the same numbers, without the matcher walking the whole note once per region."""
+
+    MIN_DIGITS = 6
+    MARGIN = 4
+
+    def analyze(
+        self, text: str, entities: list[str], nlp_artifacts: NlpArtifacts | None = None
+    ) -> list[RecognizerResult]:
+        """Phone numbers in ``text``, as :class:`PhoneRecognizer` finds them, offsets in ``text``."""
+        windows: list[list[int]] = []
+        for m in _DIGIT_RUN.finditer(text):
+            if sum(c.isdigit() for c in m.group()) < self.MIN_DIGITS:
+                continue
+            start, end = max(0, m.start() - self.MARGIN), min(len(text), m.end() + self.MARGIN)
+            if windows and start <= windows[-1][1]:
+                windows[-1][1] = end
+            else:
+                windows.append([start, end])
+        results: list[RecognizerResult] = []
+        for start, end in windows:
+            for r in super().analyze(text[start:end], entities, None):
+                r.start += start
+                r.end += start
+                results.append(r)
+        return EntityRecognizer.remove_duplicates(results)
+
+
 class OfflineEmailRecognizer(EmailRecognizer):
     """Presidio's e-mail recognizer validating domains with the bundled public suffix list (no network)."""
 
@@ -295,11 +409,11 @@ _STREET_SUFFIX = (
 _CITY = r"[A-Z][a-zA-Z.'\-]*(?:[ \t]+[A-Z][a-zA-Z.'\-]*){0,3}"
 _STREET = (
     rf"\b\d{{1,6}}[A-Z]?[ \t]+(?:(?:[NSEW]|North|South|East|West|NE|NW|SE|SW)\.?[ \t]+)?"
-    rf"(?:(?:[A-Z][a-zA-Z'\-]*|\d+(?:st|nd|rd|th))[ \t]+){{1,4}}{_STREET_SUFFIX}\b\.?"
+    rf"(?:(?:[A-Z][a-zA-Z'\-]*|\d+(?:st|nd|rd|th))[ \t]+){{1,4}}(?i:{_STREET_SUFFIX})\b\.?"
     rf"(?:[ \t]+(?:[NSEW]|NE|NW|SE|SW)\b\.?)?"
     r"(?:,?[ \t]+(?:Apt\.?|Apartment|Suite|Ste\.?|Unit|Bldg\.?|Building|Floor|Fl\.?|Room|Rm\.?|\#)"
     r"[ \t]*[A-Za-z0-9\-]+)?"
-    rf"(?:,[ \t]*{_CITY},?[ \t]+{_STATE}(?:[ \t]+{_ZIP})?\b)?"
+    rf"(?:,[ \t]*{_CITY}(?:,?[ \t]+{_STATE}(?:[ \t]+{_ZIP})?|,?[ \t]+{_ZIP})\b)?"
 )
 
 
@@ -331,11 +445,25 @@ def zip_recognizer() -> RegexRecognizer:
     )
 
 
-_FACILITY_KIND = (
-    r"(?:Hospital|Medical[ \t]+Cent(?:er|re)|Health[ \t]+(?:Cent(?:er|re)|System|Services|Network)|Healthcare"
-    r"|Health[ \t]+Care|Clinic|Clinics|Infirmary|Hospice|Nursing[ \t]+Home|Rehabilitation[ \t]+(?:Center|Hospital)"
-    r"|Surgery[ \t]+Center|Surgical[ \t]+Center|Care[ \t]+Center|Cancer[ \t]+Center|Children's|Sanatorium|Health)"
-)
+#: Heads of named facilities and other places a patient is tied to (care sites, worship, schools, custody).
+FACILITY_HEADS = (
+    "Hospital", "Medical Center", "Medical Centre", "Health Center", "Health Centre", "Health System",
+    "Health Services", "Health Network", "Healthcare", "Health Care", "Clinic", "Clinics", "Infirmary", "Hospice",
+    "Nursing Home", "Rehabilitation", "Rehabilitation Center", "Rehabilitation Hospital", "Surgery Center",
+    "Surgical Center", "Care Center", "Cancer Center", "Children's", "Sanatorium", "Health", "Home Care",
+    "Senior Living", "Assisted Living", "Retirement Home", "Retirement Community", "Care Home", "Group Home",
+    "Family Practice", "Medical Group", "Associates", "Pharmacy", "Laboratory", "Laboratories",
+    "Church", "Chapel", "Cathedral", "Temple", "Mosque", "Synagogue", "School", "Academy", "College", "University",
+    "Correctional Facility", "Prison", "Jail", "Shelter",
+)  # fmt: skip
+
+
+def _heads(words: Iterable[str]) -> str:
+    return "|".join(re.escape(w).replace(r"\ ", r"[ \t]+") for w in sorted(words, key=len, reverse=True))
+
+
+# Title case ("Mercy General Hospital") or capitals ("MERCY GENERAL HOSPITAL"), not lower case ("GI clinic").
+_FACILITY_KIND = r"(?:" + _heads(FACILITY_HEADS) + "|" + _heads(h.upper() for h in FACILITY_HEADS) + r")"
 _FAC_WORD = r"(?:[A-Z][a-zA-Z.'&\-]*|of|the|and|for|at)"
 
 
@@ -400,7 +528,16 @@ DATE_PATTERNS: dict[str, re.Pattern[str]] = {
     "day_month_year": _rx(
         rf"\b(?P<d>\d{{1,2}}){_ORD}(?P<of>[ \t]+of)?[ \t]+{_MONTH_RX}(?P<comma>,?)[ \t]+(?P<y>\d{{4}})\b"
     ),
+    # 30-MAR-2022, 05/Jan/24
+    "d_mon_y": _rx(
+        rf"(?<![\w\-/])(?P<d>\d{{1,2}})(?P<sep>[\-/])(?=[A-Za-z]){_MONTH_RX}(?P=sep)(?P<y>\d{{4}}|\d{{2}})\b"
+    ),
+    # Without a year (the month written with a capital, so "may 2" is not a date): Apr 13th, 20 September
+    "month_day": _rx(rf"\b(?=[A-Z]){_MONTH_RX}[ \t]+(?P<d>\d{{1,2}}){_ORD}\b(?![.,:/]?\d)"),
+    "day_month": _rx(rf"\b(?P<d>\d{{1,2}}){_ORD}(?P<of>[ \t]+of)?[ \t]+(?=[A-Z]){_MONTH_RX}\b"),
 }
+#: Year given to dates written without one (a leap year, so 29 February parses); only month and day are written.
+_NO_YEAR = 2000
 
 
 def _month_number(token: str) -> int:
@@ -449,7 +586,7 @@ def parse_date(text: str) -> tuple[datetime.date, Callable[[datetime.date], str]
         g = m.groupdict()
         try:
             month = int(g["m"]) if kind in ("iso", "mdy") else _month_number(g["month"])
-            value = datetime.date(_year(g["y"]), month, int(g["d"]))
+            value = datetime.date(_year(g["y"]) if g.get("y") else _NO_YEAR, month, int(g["d"]))
         except (ValueError, StopIteration):
             return None
         return value, _renderer(kind, g)
@@ -458,15 +595,21 @@ def parse_date(text: str) -> tuple[datetime.date, Callable[[datetime.date], str]
 
 def _renderer(kind: str, g: dict[str, str]) -> Callable[[datetime.date], str]:
     def render(d: datetime.date) -> str:
-        y = f"{d.year:04d}" if len(g["y"]) == 4 else f"{d.year % 100:02d}"
+        y = "" if not g.get("y") else f"{d.year:04d}" if len(g["y"]) == 4 else f"{d.year % 100:02d}"
         if kind == "iso":
             return f"{y}{g['sep']}{_pad(d.month, g['m'], numeric=True)}{g['sep']}{_pad(d.day, g['d'], numeric=True)}"
         if kind == "mdy":
             return f"{_pad(d.month, g['m'], numeric=True)}{g['sep']}{_pad(d.day, g['d'], numeric=True)}{g['sep']}{y}"
         month = _render_month(d.month, g["month"]) + g["dot"]
-        day = _pad(d.day, g["d"], numeric=False) + (_ordinal(d.day) if g["ord"] else "")
+        day = _pad(d.day, g["d"], numeric=False) + (_ordinal(d.day) if g.get("ord") else "")
+        if kind == "d_mon_y":
+            return f"{_pad(d.day, g['d'], numeric=True)}{g['sep']}{month}{g['sep']}{y}"
         if kind == "month_day_year":
             return f"{month} {day}{g['comma']} {y}"
+        if kind == "month_day":
+            return f"{month} {day}"
+        if kind == "day_month":
+            return f"{day}{g['of'] or ''} {month}"
         return f"{day}{g['of'] or ''} {month}{g['comma']} {y}"
 
     return render
@@ -488,6 +631,8 @@ def clinical_recognizers() -> list[EntityRecognizer]:
         mrn_recognizer(),
         accession_recognizer(),
         other_id_recognizer(),
+        long_number_recognizer(),
+        code_id_recognizer(),
         ssn_recognizer(),
         phone_recognizer(),
         email_recognizer(),

@@ -159,10 +159,11 @@ def longer_than_a_code(value: str) -> bool:
 def residual_entities(text: str, results: Sequence[RecognizerResult], *, ner_persons: bool = True) -> Counter[str]:
     """Identifiers Presidio still finds in de-identified ``text``, counted as ``presidio:<ENTITY>``.
 
-    ``ner_persons=False`` ignores PERSON results of spaCy's statistical NER (kept: names found by a
-    pattern, after a title or in a ``Name:`` field), for short values read out of context.
+    ``ner_persons=False`` ignores the guesses of spaCy's statistical NER (PERSON, ORGANIZATION, LOCATION,
+    DATE_TIME...; kept: names found by a pattern, after a title or in a ``Name:`` field), for short values
+    read out of context.
     """
-    from clinical_pipelines.deid.notes import is_precise_name
+    from clinical_pipelines.deid.notes import is_statistical_guess
 
     found: Counter[str] = Counter()
     for result in results:
@@ -173,7 +174,7 @@ def residual_entities(text: str, results: Sequence[RecognizerResult], *, ner_per
             continue
         if result.entity_type == "AGE_OVER_89" and "90+" in text[result.start : result.end + 1]:
             continue  # the Safe Harbor cap we wrote ("age 90+")
-        if result.entity_type == "PERSON" and not ner_persons and not is_precise_name(result):
+        if not ner_persons and is_statistical_guess(result):
             continue
         found[RE_ANALYSIS_PREFIX + result.entity_type] += 1
     return found

@@ -1,0 +1,122 @@
+"""Which statistical NER guesses are clinical vocabulary rather than identifiers.
+
+spaCy's small English model, trained on news and web text, labels much clinical language as people,
+organisations, places or dates: eponyms ("Murphy sign", "Foley catheter"), codes and measurements
+("J44.1", "Hgb 6.8"), durations and frequencies ("6 weeks", "daily"). These rules apply only to
+results of Presidio's ``SpacyRecognizer``; pattern recognizers (ours and Presidio's) are never
+filtered here. Each rule is a property of the language, not of any particular text:
+
+- a person's or group's name holds no digit, and an organisation or place name no code or measurement;
+- in a text that uses capitals, an all lower-case span is not a proper name;
+- an eponym is a capitalised word followed by the kind of thing named after it (sign, syndrome,
+  catheter, score...), or a span that ends with such a word;
+- an age ("96-year-old") is no date, nor are words without a digit or a month ("today", "weekly");
+- a one-word span at the start of a line followed by ``:`` is a section heading ("Neuro:");
+- an organisation or group guess that is one acronym of two to five capitals ("COPD", "ER") or a single
+  initial is an abbreviation, and so is a place guess of that form right after a measurement ("40 mg IV",
+  "96% RA"); person names are not filtered this way, and facility names are found by the facility
+  recognizer, not by this guess.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from presidio_analyzer import RecognizerResult
+
+NER_RECOGNIZER = "SpacyRecognizer"
+_NAMED = {"PERSON", "ORGANIZATION", "NRP", "LOCATION"}
+
+#: Head nouns of medical eponyms: "<Name> sign", "<Name>'s syndrome", "<Name>-<Name> score".
+EPONYM_HEADS = (
+    "sign", "signs", "syndrome", "disease", "score", "scale", "criteria", "classification", "stage", "grade", "index",
+    "catheter", "tube", "line", "drain", "needle", "forceps", "retractor", "procedure", "operation", "maneuver",
+    "manoeuvre", "test", "reflex", "repair", "fracture", "palsy", "lymphoma", "sarcoma", "tumor", "tumour", "ulcer",
+    "phenomenon", "triad", "node", "nodes", "method", "technique", "rule", "rules", "equation", "formula", "method",
+)  # fmt: skip
+_HEAD = r"(?:" + "|".join(EPONYM_HEADS) + r")\b"
+_FOLLOWED_BY_HEAD = re.compile(rf"(?:'s)?(?:[ \t]*(?:-|/|and|&)[ \t]*[A-Z][\w'\-]*)*[ \t]+{_HEAD}", re.IGNORECASE)
+_ENDS_WITH_HEAD = re.compile(rf"\b{_HEAD}$", re.IGNORECASE)
+_ACRONYM = re.compile(r"[A-Z]{2,5}s?|[A-Z]\.?")
+_AGE_EXPRESSION = re.compile(
+    r"\d+\+?[ \t]*-?[ \t]*(?:years?|yrs?|y)[ \t]*-?[ \t]*(?:old|o\b)|\d+\+?[ \t]*y/?o\b"
+    r"|\bage[ds]?\b[ \t:]*(?:of|is)?[ \t]*\d+",
+    re.IGNORECASE,
+)
+_PLACEHOLDERS_ONLY = re.compile(r"(?:[\s,;:()]*\[?[A-Z_]+\]|[\s,;:()]*\[[A-Z_]+\]?)+[\s,;:()]*")
+_CODE_OR_MEASURE = re.compile(r"[A-Za-z]\d|\d[.,/:]\d")
+_AFTER_A_NUMBER = re.compile(r"\d\S*(?:[ \t]+[A-Za-z/]{1,4}\.?)?[ \t]+(?:on[ \t]+)?$")
+_TITLE_BEFORE = re.compile(r"\b(?:Dr|Mr|Mrs|Ms|Miss|Mx|Prof|Doctor)\.?[ \t]*$", re.IGNORECASE)
+
+_MONTH_WORD = re.compile(
+    r"\b(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|sep(?:t(?:ember)?)?"
+    r"|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)\b\.?",
+    re.IGNORECASE,
+)
+_NUMERIC_DAY_MONTH = re.compile(r"(?<!\d)(\d{1,2})[/\-.](\d{1,2})(?!\d)")
+_ORDINAL_DAY = re.compile(r"\b(?:[1-9]|[12]\d|3[01])(?:st|nd|rd|th)\b", re.IGNORECASE)
+
+
+def has_date_element(value: str) -> bool:
+    """True when ``value`` names a month or a day (a month word, ``d/m`` with valid numbers, an ordinal day)."""
+    if _MONTH_WORD.search(value) or _ORDINAL_DAY.search(value):
+        return True
+    for m in _NUMERIC_DAY_MONTH.finditer(value):
+        a, b = int(m.group(1)), int(m.group(2))
+        if 1 <= a <= 31 and 1 <= b <= 31 and min(a, b) <= 12:
+            return True
+    return False
+
+
+def is_eponym(text: str, start: int, end: int) -> bool:
+    """True when ``text[start:end]`` is (part of) an eponymous clinical term, not a person named by a title."""
+    if _TITLE_BEFORE.search(text, max(0, start - 12), start):
+        return False
+    return bool(_FOLLOWED_BY_HEAD.match(text, end) or _ENDS_WITH_HEAD.search(text[start:end]))
+
+
+def is_clinical_ner_guess(text: str, result: RecognizerResult, *, case_informative: bool) -> bool:
+    """True when a SpacyRecognizer ``result`` is clinical vocabulary by one of the module's rules."""
+    value = text[result.start : result.end]
+    entity = result.entity_type
+    around = text[max(0, result.start - 1) : result.end + 1]
+    if _PLACEHOLDERS_ONLY.fullmatch(value) or _PLACEHOLDERS_ONLY.fullmatch(around):
+        return True  # our own replacements read again ("[FACILITY]\n[ADDRESS")
+    if entity == "DATE_TIME":
+        # An age is no date ("96-year-old"; ages over 89 are found by the age recognizer), nor are words without
+        # a digit or a month ("today", "daily", "three months", "Thursday"). Other DATE_TIME guesses are kept:
+        # "in 2159" may be a house number as well as a year.
+        if has_date_element(value):
+            return False
+        return _AGE_EXPRESSION.search(value) is not None or not any(c.isdigit() for c in value)
+    if entity not in _NAMED:
+        return False
+    if any(c.isdigit() for c in value):
+        # A person's name has no digit; an organisation or place may ("Castelao 66"), unless the digits make a
+        # code or a measurement ("G20", "N40.0", "INR 2.4", "MoCA 24/30").
+        return entity in ("PERSON", "NRP") or _CODE_OR_MEASURE.search(value) is not None
+    if entity in ("ORGANIZATION", "NRP") and _ACRONYM.fullmatch(value):
+        return True
+    if entity == "LOCATION" and _ACRONYM.fullmatch(value) and _AFTER_A_NUMBER.search(text, max(0, result.start - 16),
+                                                                                    result.start):  # fmt: skip
+        return True  # a route or unit after a measurement ("40 mg IV", "96% RA", "2L NC"), not a place
+    if case_informative and value.islower():
+        return True
+    line_start = result.start == 0 or text[result.start - 1] == "\n"
+    if line_start and " " not in value and text[result.end : result.end + 1] == ":":
+        return True
+    return is_eponym(text, result.start, result.end)
+
+
+def drop_clinical_ner(text: str, results: list[RecognizerResult]) -> list[RecognizerResult]:
+    """``results`` without the SpacyRecognizer guesses that :func:`is_clinical_ner_guess` calls clinical."""
+    case_informative = any(c.isupper() for c in text) and any(c.islower() for c in text)
+
+    def from_ner(r: RecognizerResult) -> bool:
+        return (r.recognition_metadata or {}).get("recognizer_name") == NER_RECOGNIZER
+
+    return [
+        r for r in results if not (from_ner(r) and is_clinical_ner_guess(text, r, case_informative=case_informative))
+    ]
