@@ -156,12 +156,16 @@ def longer_than_a_code(value: str) -> bool:
     return len(words) >= 2 and sum(len(w) for w in words) > CODE_MAX_LETTERS
 
 
-def residual_entities(text: str, results: Sequence[RecognizerResult], *, ner_persons: bool = True) -> Counter[str]:
+def residual_entities(
+    text: str, results: Sequence[RecognizerResult], *, ner_persons: bool = True, in_context: bool = True
+) -> Counter[str]:
     """Identifiers Presidio still finds in de-identified ``text``, counted as ``presidio:<ENTITY>``.
 
     ``ner_persons=False`` ignores the guesses of spaCy's statistical NER (PERSON, ORGANIZATION, LOCATION,
     DATE_TIME...; kept: names found by a pattern, after a title or in a ``Name:`` field), for short values
-    read out of context.
+    read out of context. ``in_context=False`` (a DICOM value or a table cell, not a note) ignores the
+    statistical guesses other than PERSON: a vendor ("GE MEDICAL SYSTEMS") or a body part read alone is
+    not a place or an organisation that identifies anyone.
     """
     from clinical_pipelines.deid.notes import is_statistical_guess
 
@@ -174,7 +178,9 @@ def residual_entities(text: str, results: Sequence[RecognizerResult], *, ner_per
             continue
         if result.entity_type == "AGE_OVER_89" and "90+" in text[result.start : result.end + 1]:
             continue  # the Safe Harbor cap we wrote ("age 90+")
-        if not ner_persons and is_statistical_guess(result):
+        if is_statistical_guess(result) and (
+            not ner_persons or (not in_context and result.entity_type != "PERSON")
+        ):
             continue
         found[RE_ANALYSIS_PREFIX + result.entity_type] += 1
     return found
@@ -243,7 +249,7 @@ def reanalyse_dicom(
     seen = {} if seen is None else seen
     new = sorted(set(texts) - seen.keys())
     for text, results in zip(new, analyze_many(new) if new else [], strict=True):
-        seen[text] = residual_entities(text, results, ner_persons=longer_than_a_code(text))
+        seen[text] = residual_entities(text, results, ner_persons=longer_than_a_code(text), in_context=False)
     for text in texts:
         found.update(seen[text])
     return found
