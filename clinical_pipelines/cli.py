@@ -383,11 +383,13 @@ def deid_notes(
 @_residual_option
 def deid_table(in_csv: Path, out_csv: Path, residual_scan: bool) -> None:
     """Pseudonymise, date-shift and generalise one CSV table (labs or outcomes schema); free text de-identified."""
+    from clinical_pipelines.deid.batch import skip_unused_heavy_imports
     from clinical_pipelines.deid.outputs import OutputFolder, OutputFolderError
     from clinical_pipelines.deid.pseudonyms import Pseudonymizer
     from clinical_pipelines.deid.tables import deidentify_csv_checked
 
     started = time.perf_counter()
+    skip_unused_heavy_imports()
     key = _deid_key()
     try:
         data = in_csv.read_bytes()

@@ -97,10 +97,22 @@ class _Worker:
 
 
 _state: _Worker | None = None
+# Presidio imports its optional transformers NER engine (and so torch) when they are installed: about
+# five seconds per process that this path never uses (no model may be downloaded at run time).
+UNUSED_HEAVY_MODULES = ("transformers", "torch")
+
+
+def skip_unused_heavy_imports() -> None:
+    """Make the optional transformers/torch imports fail fast in this process, unless already imported."""
+    import sys
+
+    for name in UNUSED_HEAVY_MODULES:
+        sys.modules.setdefault(name, None)  # type: ignore[arg-type]
 
 
 def _init_worker(key: bytes, options: tuple[str, ...] | None, out_dir: str, run_id: str, residual: bool) -> None:
     global _state
+    skip_unused_heavy_imports()
     _state = _Worker(key, OutputFolder(Path(out_dir), run_id), residual)
     if options is not None:
         _state.dicom = DicomDeidentifier(Pseudonymizer(key), DicomDeidPolicy(options=options))
