@@ -49,6 +49,7 @@ _COLUMN_OF = {
 _IMPLICIT = "1.2.840.10008.1.2"
 _DEFLATED = "1.2.840.10008.1.2.1.99"
 HEADER_SCAN_BYTES = 16 * 1024
+HEADER_PREFIX_BYTES = 64 * 1024  # one envelope chunk: holds the header of nearly every DICOM file
 
 
 def _elements_end(ds: Any) -> int | None:
