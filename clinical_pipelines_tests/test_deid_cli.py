@@ -196,8 +196,10 @@ def _limit_file_size() -> None:
     resource.setrlimit(resource.RLIMIT_FSIZE, (200, 200))
 
 
-@pytest.mark.parametrize("command", ["dicom", "notes"])
-def test_deid_output_errors_are_one_line_and_leave_nothing(tmp_path: Path, env: dict[str, str], command: str) -> None:
+@pytest.mark.parametrize(("command", "workers"), [("dicom", 1), ("dicom", 2), ("notes", 1)])
+def test_deid_output_errors_are_one_line_and_leave_nothing(
+    tmp_path: Path, env: dict[str, str], command: str, workers: int
+) -> None:
     folder, _ = corpus_folder(tmp_path)
     if command == "dicom":
         dicom_only(folder)
@@ -208,7 +210,8 @@ def test_deid_output_errors_are_one_line_and_leave_nothing(tmp_path: Path, env: 
     names = {part for p in folder.rglob("*") for part in p.relative_to(folder).parts}
     # A full disk: every output write fails part way.
     out = tmp_path / "full"
-    proc = run_cli("deid", command, str(folder), str(out), env=env, preexec_fn=_limit_file_size)
+    proc = run_cli("deid", command, str(folder), str(out), "--workers", str(workers), env=env,
+                   preexec_fn=_limit_file_size)  # fmt: skip
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert proc.stderr.count("\n") == 1 and f"cannot write to the output folder {out}" in proc.stderr
     assert "Traceback" not in proc.stderr and not any(n in proc.stderr + proc.stdout for n in names)

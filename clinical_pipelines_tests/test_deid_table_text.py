@@ -52,7 +52,7 @@ def test_ucum_units_conform(unit: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "text", ["Smith", "John Smith", "Dr. Jones", "Kim", "=HYPERLINK(\"http://x\")", "{John}/min", "mg/dL Smith", ""]
+    "text", ["Smith", "John Smith", "Dr. Jones", "Kim", '=HYPERLINK("http://x")', "{John}/min", "mg/dL Smith", ""]
 )
 def test_names_and_formulas_are_not_units(text: str) -> None:
     assert not is_ucum(text)

@@ -19,13 +19,17 @@ _TMP_SUFFIX = ".tmp"
 class OutputFolderError(Exception):
     """The output folder cannot be written (full, read-only, missing...). Names the folder, never an input."""
 
-    def __init__(self, folder: Path, cause: OSError) -> None:
-        reason = cause.strerror or type(cause).__name__
-        super().__init__(
-            f"cannot write to the output folder {folder} ({reason}); free space there or give a writable folder"
-        )
-        self.folder = folder
-        self.errno = cause.errno
+    def __init__(self, folder: Path, reason: str) -> None:
+        super().__init__(folder, reason)  # plain args: the error crosses process boundaries (pickled)
+        self.folder, self.reason = folder, reason
+
+    @classmethod
+    def from_os_error(cls, folder: Path, cause: OSError) -> OutputFolderError:
+        """The error for ``cause`` (its message may name a file: only its description is kept)."""
+        return cls(folder, cause.strerror or type(cause).__name__)
+
+    def __str__(self) -> str:
+        return f"cannot write to the output folder {self.folder} ({self.reason}); free space or give a writable folder"
 
 
 class OutputFolder:
@@ -41,7 +45,7 @@ class OutputFolder:
         try:
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise OutputFolderError(self.root, exc) from None
+            raise OutputFolderError.from_os_error(self.root, exc) from None
 
     def put(self, name: str, data: bytes) -> bool:
         """Write ``data`` as ``root/name``; False if that name already holds different bytes."""
@@ -55,7 +59,7 @@ class OutputFolder:
             except FileExistsError:
                 return target.read_bytes() == data
             except OSError as exc:
-                raise OutputFolderError(self.root, exc) from None
+                raise OutputFolderError.from_os_error(self.root, exc) from None
         finally:
             with contextlib.suppress(OSError):
                 tmp.unlink(missing_ok=True)
