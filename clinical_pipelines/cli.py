@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
@@ -286,6 +287,20 @@ _mapping_option = click.option(
 )
 
 
+@contextlib.contextmanager
+def _progress(in_dir: Path) -> Iterator[Callable[[int], None] | None]:
+    """A transient progress bar on a terminal (yields its advance function); nothing when output is not one."""
+    if not sys.stdout.isatty():  # where rich draws its bar
+        yield None
+        return
+    from rich.progress import Progress
+
+    total = sum(1 for p in in_dir.rglob("*") if p.is_file() and not p.is_symlink())
+    with Progress(transient=True) as bar:
+        task = bar.add_task("de-identifying", total=total)
+        yield lambda n: bar.advance(task, n)
+
+
 def _run_batch(run: Callable[[], BatchSummary], out_dir: Path) -> BatchSummary:
     from clinical_pipelines.deid.outputs import OutputFolderError
 
@@ -314,8 +329,6 @@ def deid_dicom(
     in_dir: Path, out_dir: Path, workers: int, options: tuple[str, ...], residual_scan: bool, mapping: Path | None
 ) -> None:
     """Apply the PS3.15 Basic Profile to every file in IN_DIR, writing OUT_DIR/<new SOP Instance UID>.dcm."""
-    from rich.progress import Progress
-
     from clinical_pipelines.deid.batch import deidentify_dicom_folder
     from clinical_pipelines.deid.profile import DEFAULT_OPTIONS
 
@@ -323,13 +336,10 @@ def deid_dicom(
     chosen = tuple(sorted(options or DEFAULT_OPTIONS))
     key = _deid_key()
     pairs: dict[str, str] | None = {} if mapping is not None else None
-    total = sum(1 for p in in_dir.rglob("*") if p.is_file())
-    with Progress(transient=True) as bar:
-        task = bar.add_task("de-identifying", total=total)
+    with _progress(in_dir) as advance:
         summary = _run_batch(
             lambda: deidentify_dicom_folder(in_dir, out_dir, key, options=chosen, workers=workers,
-                                            residual_scan=residual_scan, mapping=pairs,
-                                            progress=lambda n: bar.advance(task, n)),
+                                            residual_scan=residual_scan, mapping=pairs, progress=advance),
             out_dir,
         )  # fmt: skip
     if mapping is not None and pairs is not None:
@@ -350,8 +360,6 @@ def deid_notes(
     in_dir: Path, out_dir: Path, workers: int, batch_size: int, residual_scan: bool, mapping: Path | None
 ) -> None:
     """De-identify every UTF-8 note in IN_DIR into OUT_DIR/<sha256 of the output>.txt (dates shifted per patient)."""
-    from rich.progress import Progress
-
     from clinical_pipelines.deid.batch import deidentify_notes_folder
 
     if out_dir.resolve().is_relative_to(in_dir.resolve()):
@@ -359,13 +367,10 @@ def deid_notes(
     _check_mapping_path(mapping, in_dir)
     key = _deid_key()
     pairs: dict[str, str] | None = {} if mapping is not None else None
-    total = sum(1 for p in in_dir.rglob("*") if p.is_file() and not p.is_symlink())
-    with Progress(transient=True) as bar:
-        task = bar.add_task("de-identifying", total=total)
+    with _progress(in_dir) as advance:
         summary = _run_batch(
             lambda: deidentify_notes_folder(in_dir, out_dir, key, workers=workers, batch_size=batch_size,
-                                            residual_scan=residual_scan, mapping=pairs,
-                                            progress=lambda n: bar.advance(task, n)),
+                                            residual_scan=residual_scan, mapping=pairs, progress=advance),
             out_dir,
         )  # fmt: skip
     if mapping is not None and pairs is not None:

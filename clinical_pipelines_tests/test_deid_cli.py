@@ -79,8 +79,9 @@ def test_deid_dicom_folder(tmp_path: Path, env: dict[str, str], workers: int) ->
     pairs = json.loads(shown.stdout)
     assert sorted(pairs) == sorted(p.relative_to(folder).as_posix() for p in dicoms)
     assert sorted(pairs.values()) == written
-    for source, name in pairs.items():  # each output really is its input's de-identified form
-        assert pydicom.dcmread(out / name).SOPInstanceUID != pydicom.dcmread(folder / source).SOPInstanceUID
+    for source, name in pairs.items():  # each output is its input's de-identified form, named by its new UID
+        new_uid = pydicom.dcmread(out / name).SOPInstanceUID
+        assert name == f"{new_uid}.dcm" and new_uid != pydicom.dcmread(folder / source).SOPInstanceUID
 
 
 def _deflate_bomb(inflated_bytes: int) -> bytes:
