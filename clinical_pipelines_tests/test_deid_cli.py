@@ -114,14 +114,20 @@ def test_deid_dicom_validates_like_the_pipeline_and_goes_on(tmp_path: Path, env:
     (folder / "bomb.dcm").write_bytes(_deflate_bomb(80 * 1024 * 1024))
     (folder / "junk.dcm").write_bytes(b"not dicom")
     (folder / "odd.dcm").write_bytes(_with(dicoms[1], Modality="ZZ"))  # a modality the pipeline's suite refuses
+    (folder / "twin.dcm").write_bytes(_with(dicoms[0], Manufacturer="Other Vendor"))  # same SOP Instance UID
     assert validate_items.check_dicom((folder / "bomb.dcm").read_bytes()).reason == "inflate_limit"
     out = tmp_path / "out"
     proc = run_cli("deid", "dicom", str(folder), str(out), env=env)
     assert proc.returncode == 0, proc.stderr
-    total = len(dicoms) + 4
-    assert (f"{total} file(s), {len(dicoms)} written, 4 refused (inflate_limit: 1, not_dicom: 1, truncated_dicom: 1, "
-            "validation_failed: 1)") in proc.stdout  # fmt: skip
+    total = len(dicoms) + 5
+    assert (f"{total} file(s), {len(dicoms)} written, 5 refused (duplicate_output_name: 1, inflate_limit: 1, "
+            "not_dicom: 1, truncated_dicom: 1, validation_failed: 1)") in proc.stdout  # fmt: skip
     assert len(list(out.iterdir())) == len(dicoms)
+    # A re-run into the same folder finds its own outputs there (same bytes): nothing refused, nothing changed.
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    again = run_cli("deid", "dicom", str(folder), str(out), env=env)
+    assert again.returncode == 0 and f"{len(dicoms)} written, 5 refused" in again.stdout
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
 
 
 def _with(path: Path, **values: str) -> bytes:
