@@ -1,5 +1,10 @@
 """Folder-to-folder de-identification for the standalone CLI: many files, several processes.
 
+Each file goes through the pipeline's own checks first (:mod:`clinical_pipelines.validate.items`),
+then the engine, then (by default) the pipeline's residual-PHI scan (:mod:`.findings`); a refused
+file or an output with findings is counted and the batch goes on. Outputs are named by pseudonymous
+ids or content hashes, never by input names, and written atomically (:mod:`.outputs`).
+
 Worker processes come from a ``forkserver`` context: they never inherit the parent's threads
 (a progress bar's refresher, a Dagster run's) or its locks, and each builds its engine once.
 """
@@ -73,7 +78,6 @@ class FileOutcome:
     findings: dict[str, int] = field(default_factory=dict)
 
 
-RESIDUAL_PHI = "residual_phi"
 DUPLICATE = "duplicate_output_name"  # two inputs de-identify to one SOP Instance UID with different bytes
 
 
