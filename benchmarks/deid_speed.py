@@ -6,11 +6,14 @@ Generates --files synthetic 512x512 CT/MR slices with planted identifiers, then 
 
 - floor: ``pydicom.dcmread`` + ``save_as`` of every file, changing nothing;
 - ours, one process: the PS3.15 Basic Profile (default options) via ``deidentify_bytes``;
-- ours, --workers processes: ``clinical-pipelines deid dicom`` folder-to-folder (reads and writes files).
+- ours, CLI: ``clinical-pipelines deid dicom`` folder to folder, process start included, with 1
+  worker (residual scan on, the default, and off) and with --workers processes (scan on).
 
-Prints files/s, ratios to the floor, and the planted identifiers found in our output bytes
-(must be 0). Peer tools (dicognito, pydicom/deid, dicom-anonymizer) are compared when installed
-in the environment given by --peers-python (see the closing notes for how).
+Prints files/s, ratios to the floor and to the fastest peer's in-process API, and the planted
+identifiers found in our outputs (must be 0). Peer tools (dicognito, pydicom/deid,
+dicom-anonymizer) are compared when installed in the environment given by --peers-python
+(``make bench-peers`` builds ``.venv-peers``); dicognito also through its API, one ``Anonymizer``
+applied per file, read and written folder to folder, imports not timed.
 
 Notes (--notes N generated notes, 0 to skip; --notes-only skips DICOM), against out-of-the-box
 Presidio (default recognizers, the model's full spaCy pipeline, same model by path): one ``analyze``
@@ -41,6 +44,7 @@ from clinical_pipelines.deid.pseudonyms import Pseudonymizer
 from clinical_pipelines.synth import SynthCorpus
 
 KEY = b"benchmark de-identification secret (32+ bytes)"
+PEER_API = "peer: dicognito 0.19.0 (API, Anonymizer per file)"
 
 
 def main() -> None:
@@ -98,13 +102,26 @@ def main() -> None:
         env = dict(os.environ, CLINICAL_PIPELINES_DEID_KEY=base64.b64encode(KEY).decode())
         cli = str(Path(sys.executable).parent / "clinical-pipelines")
 
-        def ours_cli(workers: int) -> float:
-            out = work / "out"
+        cli_outputs: dict[str, Path] = {}
+
+        def ours_cli(workers: int, *flags: str) -> float:
+            out = work / f"out-{workers}{''.join(flags)}"
             shutil.rmtree(out, ignore_errors=True)
             started = time.perf_counter()
-            subprocess.run([cli, "deid", "dicom", str(in_dir), str(out), "--workers", str(workers)],
+            subprocess.run([cli, "deid", "dicom", str(in_dir), str(out), "--workers", str(workers), *flags],
                            env=env, check=True, capture_output=True)  # fmt: skip
+            cli_outputs[f"CLI, {workers} worker(s) {' '.join(flags)}".strip()] = out
             return time.perf_counter() - started
+
+        def peer_api(script: str, name: str) -> float:
+            """A peer's in-process API: the script times its own loop (imports excluded) and prints seconds."""
+            out = work / f"peer-{name}"
+            shutil.rmtree(out, ignore_errors=True)
+            out.mkdir()
+            done = subprocess.run([str(args.peers_python), "-c", script, str(in_dir), str(out)], check=True,
+                                  capture_output=True, text=True)  # fmt: skip
+            peer_outputs[name] = out
+            return float(done.stdout.strip().splitlines()[-1])
 
         peer_outputs: dict[str, Path] = {}
 
@@ -125,7 +142,17 @@ def main() -> None:
                 "replace_identifiers(dicom_files=sorted(glob.glob(sys.argv[1] + '/*.dcm')), output_folder=sys.argv[2], "
                 "save=True, overwrite=True)"
             )
+            dicognito_api = (
+                "import sys, glob, os, time, pydicom; from dicognito.anonymizer import Anonymizer; "
+                "files = sorted(glob.glob(sys.argv[1] + '/*.dcm')); started = time.perf_counter(); "
+                "anonymizer = Anonymizer()\n"
+                "for path in files:\n"
+                "    ds = pydicom.dcmread(path); anonymizer.anonymize(ds); "
+                "ds.save_as(os.path.join(sys.argv[2], os.path.basename(path)))\n"
+                "print(time.perf_counter() - started)"
+            )
             peers = {
+                PEER_API: lambda: peer_api(dicognito_api, "dicognito-api"),
                 "peer: dicognito 0.19.0 (CLI)": lambda: peer(
                     "dicognito", [py, "-m", "dicognito", "--quiet", "--output-directory", "{out}", str(in_dir)]
                 ),
@@ -140,6 +167,7 @@ def main() -> None:
             "floor: dcmread + save_as (no change)": floor,
             "ours, 1 process (in memory)": ours,
             "ours, CLI folder to folder, 1 worker": lambda: ours_cli(1),
+            "ours, CLI folder to folder, 1 worker, --no-residual-scan": lambda: ours_cli(1, "--no-residual-scan"),
             f"ours, CLI folder to folder, {args.workers} workers": lambda: ours_cli(args.workers),
         }
         times: dict[str, list[float]] = {name: [] for name in variants}
@@ -147,11 +175,18 @@ def main() -> None:
             for name, run in variants.items():
                 times[name].append(run())
         base = min(times["floor: dcmread + save_as (no change)"])
+        peer_base = min(times[PEER_API]) if PEER_API in times else None
         print(f"results, best of {args.repeat} interleaved rounds:")
         for name, t in times.items():
-            print(f"  {name:<46} {len(files) / min(t):7.0f} files/s   {base / min(t):4.2f}x floor")
+            vs_peer = f"   {peer_base / min(t):4.2f}x dicognito API" if peer_base else ""
+            print(f"  {name:<58} {len(files) / min(t):7.0f} files/s   {base / min(t):4.2f}x floor{vs_peer}")
         left = sorted({v for v in planted for out in outputs if v.encode() in out})
         print(f"planted identifiers left in our output: {len(left)} of {len(planted)}")
+        for name, folder in cli_outputs.items():
+            blob = b"".join(p.read_bytes() for p in folder.iterdir())
+            written = sum(1 for _ in folder.iterdir())
+            print(f"planted identifiers left in our {name} output: {sum(1 for v in planted if v.encode() in blob)} "
+                  f"of {len(planted)} ({written} files written)")  # fmt: skip
         for name, folder in peer_outputs.items():
             blob = b"".join(p.read_bytes() for p in folder.rglob("*") if p.is_file())
             peer_left = sum(1 for v in planted if v.encode() in blob)

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
 
 import click
 
 from clinical_pipelines.cli_catalog import register_commands
+
+if TYPE_CHECKING:
+    from clinical_pipelines.deid.batch import BatchSummary
+    from clinical_pipelines.settings import Settings
 
 
 @click.group()
@@ -186,14 +193,123 @@ def quarantine_list(data_dir: Path | None, store_url: str | None) -> None:
 
 @main.group()
 def deid() -> None:
-    """De-identify files without the pipeline (key from CLINICAL_PIPELINES_DEID_KEY or the key folder)."""
+    """De-identify files without the pipeline (key from CLINICAL_PIPELINES_DEID_KEY or the key folder).
+
+    Every file is validated as the pipeline validates it first; outputs are named by pseudonymous
+    ids or content hashes, never by input names; the residual-PHI scan runs unless turned off.
+    Exit status: 0 done, 1 residual findings (those outputs are not written) or nothing written,
+    2 configuration or output-folder error.
+    """
+
+
+def _fail(message: str) -> NoReturn:
+    """One line on stderr and exit status 2: configuration and output-folder errors (no traceback)."""
+    click.echo(f"error: {message}", err=True)
+    sys.exit(2)
+
+
+def _settings() -> Settings:
+    from clinical_pipelines.settings import Settings
+
+    try:
+        return Settings.from_env()
+    except ValueError as exc:  # SettingsError and malformed numbers; messages name variables, not data
+        _fail(str(exc))
 
 
 def _deid_key() -> bytes:
     from clinical_pipelines.deid.secret import load_deid_key
-    from clinical_pipelines.settings import Settings
+    from clinical_pipelines.storage.keys import KeyError_
 
-    return load_deid_key(Settings.from_env().key_dir)
+    settings = _settings()
+    try:
+        return load_deid_key(settings.key_dir, create=settings.env != "production")
+    except KeyError_ as exc:
+        _fail(str(exc))
+
+
+def _check_mapping_path(mapping: Path | None, in_dir: Path) -> None:
+    if mapping is not None and mapping.resolve().is_relative_to(in_dir.resolve()):
+        raise click.UsageError("the mapping file must not lie inside the input folder")
+
+
+def _write_mapping(path: Path, mapping: dict[str, str]) -> None:
+    """The input -> output mapping, encrypted under the master key (envelope encryption), written atomically."""
+    from clinical_pipelines.deid.outputs import OutputFolder, OutputFolderError
+    from clinical_pipelines.storage.envelope import encrypt_bytes
+    from clinical_pipelines.storage.keys import KeyError_, load_keyring
+
+    try:
+        keyring = load_keyring(_settings().key_dir)
+    except (KeyError_, ValueError, OSError) as exc:
+        _fail(f"no master key to encrypt the mapping ({exc}); set CLINICAL_PIPELINES_MASTER_KEY or the key folder")
+    blob = encrypt_bytes(json.dumps(mapping, sort_keys=True, indent=1).encode(), keyring)
+    folder = OutputFolder(path.parent)
+    try:
+        folder.create()
+        if path.exists():
+            path.unlink()
+        folder.put(path.name, blob)
+    except OSError as exc:
+        _fail(f"cannot write the mapping file {path} ({exc.strerror or type(exc).__name__}); give a writable path")
+    except OutputFolderError as exc:
+        _fail(str(exc))
+
+
+def _report(summary: BatchSummary, noun: str) -> str:
+    """The per-file residual lines (output names, counts per kind) and the refusals, as text."""
+    lines = [f"residual PHI in {name} (not written): " + ", ".join(f"{k} x{v}" for k, v in findings.items())
+             for name, findings in sorted(summary.residual.items())]  # fmt: skip
+    reasons = ", ".join(f"{k}: {v}" for k, v in sorted(summary.rejected.items())) or "none"
+    scan = f"{len(summary.residual)} with residual findings" if summary.residual_scan else "residual scan skipped"
+    lines.append(f"{summary.files} {noun}, {summary.written} written, {sum(summary.rejected.values())} refused "
+                 f"({reasons}), {scan}")  # fmt: skip
+    return "\n".join(lines)
+
+
+def _exit_status(summary: BatchSummary) -> int:
+    return 1 if summary.residual or (summary.files and not summary.written) else 0
+
+
+_residual_option = click.option(
+    "--residual-scan/--no-residual-scan",
+    default=True,
+    show_default=True,
+    help="Search every output for the original's identifiers and re-analyse its text; an output with a finding "
+    "is not written and the exit status is 1.",
+)
+_mapping_option = click.option(
+    "--mapping",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also write input path -> output name here, encrypted with the master key "
+    "(read it back with: clinical-pipelines deid mapping FILE).",
+)
+
+
+@contextlib.contextmanager
+def _progress(in_dir: Path) -> Iterator[Callable[[int], None] | None]:
+    """A transient progress bar on a terminal (yields its advance function); nothing when output is not one."""
+    if not sys.stdout.isatty():  # where rich draws its bar
+        yield None
+        return
+    from rich.progress import Progress
+
+    total = sum(1 for p in in_dir.rglob("*") if p.is_file() and not p.is_symlink())
+    with Progress(transient=True) as bar:
+        task = bar.add_task("de-identifying", total=total)
+        yield lambda n: bar.advance(task, n)
+
+
+def _run_batch(run: Callable[[], BatchSummary], out_dir: Path) -> BatchSummary:
+    from clinical_pipelines.deid.outputs import OutputFolderError
+
+    try:
+        return run()
+    except OutputFolderError as exc:
+        _fail(str(exc))
+    except ValueError as exc:  # the output folder inside the input folder
+        raise click.UsageError(str(exc)) from None
 
 
 @deid.command("dicom")
@@ -207,27 +323,30 @@ def _deid_key() -> bytes:
     help="PS3.15 profile option (repeatable), e.g. rtnDevIdOpt. Default: modified dates, patient characteristics, "
     "clean descriptors.",
 )
-def deid_dicom(in_dir: Path, out_dir: Path, workers: int, options: tuple[str, ...]) -> None:
-    """Apply the PS3.15 Basic Profile to every file in IN_DIR, writing OUT_DIR with the same layout."""
-    from rich.progress import Progress
-
+@_residual_option
+@_mapping_option
+def deid_dicom(
+    in_dir: Path, out_dir: Path, workers: int, options: tuple[str, ...], residual_scan: bool, mapping: Path | None
+) -> None:
+    """Apply the PS3.15 Basic Profile to every file in IN_DIR, writing OUT_DIR/<new SOP Instance UID>.dcm."""
     from clinical_pipelines.deid.batch import deidentify_dicom_folder
     from clinical_pipelines.deid.profile import DEFAULT_OPTIONS
 
+    _check_mapping_path(mapping, in_dir)
     chosen = tuple(sorted(options or DEFAULT_OPTIONS))
     key = _deid_key()
-    total = sum(1 for p in in_dir.rglob("*") if p.is_file())
-    with Progress(transient=True) as bar:
-        task = bar.add_task("de-identifying", total=total)
-        summary = deidentify_dicom_folder(
-            in_dir, out_dir, key, options=chosen, workers=workers, progress=lambda n: bar.advance(task, n)
-        )
-    reasons = ", ".join(f"{k}: {v}" for k, v in sorted(summary.rejected.items())) or "none"
-    click.echo(
-        f"{summary.files} file(s), {summary.written} written, {sum(summary.rejected.values())} refused ({reasons}); "
-        f"{summary.files_per_s:.0f} files/s with {workers} worker(s); options: {', '.join(chosen)}"
-    )
-    sys.exit(1 if summary.files and not summary.written else 0)
+    pairs: dict[str, str] | None = {} if mapping is not None else None
+    with _progress(in_dir) as advance:
+        summary = _run_batch(
+            lambda: deidentify_dicom_folder(in_dir, out_dir, key, options=chosen, workers=workers,
+                                            residual_scan=residual_scan, mapping=pairs, progress=advance),
+            out_dir,
+        )  # fmt: skip
+    if mapping is not None and pairs is not None:
+        _write_mapping(mapping, pairs)
+    click.echo(f"{_report(summary, 'file(s)')}; {summary.files_per_s:.0f} files/s with {workers} worker(s); "
+               f"options: {', '.join(chosen)}")  # fmt: skip
+    sys.exit(_exit_status(summary))
 
 
 @deid.command("notes")
@@ -235,49 +354,96 @@ def deid_dicom(in_dir: Path, out_dir: Path, workers: int, options: tuple[str, ..
 @click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--workers", type=int, default=1, show_default=True, help="Processes to spread the notes over.")
 @click.option("--batch-size", type=int, default=32, show_default=True, help="Notes per spaCy batch.")
-def deid_notes(in_dir: Path, out_dir: Path, workers: int, batch_size: int) -> None:
-    """De-identify every UTF-8 note in IN_DIR into OUT_DIR (names, ids, dates shifted per patient, ...)."""
-    from rich.progress import Progress
-
+@_residual_option
+@_mapping_option
+def deid_notes(
+    in_dir: Path, out_dir: Path, workers: int, batch_size: int, residual_scan: bool, mapping: Path | None
+) -> None:
+    """De-identify every UTF-8 note in IN_DIR into OUT_DIR/<sha256 of the output>.txt (dates shifted per patient)."""
     from clinical_pipelines.deid.batch import deidentify_notes_folder
 
     if out_dir.resolve().is_relative_to(in_dir.resolve()):
         raise click.UsageError("the output folder must not lie inside the input folder")
+    _check_mapping_path(mapping, in_dir)
     key = _deid_key()
-    total = sum(1 for p in in_dir.rglob("*") if p.is_file() and not p.is_symlink())
-    with Progress(transient=True) as bar:
-        task = bar.add_task("de-identifying", total=total)
-        summary = deidentify_notes_folder(
-            in_dir, out_dir, key, workers=workers, batch_size=batch_size, progress=lambda n: bar.advance(task, n)
-        )
+    pairs: dict[str, str] | None = {} if mapping is not None else None
+    with _progress(in_dir) as advance:
+        summary = _run_batch(
+            lambda: deidentify_notes_folder(in_dir, out_dir, key, workers=workers, batch_size=batch_size,
+                                            residual_scan=residual_scan, mapping=pairs, progress=advance),
+            out_dir,
+        )  # fmt: skip
+    if mapping is not None and pairs is not None:
+        _write_mapping(mapping, pairs)
     click.echo(
-        f"{summary.files} note(s), {summary.written} written, {sum(summary.rejected.values())} refused "
-        f"{summary.rejected or ''}; replaced {sum(summary.entities.values())} identifier(s) "
+        f"{_report(summary, 'note(s)')}; replaced {sum(summary.entities.values())} identifier(s) "
         f"{dict(sorted(summary.entities.items()))}; {summary.files_per_s:.1f} notes/s with {workers} worker(s)"
     )
-    sys.exit(1 if summary.files and not summary.written else 0)
+    sys.exit(_exit_status(summary))
 
 
 @deid.command("table")
 @click.argument("in_csv", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.argument("out_csv", type=click.Path(dir_okay=False, path_type=Path))
-def deid_table(in_csv: Path, out_csv: Path) -> None:
-    """Pseudonymise, date-shift and generalise one CSV table (labs or outcomes schema)."""
+@_residual_option
+def deid_table(in_csv: Path, out_csv: Path, residual_scan: bool) -> None:
+    """Pseudonymise, date-shift and generalise one CSV table (labs or outcomes schema); free text de-identified."""
+    from clinical_pipelines.deid.batch import skip_unused_heavy_imports
+    from clinical_pipelines.deid.outputs import OutputFolder, OutputFolderError
     from clinical_pipelines.deid.pseudonyms import Pseudonymizer
-    from clinical_pipelines.deid.tables import deidentify_csv
+    from clinical_pipelines.deid.tables import deidentify_csv_checked
 
     started = time.perf_counter()
+    skip_unused_heavy_imports()
+    key = _deid_key()
     try:
-        data, result = deidentify_csv(in_csv.read_bytes(), Pseudonymizer(_deid_key()))
+        data = in_csv.read_bytes()
+    except OSError as exc:
+        _fail(f"cannot read the input table ({exc.strerror or type(exc).__name__})")
+    try:
+        out, result, findings = deidentify_csv_checked(data, Pseudonymizer(key), residual_scan=residual_scan)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
-    out_csv.write_bytes(data)
-    kanon = result.report.kanon
+    if findings:
+        click.echo("residual PHI in the de-identified table (not written): "
+                   + ", ".join(f"{k} x{v}" for k, v in sorted(findings.items())))  # fmt: skip
+        sys.exit(1)
+    folder = OutputFolder(out_csv.parent)
+    try:
+        folder.create()
+        out_csv.unlink(missing_ok=True)
+        folder.put(out_csv.name, out)
+    except OSError as exc:
+        _fail(f"cannot write {out_csv} ({exc.strerror or type(exc).__name__}); give a writable path")
+    except OutputFolderError as exc:
+        _fail(str(exc))
+    report = result.report
+    kanon = report.kanon
+    scan = "residual scan: clean" if residual_scan else "residual scan skipped"
     click.echo(
-        f"{result.report.rows} row(s) of {result.report.table}; dropped {', '.join(result.report.columns_dropped)}; "
-        f"k-anonymity k={kanon.k} over {', '.join(kanon.quasi_identifiers)} "
+        f"{report.rows} row(s) of {report.table}; dropped {', '.join(report.columns_dropped) or 'none'}; "
+        f"{report.cells_redacted} cell(s) outside their column's form redacted, "
+        f"{report.free_text_cells} free-text cell(s) de-identified; "
+        f"k-anonymity k={kanon.k} over {', '.join(kanon.quasi_identifiers)}; {scan} "
         f"in {time.perf_counter() - started:.2f} s"
     )
+
+
+@deid.command("mapping")
+@click.argument("mapping_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def deid_mapping(mapping_file: Path) -> None:
+    """Decrypt a --mapping file (needs the master key that wrote it) and print it as JSON: it names input files."""
+    from clinical_pipelines.storage.envelope import DecryptionError, decrypt_bytes
+    from clinical_pipelines.storage.keys import KeyError_, load_keyring
+
+    try:
+        keyring = load_keyring(_settings().key_dir)
+        click.echo(decrypt_bytes(mapping_file.read_bytes(), keyring).decode())
+    except (KeyError_, DecryptionError) as exc:
+        _fail(f"cannot decrypt {mapping_file} ({exc}); use the master key (CLINICAL_PIPELINES_MASTER_KEY or the "
+              "key folder) that wrote it")  # fmt: skip
+    except OSError as exc:
+        _fail(f"cannot read {mapping_file} ({exc.strerror or type(exc).__name__})")
 
 
 register_commands(main)  # catalog, manifest, reproduce, runs (clinical_pipelines/cli_catalog.py)

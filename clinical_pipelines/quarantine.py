@@ -46,6 +46,7 @@ REASONS = {
     "not_dicom": "no DICOM Part 10 preamble / file meta",
     "malformed_dicom": "pydicom could not read the file (corrupt structure)",
     "truncated_dicom": "the DICOM file ends inside a data element (truncated upload or copy)",
+    "inflate_limit": "a deflated DICOM dataset that would inflate past the size bound (decompression bomb)",
     "unsupported_transfer_syntax": "the transfer syntax is not one the platform handles",
     "missing_pixel_data": "an image storage instance without Pixel Data",
     "pixel_length_mismatch": "Pixel Data length disagrees with rows x columns x bits x frames",

@@ -1,16 +1,17 @@
 """De-identify a DICOM instance with the PS3.15 Annex E Basic Profile (plus options).
 
-Every top-level and nested attribute is judged by the compiled Table E.1-1 actions, their conditional
-actions resolved by the attribute's type in the instance's IOD (:mod:`.iod`), and what the table
-does not name fails closed (:meth:`DicomDeidentifier._action`): tags unknown to the data
-dictionary, untyped UN values, overlay planes (no bitmap cleaner: removed whole unless kept) and
-the text group are removed, person names and free text replaced, every written text of a Content Sequence replaced (its codes kept). Private
-attributes are removed unless their (creator, element) is on the safe list; UIDs are remapped by
-keyed hash; with the modified-dates option dates and times move by the patient's keyed offset
-(whole days plus a time of day, :mod:`.temporal`); elements after the pixel data are dropped;
-Patient ID and Patient's Name become the patient's pseudonym. Pixel data is copied as bytes,
-never decoded. Instances that may carry burned-in text are refused (routed to review), unless the
-policy gives a pixel mask for their modality (Clean Pixel Data Option, :mod:`.pixels`).
+Every top-level and nested attribute is judged by the compiled Table E.1-1 actions, their
+conditional actions resolved by the attribute's type in the instance's IOD (:mod:`.iod`), and what
+the table does not name fails closed (:meth:`DicomDeidentifier._action`): tags unknown to the data
+dictionary, untyped UN values, overlay planes (no bitmap cleaner: removed whole unless kept) and the
+text group are removed, person names and free text replaced, every written text of a Content
+Sequence replaced (its codes kept). Private attributes are removed unless their (creator, element)
+is on the safe list; UIDs are remapped by keyed hash; with the modified-dates option dates and times
+move by the patient's keyed offset (whole days plus a time of day, :mod:`.temporal`); elements after
+the pixel data are dropped; Patient ID and Patient's Name become the patient's pseudonym. Pixel data
+is copied as bytes, never decoded. Instances that may carry burned-in text are refused (routed to
+review), unless the policy gives a pixel mask for their modality (Clean Pixel Data Option,
+:mod:`.pixels`).
 """
 
 from __future__ import annotations

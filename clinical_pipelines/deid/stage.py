@@ -17,16 +17,11 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 
 from clinical_pipelines.deid.dicom import DeidRejected, DicomDeidentifier
+from clinical_pipelines.deid.findings import DicomFindings, note_findings, note_identifiers, table_findings
 from clinical_pipelines.deid.notes import NoteDeidentifier
 from clinical_pipelines.deid.profile import PROFILE_NAME, PROFILE_VERSION
 from clinical_pipelines.deid.pseudonyms import Pseudonymizer
-from clinical_pipelines.deid.residual import (
-    dicom_identifiers,
-    dicom_text_values,
-    reanalyse_dicom,
-    residual_entities,
-    scan,
-)
+from clinical_pipelines.deid.residual import scan
 from clinical_pipelines.deid.tables import POLICIES, deidentify_table, table_csv_bytes
 from clinical_pipelines.quarantine import Quarantine, QuarantineRecord, count_reasons
 from clinical_pipelines.raw.zone import RawZone
@@ -137,9 +132,9 @@ class DropDeidentifier:
         return report
 
     def _dicom(self, report: DeidStageReport, raw_items: list[str], lineage: dict[str, str]) -> None:
-        kept = frozenset("KUC") if self.dicom.text_cleaner is not None else frozenset("KU")
         names = self._names(report)
-        seen: dict[str, Counter[str]] = {}  # distinct text value -> its re-analysis findings (series share most)
+        notes = self.notes
+        findings = DicomFindings(self.dicom, (lambda: notes.analyze_many) if notes is not None else None)
         for sha in raw_items:
             data = self.raw.read_object(sha)
             report.bytes_in += len(data)
@@ -148,13 +143,11 @@ class DropDeidentifier:
             except DeidRejected as rejected:
                 self._quarantine(report, names.get(sha), rejected.reason, rejected.detail, data)
                 continue
-            identifiers = dicom_identifiers(data, self.dicom.profile.actions, kept=kept)
-            hits = self._known(report, out, identifiers)
-            person_names, texts = dicom_text_values(out)
-            hits.update(reanalyse_dicom(person_names, texts, self.notes.analyze_many if self.notes else None, seen))
+            hits = findings(data, out)
             attributes = item_report.attributes
             self._emit(report, lineage, sha, names.get(sha), data, out, "dicom", (item_report.patient_id,), hits,
                        attributes)  # fmt: skip
+        report.identifiers_searched += findings.identifiers_searched
 
     def _notes(self, report: DeidStageReport, raw_items: list[str], lineage: dict[str, str]) -> None:
         assert self.notes is not None
@@ -166,13 +159,8 @@ class DropDeidentifier:
         rereads = self.notes.analyze_many([r.text for r in results])
         for sha, data, text, result, reread in zip(raw_items, originals, texts, results, rereads, strict=True):
             out = result.text.encode("utf-8")
-            # Dates are rewritten by design (a shifted date may equal another original one): not searched.
-            identifiers: dict[str, set[str]] = {}
-            for entity, start, end in result.spans:
-                value = text[start:end].strip()
-                if entity != "DATE" and len(value) >= 4:
-                    identifiers.setdefault(entity, set()).add(value)
-            hits = self._known(report, out, identifiers) + residual_entities(result.text, reread)
+            report.identifiers_searched += sum(len(v) for v in note_identifiers(text, result).values())
+            hits = note_findings(text, result, reread)
             mrn = next((text[s:e] for kind, s, e in result.spans if kind == "MRN"), None)
             patients = (self.pseudonymizer.patient_id(mrn),) if mrn else ()
             self._emit(report, lineage, sha, names.get(sha), data, out, "notes", patients, hits)
@@ -181,33 +169,17 @@ class DropDeidentifier:
         import pandas as pd
 
         names = self._names(report)
+        analyze = self.notes.analyze_many if self.notes is not None else None
         for table in tables:
             frame = pd.read_parquet(io.BytesIO(self.raw.read_object(table["parquet_sha256"])))
             report.bytes_in += int(frame.memory_usage(deep=True).sum())
-            result = deidentify_table(frame, table["kind"], self.pseudonymizer)
+            result = deidentify_table(frame, table["kind"], self.pseudonymizer, notes=self.notes)
             out = table_csv_bytes(result.frame)
-            policy = POLICIES[table["kind"]]
-            identifiers: dict[str, set[str]] = {}
-            for column, role in policy.roles.items():
-                if role in ("patient_key", "drop") and column in frame:
-                    values = {str(v).strip() for v in frame[column].dropna() if len(str(v).strip()) >= 4}
-                    identifiers.setdefault(column, set()).update(values)
             patients = tuple(sorted(set(result.frame["patient_id"].dropna())))
             source = table["source_sha256"]
-            hits = self._known(report, out, identifiers) + self._reread_values(result.frame)
+            hits = table_findings(frame, result, POLICIES[table["kind"]], out, analyze)
             original = self.raw.read_object(source) if +hits else b""
             self._emit(report, lineage, source, names.get(source), original, out, table["kind"], patients, hits)
-
-    def _reread_values(self, frame: object) -> Counter[str]:
-        """Re-analysis of every distinct text value left in a de-identified table."""
-        found: Counter[str] = Counter()
-        if self.notes is None:
-            return found
-        values = sorted({str(v).strip() for column in frame.select_dtypes(exclude="number")  # type: ignore[attr-defined]
-                         for v in frame[column].dropna().unique() if str(v).strip()})  # type: ignore[index]  # fmt: skip
-        for text, results in zip(values, self.notes.analyze_many(values) if values else [], strict=True):
-            found.update(residual_entities(text, results, ner_persons=False))
-        return found
 
     def _names(self, report: DeidStageReport) -> dict[str, str]:
         """Raw sha256 -> the file's path in its drop (PHI: only ever stored encrypted, in quarantine)."""

@@ -24,10 +24,23 @@ Every column of a table kind (named as in :mod:`clinical_pipelines.validate.tabl
 ``age``
     Whole years as a string; 90 and above become ``90+``; unparseable or negative ages are blanked.
 ``keep``
-    Kept as is (test codes, values, units, outcomes, sex).
+    Kept (test codes, values, units, outcomes, sex) when the cell has the column's closed form
+    declared by the schema (LOINC, UCUM, number, snake_case code, administrative sex: see
+    :mod:`clinical_pipelines.validate.forms`); a cell outside its form may be free text (a name typed
+    into ``unit``) and is redacted (blank, counted in ``cells_redacted``).
+``free_text``
+    The schema's free-text columns (``comment``): each cell goes through the notes engine with the
+    row's patient key (names replaced, dates shifted like the patient's), or, with no notes engine,
+    the column is dropped.
 
 Columns the policy does not name are dropped (fail closed) and listed in the report. The report
 (and every exception message here) holds counts and column names only, never a cell value.
+
+CSV output follows the OWASP CSV-injection rule: a text cell whose first character is ``=``, ``+``,
+``-``, ``@``, tab or carriage return (a spreadsheet would run it as a formula) gets a leading single
+quote. Number cells (floats and ints, as the schema types ``value`` and ages) are numbers, not
+formulas, and are written as they are, so ``-3.2`` stays ``-3.2``; the same text in a text column
+becomes ``'-3.2``.
 """
 
 from __future__ import annotations
@@ -39,15 +52,19 @@ import math
 import numbers
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from clinical_pipelines.deid.kanon import DEFAULT_K_THRESHOLD, KAnonymityReport, k_anonymity
 from clinical_pipelines.deid.pseudonyms import Pseudonymizer
 from clinical_pipelines.validate.dicom import ParseFailure
+from clinical_pipelines.validate.forms import conforms
 from clinical_pipelines.validate.tables import LABS, OUTCOMES, TableSchema, parse_table
 
-ROLES = ("patient_key", "drop", "date", "birth_date", "zip", "age", "keep")
+if TYPE_CHECKING:
+    from clinical_pipelines.deid.notes import NoteDeidentifier
+
+ROLES = ("patient_key", "drop", "date", "birth_date", "zip", "age", "keep", "free_text")
 
 PATIENT_ID_COLUMN = "patient_id"
 ZIP3_COLUMN = "zip3"
@@ -80,6 +97,7 @@ class TablePolicy:
     age_reference: str | None = None
     age_column: str = "age"
     quasi_identifiers: tuple[str, ...] = ()
+    forms: Mapping[str, str] = field(default_factory=dict)  # column -> closed form its kept cells must have
 
     def __post_init__(self) -> None:
         bad = sorted(c for c, r in self.roles.items() if r not in ROLES)
@@ -97,11 +115,12 @@ class TablePolicy:
 
 
 def _policy(schema: TableSchema, roles: Mapping[str, str], **kwargs: Any) -> TablePolicy:
-    full = {c: "drop" for c in DIRECT_IDENTIFIERS} | {"sex": "keep"} | dict(roles)
+    full = ({c: "drop" for c in DIRECT_IDENTIFIERS} | {"sex": "keep"} | dict.fromkeys(schema.free_text, "free_text")
+            | dict(roles))  # fmt: skip
     missing = [c for c in schema.columns if c not in full]
     if missing:  # every declared column must have a role
         raise ValueError(f"policy {schema.name}: no role for columns {missing}")
-    return TablePolicy(name=schema.name, roles=full, **kwargs)
+    return TablePolicy(name=schema.name, roles=full, forms={"sex": "sex", **schema.forms}, **kwargs)
 
 
 LABS_POLICY = _policy(
@@ -155,6 +174,9 @@ class TableDeidReport:
     ages_top_coded: int
     ages_blanked: int  # non-empty age / birth-date cells not released
     kanon: KAnonymityReport
+    cells_redacted: int = 0  # kept-column cells outside their column's closed form
+    free_text_cells: int = 0  # cells de-identified by the notes engine
+    columns_free_text: tuple[str, ...] = ()  # free-text columns released after the notes engine
 
     def to_metadata(self) -> dict[str, Any]:
         """A JSON-ready dict for run metadata."""
@@ -277,14 +299,16 @@ def deidentify_table(
     *,
     quasi_identifiers: Sequence[str] | None = None,
     k_threshold: int = DEFAULT_K_THRESHOLD,
+    notes: NoteDeidentifier | None = None,
 ) -> TableDeidResult:
     """De-identify ``frame`` (a pandas DataFrame, typed as ``parse_table`` makes it, or all strings).
 
     ``kind`` names the table schema (``"labs"``, ``"outcomes"``) or is a policy. Rows stay in
     input order, one output row per input row. ``quasi_identifiers`` (output column names) override
     the policy's for the k-anonymity report; unlike the policy's, each must be in the output.
+    Free-text columns go through ``notes``, or are dropped when it is None.
     """
-    return _deidentify(frame, _resolve_policy(kind), pseudonymizer, quasi_identifiers, k_threshold, ())
+    return _deidentify(frame, _resolve_policy(kind), pseudonymizer, quasi_identifiers, k_threshold, (), notes)
 
 
 def _deidentify(
@@ -294,6 +318,7 @@ def _deidentify(
     quasi_identifiers: Sequence[str] | None,
     k_threshold: int,
     extra_unknown: Sequence[str],
+    notes: NoteDeidentifier | None = None,
 ) -> TableDeidResult:
     import pandas as pd
 
@@ -309,9 +334,10 @@ def _deidentify(
     n = len(frame)
     counts = dict.fromkeys(
         ("dates_shifted", "dates_blanked", "zip_generalized", "zip_restricted", "zip_blanked", "ages_derived",
-         "ages_top_coded", "ages_blanked"),
+         "ages_top_coded", "ages_blanked", "cells_redacted", "free_text_cells"),
         0,
     )  # fmt: skip
+    free_text: list[str] = []
 
     # Patient keys: text, None when empty. Without a key a row gets no pseudonym and no shift.
     keys: list[str | None] = [_text(v) for v in frame[key_column]] if key_column in columns else [None] * n
@@ -322,8 +348,12 @@ def _deidentify(
     for column in columns:
         role = roles[column]
         values = list(frame[column])
-        if role is None or role == "drop":
+        if role is None or role == "drop" or (role == "free_text" and notes is None):
             dropped.append(column)
+        elif role == "free_text":
+            assert notes is not None
+            out[column] = _free_text(values, keys, notes, counts)
+            free_text.append(column)
         elif role == "patient_key":
             continue
         elif role == "date":
@@ -359,8 +389,9 @@ def _deidentify(
                 ages.append(age_in_years(b, a) if b is not None and a is not None else None)
             counts["ages_derived"] += sum(a is not None for a in ages)
             out[policy.age_column] = _released_ages(ages, values, counts)
-        else:  # keep
-            out[column] = values
+        else:  # keep, within the column's closed form
+            form = policy.forms.get(column)
+            out[column] = values if form is None else _in_form(values, form, counts)
 
     released_frame = pd.DataFrame(out, index=range(n), dtype=object)
     if quasi_identifiers is None:
@@ -381,9 +412,39 @@ def _deidentify(
         columns_pseudonymized=(key_column,) if key_column in columns else (),
         rows_without_patient_key=sum(k is None for k in keys),
         kanon=kanon,
+        columns_free_text=tuple(free_text),
         **counts,
     )
     return TableDeidResult(frame=released_frame, report=report)
+
+
+def _in_form(values: list[Any], form: str, counts: dict[str, int]) -> list[Any]:
+    """``values`` with every cell outside ``form`` blanked (numbers stay numbers; text is checked as text)."""
+    released: list[Any] = []
+    for value in values:
+        if _is_null(value):
+            released.append(None)
+        elif isinstance(value, numbers.Real) and not isinstance(value, bool):
+            ok = form == "number" and math.isfinite(float(value))
+            released.append(value if ok else None)
+            counts["cells_redacted"] += not ok
+        elif conforms(form, str(value)):
+            released.append(str(value).strip())
+        else:
+            released.append(None)
+            counts["cells_redacted"] += 1
+    return released
+
+
+def _free_text(values: list[Any], keys: list[str | None], notes: NoteDeidentifier, counts: dict[str, int]) -> list[Any]:
+    """Each non-empty cell de-identified by the notes engine, dates shifted by the row's patient."""
+    rows = [i for i, v in enumerate(values) if _text(v) is not None]
+    results = notes.deidentify_many([str(values[i]) for i in rows], patient_keys=[keys[i] for i in rows])
+    released: list[Any] = [None] * len(values)
+    for i, result in zip(rows, results, strict=True):
+        released[i] = result.text
+    counts["free_text_cells"] += len(rows)
+    return released
 
 
 def _released_ages(ages: list[Any], originals: list[Any], counts: dict[str, int]) -> list[str | None]:
@@ -396,13 +457,27 @@ def _released_ages(ages: list[Any], originals: list[Any], counts: dict[str, int]
     return released
 
 
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_safe(value: Any) -> Any:
+    """A cell as a spreadsheet will not execute it: text starting like a formula gets a leading ``'``
+    (OWASP CSV injection); numbers are returned as they are; nulls become blanks."""
+    if _is_null(value):
+        return ""
+    if isinstance(value, numbers.Number) and not isinstance(value, bool):
+        return value
+    text = str(value)
+    return "'" + text if text.startswith(FORMULA_PREFIXES) else text
+
+
 def table_csv_bytes(frame: Any) -> bytes:
-    """A released table as UTF-8 CSV: header, comma, ``\\n`` line ends, blanks for nulls."""
+    """A released table as UTF-8 CSV: header, comma, ``\\n`` line ends, blanks for nulls, formula-safe cells."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow([str(c) for c in frame.columns])
+    writer.writerow([csv_safe(str(c)) for c in frame.columns])
     for row in frame.itertuples(index=False, name=None):
-        writer.writerow(["" if _is_null(v) else v for v in row])
+        writer.writerow([csv_safe(v) for v in row])
     return buf.getvalue().encode("utf-8")
 
 
@@ -412,6 +487,7 @@ def deidentify_csv(
     *,
     quasi_identifiers: Sequence[str] | None = None,
     k_threshold: int = DEFAULT_K_THRESHOLD,
+    notes: NoteDeidentifier | None = None,
 ) -> tuple[bytes, TableDeidResult]:
     """Parse ``data`` with :func:`parse_table`, de-identify it, and return the released CSV and the result.
 
@@ -425,5 +501,28 @@ def deidentify_csv(
     policy = _resolve_policy(parsed.schema.name)
     header = [h.strip() for h in next(csv.reader([parsed.lines[0]]))]
     extra = [h for h in header if h and h not in parsed.frame.columns]
-    result = _deidentify(parsed.frame, policy, pseudonymizer, quasi_identifiers, k_threshold, extra)
+    result = _deidentify(parsed.frame, policy, pseudonymizer, quasi_identifiers, k_threshold, extra, notes)
     return table_csv_bytes(result.frame), result
+
+
+def deidentify_csv_checked(
+    data: bytes, pseudonymizer: Pseudonymizer, *, residual_scan: bool = True
+) -> tuple[bytes, TableDeidResult, dict[str, int]]:
+    """:func:`deidentify_csv` with the notes engine for free-text columns, then the pipeline's residual scan.
+
+    Returns the released CSV, the result and the residual findings per kind (empty: clean, or
+    ``residual_scan`` off); a caller must not release a table with findings.
+    """
+    from clinical_pipelines.deid.findings import table_findings
+    from clinical_pipelines.deid.notes import NoteDeidentifier
+
+    parsed = parse_table(data)
+    if isinstance(parsed, ParseFailure):
+        raise ValueError(f"table could not be parsed: {parsed.reason}")
+    notes = NoteDeidentifier(pseudonymizer)
+    out, result = deidentify_csv(data, pseudonymizer, notes=notes)
+    if not residual_scan:
+        return out, result, {}
+    policy = _resolve_policy(parsed.schema.name)
+    findings = table_findings(parsed.frame, result, policy, out, notes.analyze_many)
+    return out, result, dict(findings)

@@ -6,6 +6,7 @@ import datetime
 import io
 import math
 import struct
+import zlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,6 +48,8 @@ _COLUMN_OF = {
 }  # fmt: skip
 _IMPLICIT = "1.2.840.10008.1.2"
 _DEFLATED = "1.2.840.10008.1.2.1.99"
+HEADER_SCAN_BYTES = 16 * 1024
+HEADER_PREFIX_BYTES = 64 * 1024  # one envelope chunk: holds the header of nearly every DICOM file
 
 
 def _elements_end(ds: Any) -> int | None:
@@ -84,6 +87,55 @@ def _pixel_element_at(data: bytes, offset: int, implicit: bool) -> tuple[int, in
 
 
 _CUT = ParseFailure("truncated_dicom", "the file ends inside a data element, or holds no data elements")
+
+# Deflated datasets are inflated in memory by pydicom: bound what a small file may expand to.
+# Real images deflate a few times over; a file inflating past both bounds is a decompression bomb.
+INFLATE_MAX_RATIO = 100
+INFLATE_FLOOR_BYTES = 64 * 1024 * 1024  # a deflated file may always inflate to this much
+INFLATE_MAX_BYTES = 1024 * 1024 * 1024  # and never beyond this
+_INFLATE_STEP = 4 * 1024 * 1024
+
+
+def inflate_limit(deflated_bytes: int) -> int:
+    """The most a deflated dataset of ``deflated_bytes`` may inflate to before it is refused."""
+    return min(INFLATE_MAX_BYTES, max(INFLATE_FLOOR_BYTES, INFLATE_MAX_RATIO * deflated_bytes))
+
+
+def _inflated_size(data: bytes) -> int | ParseFailure | None:
+    """Size of a Deflated Explicit VR Little Endian file's inflated dataset, or why it must not be inflated
+    (past :func:`inflate_limit`, cut short, corrupt); None when the file is not deflated.
+
+    Inflates in bounded steps and keeps nothing, so a bomb costs at most one step of memory.
+    """
+    from pydicom.filereader import _read_file_meta_info, read_preamble
+
+    stream = io.BytesIO(data)
+    try:
+        read_preamble(stream, False)
+        meta = _read_file_meta_info(stream)
+    except Exception:  # not Part 10, or a broken meta group: dcmread reports it
+        return None
+    if str(meta.get("TransferSyntaxUID", "")) != _DEFLATED:
+        return None
+    body = memoryview(data)[stream.tell() :]
+    limit = inflate_limit(len(body))
+    refused = ParseFailure("inflate_limit", f"deflated dataset inflates past {limit} bytes")
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    total, pending = 0, bytes(body)
+    try:
+        while pending:
+            total += len(inflater.decompress(pending, _INFLATE_STEP))
+            if total > limit:
+                return refused
+            pending = inflater.unconsumed_tail
+        total += len(inflater.flush())
+    except zlib.error:
+        return ParseFailure("malformed_dicom", "the deflated dataset is not a valid deflate stream")
+    if total > limit:
+        return refused
+    if not inflater.eof:
+        return _CUT  # the deflate stream stops early (bytes after its end, as pydicom, are never read)
+    return total
 
 
 _T = {
@@ -130,7 +182,8 @@ def parse_dicom(data: bytes, size: int | None = None) -> dict[str, Any] | ParseF
     past the end (pixel data) are then judged by their declared lengths. A header cut by the
     prefix reads as ``truncated_dicom``: the caller retries with the whole file.
 
-    Checks: Part 10 preamble and file meta, a supported transfer syntax, and
+    Checks: Part 10 preamble and file meta, a deflated dataset that inflates within
+    :func:`inflate_limit` (else ``inflate_limit``), a supported transfer syntax, and
     for native (uncompressed) pixel data a length equal to
     rows x columns x samples x frames x bits allocated / 8 (rounded up to even).
     """
@@ -139,6 +192,13 @@ def parse_dicom(data: bytes, size: int | None = None) -> dict[str, Any] | ParseF
 
     size = len(data) if size is None else size
     partial = len(data) < size
+    inflated = None
+    if _DEFLATED.encode() in data[:HEADER_SCAN_BYTES]:  # the file meta names the transfer syntax near the start
+        if partial:
+            return _CUT  # a deflated header cannot be read from a prefix: the caller reads it all
+        inflated = _inflated_size(data)
+        if isinstance(inflated, ParseFailure):
+            return inflated
     try:
         ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=partial)
     except InvalidDicomError:
@@ -158,7 +218,7 @@ def parse_dicom(data: bytes, size: int | None = None) -> dict[str, Any] | ParseF
             end = value_offset + pixel_length
     elif (pixels := ds.get_item(_T["PixelData"])) is not None:
         pixel_length = pixels.length if isinstance(getattr(pixels, "length", None), int) else len(pixels.value)
-    if end != size:
+    if end != (size if inflated is None else inflated):  # a deflated dataset's offsets count in its inflated form
         return _CUT
     if syntax not in SUPPORTED_TRANSFER_SYNTAXES:
         return ParseFailure("unsupported_transfer_syntax", f"transfer syntax {syntax or 'missing'} is not supported")

@@ -22,7 +22,7 @@ from clinical_pipelines.raw.zone import RawFile, RawZone
 from clinical_pipelines.storage import ObjectStore, read_all
 from clinical_pipelines.storage.envelope import decrypt_bytes, encrypt_bytes
 from clinical_pipelines.storage.keys import KeyRing
-from clinical_pipelines.validate.dicom import ParseFailure, parse_dicom
+from clinical_pipelines.validate.dicom import HEADER_PREFIX_BYTES, ParseFailure, parse_dicom
 from clinical_pipelines.validate.expectations import ITEM_COLUMN, RuleOutcome, run_suite
 from clinical_pipelines.validate.notes import parse_note
 from clinical_pipelines.validate.suites import dicom_rules, note_rules, table_rules
@@ -31,7 +31,6 @@ from clinical_pipelines.zones import validated_record_key
 
 STAGE = "validate"
 DEFAULT_MAX_ITEM_FAILURE_FRACTION = 0.2
-HEADER_PREFIX_BYTES = 64 * 1024  # one envelope chunk: holds the header of nearly every DICOM file
 TOO_MANY_ITEM_FAILURES = "too_many_item_failures"
 
 

@@ -19,6 +19,11 @@ class TableSchema:
     ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
     categories: dict[str, tuple[str, ...]] = field(default_factory=dict)
     ordered_dates: tuple[tuple[str, str], ...] = ()  # (later, earlier)
+    # Closed forms of text and number columns (see clinical_pipelines.validate.forms): what de-identification
+    # may release as is. A cell outside its column's form is redacted, not passed through.
+    forms: dict[str, str] = field(default_factory=dict)
+    # Optional free-text columns: read when present, de-identified with the notes engine (or dropped).
+    free_text: tuple[str, ...] = ()
 
     @property
     def date_columns(self) -> tuple[str, ...]:
@@ -40,6 +45,8 @@ LABS = TableSchema(
     },
     key=("mrn", "test_code", "collected_at"),
     ranges={"value": (-10_000.0, 100_000.0)},
+    forms={"test_code": "loinc", "value": "number", "unit": "ucum"},
+    free_text=("comment",),
 )
 OUTCOMES = TableSchema(
     name="outcomes",
@@ -53,6 +60,8 @@ OUTCOMES = TableSchema(
     key=("mrn", "admission_date"),
     ranges={"age_at_admission": (0, 130)},
     ordered_dates=(("discharge_date", "admission_date"),),
+    forms={"outcome": "token", "age_at_admission": "number"},
+    free_text=("comment",),
 )
 SCHEMAS = (LABS, OUTCOMES)
 
@@ -108,4 +117,7 @@ def parse_table(data: bytes) -> ParsedTable | ParseFailure:
             frame[column] = pd.to_numeric(values, errors="coerce")
         else:
             frame[column] = values
+    for column in schema.free_text:
+        if column in raw.columns:
+            frame[column] = raw[column].replace("", None)
     return ParsedTable(schema=schema, frame=frame, lines=lines)
