@@ -289,6 +289,13 @@ def _age_replacement(value: str) -> str:
     return re.sub(r"\d+", AGE_REPLACEMENT, value, count=1)
 
 
+def _full_name(value: str) -> bool:
+    """A spaCy PERSON written like a full name: two to four words, each a capital then lower case ("Ann Lee")."""
+    words = value.split()
+    long_words = [w for w in words if len(w) > 2]  # initials ("J.") are not checked
+    return 2 <= len(words) <= 4 and all(w[0].isupper() and w[1:].replace("-", "").islower() for w in long_words)
+
+
 def _propagate(text: str, results: list[RecognizerResult]) -> list[RecognizerResult]:
     """Add every other occurrence in ``text`` of confidently detected identifier strings."""
     from presidio_analyzer import RecognizerResult
@@ -298,7 +305,7 @@ def _propagate(text: str, results: list[RecognizerResult]) -> list[RecognizerRes
         value = text[r.start : r.end]
         if r.entity_type in _PROPAGATED and len(value) >= 4:
             wanted.setdefault(value, (r.entity_type, r.score))
-        elif r.entity_type == "PERSON" and _recognizer_name(r) in _NAME_SOURCES:
+        elif r.entity_type == "PERSON" and (_recognizer_name(r) in _NAME_SOURCES or _full_name(value)):
             for word in re.split(r"[\s^]+", value):
                 word = word.strip(".,'")
                 if len(word) >= 3 and word[0].isupper() and word.lower() not in _NAME_STOPWORDS:

@@ -117,8 +117,11 @@ def _has_digit(value: str) -> bool:
 # --------------------------------------------------------------------------------------------
 # Names
 
-_NAME_WORD = r"[A-Z][a-zA-Z'\-]+"
-_NAME = rf"(?:{_NAME_WORD}|[A-Z]\.)(?:[ \t]+[A-Z](?:\.|\b))?(?:[ \t]+{_NAME_WORD}){{0,2}}\b"
+# Letters of any Latin script ("Reišl", "Bernharðsson"); an upper-case initial is a letter that is not lower case.
+_UPPER = r"[A-ZÀ-ÖØ-Þ\u0100-\u024f]"
+_LETTER = r"[^\W\d_]"
+_NAME_WORD = rf"{_UPPER}(?:{_LETTER}|['\-])+"
+_NAME = rf"(?:{_NAME_WORD}|{_UPPER}\.)(?:[ \t]+[A-Z](?:\.|\b))?(?:[ \t]+{_NAME_WORD}){{0,2}}\b"
 # "DR", "PROF" in capitals too (ALL CAPS notes); not "MS"/"MR", which are also diagnoses and modalities.
 _TITLES = r"(?:(?i:Dr|Doctor|Prof)|Mr|Mrs|Ms|Miss|Mx|Rev)"
 _TITLE_PREFIX = rf"(?:{_TITLES}\.?[ \t]+)?"
@@ -138,7 +141,7 @@ _RELATION = (
     r"|in-law|friend|neighbou?r|roommate|guardian|caregiver|pastor|priest|rabbi|imam)"
 )
 # A name after a relation: one word, a second only when written in title case (not a run of ALL CAPS words).
-_RELATIVE_NAME = r"(?P<name>[A-Z][a-zA-Z'\-]+(?:[ \t]+[A-Z][a-z][a-zA-Z'\-]*)?)\b"
+_RELATIVE_NAME = rf"(?P<name>{_NAME_WORD}(?:[ \t]+{_UPPER}(?![A-Z])(?:{_LETTER}|['\-])+)?)\b"
 
 
 def person_recognizer() -> RegexRecognizer:
