@@ -313,6 +313,14 @@ _PHONE = (
 )
 
 
+_INTL = r"\+\d{1,3}(?:[ .\-]?\(\d{1,4}\))?(?:[ .\-]?\d{1,5}){2,5}"
+_GROUPED = r"(?:\(\d{1,4}\)[ .\-]?)?\d{2,5}(?:[ .\-]\d{2,5}){1,4}"
+
+
+def _phone_digits(value: str) -> bool:
+    return 7 <= sum(c.isdigit() for c in value) <= 15
+
+
 def phone_recognizer() -> RegexRecognizer:
     """US phone and fax numbers; a context word (phone, fax, call, reached...) raises the score."""
     return RegexRecognizer(
@@ -320,6 +328,10 @@ def phone_recognizer() -> RegexRecognizer:
         [
             RegexPattern("phone", _rx(_PHONE), 0.55),
             RegexPattern("phone bare 10 digits", _rx(r"(?<!\d)\d{10}(?!\d)"), 0.2),
+            # International forms: "+41 53 147 37 99", "+44 (0)20 7946 0958"
+            RegexPattern("phone international", _rx(rf"(?<![\w+]){_INTL}(?![\d\-])"), 0.6, 0, _phone_digits),
+            # Other groupings ("730 064 218", "0380 7558505", "(72) 583-350"): a phone only with a context word
+            RegexPattern("phone grouped", _rx(rf"(?<![\w+.,/\-]){_GROUPED}(?![\w\-]|[.,/]\d)"), 0.2, 0, _phone_digits),
         ],
         name="ClinicalPhoneRecognizer",
         context=[
@@ -339,6 +351,11 @@ def phone_recognizer() -> RegexRecognizer:
             "ph",
             "home",
             "work",
+            "desk",
+            "office",
+            "messages",
+            "text",
+            "sms",
         ],
         context_boost=0.4,
     )
