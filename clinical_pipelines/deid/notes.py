@@ -387,12 +387,16 @@ def trim_results(text: str, results: list[RecognizerResult]) -> list[RecognizerR
 def _with_token_lemmas(artifacts: NlpArtifacts) -> NlpArtifacts:
     """Use lower-cased tokens as lemmas for Presidio's context enhancer (the lemmatizer pipe is not run)."""
     if artifacts.tokens is not None and not any(artifacts.lemmas):
-        from spacy.attrs import LOWER
+        from spacy.attrs import IS_PUNCT, IS_STOP, LOWER
 
         doc = artifacts.tokens
         strings = doc.vocab.strings
-        artifacts.lemmas = [strings[h] for h in doc.to_array(LOWER).tolist()]  # no Token objects: faster
-        artifacts.keywords = artifacts.set_keywords(artifacts.nlp_engine, artifacts.lemmas, LANGUAGE)
+        # From the token array, not Token objects (faster); keywords as NlpArtifacts.set_keywords makes them:
+        # no stop words, no punctuation, split at ":".
+        rows = doc.to_array([LOWER, IS_STOP, IS_PUNCT]).tolist()
+        artifacts.lemmas = [strings[h] for h, _, _ in rows]
+        words = [strings[h] for h, stop, punct in rows if not stop and not punct]
+        artifacts.keywords = [part for word in words for part in word.split(":")]
     return artifacts
 
 
