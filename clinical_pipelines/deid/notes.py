@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import re
 import threading
+import types
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -52,6 +53,7 @@ if TYPE_CHECKING:
     from presidio_analyzer import AnalyzerEngine, RecognizerResult
     from presidio_analyzer.nlp_engine import NlpArtifacts
     from presidio_anonymizer import AnonymizerEngine
+    from spacy.tokens import Doc
 
     from clinical_pipelines.deid.pseudonyms import Pseudonymizer
 
@@ -194,6 +196,7 @@ class NoteDeidentifier:
             # default AnalyzerEngine loads) plus ours.
             registry = RecognizerRegistry(supported_languages=[LANGUAGE])
             registry.load_predefined_recognizers(languages=[LANGUAGE], nlp_engine=nlp_engine)
+            nlp_engine._doc_to_nlp_artifact = types.MethodType(_doc_to_artifacts, nlp_engine)  # type: ignore[attr-defined]
             for i, recognizer in enumerate(registry.recognizers):
                 if type(recognizer) is PhoneRecognizer:  # same regions and context, 3x faster on long notes
                     registry.recognizers[i] = WindowedPhoneRecognizer(
@@ -355,6 +358,18 @@ def _only_unenhanced_class() -> type:
             done = [r for r in raw_results if not open_(r)]
             return done + super().enhance_using_context(text, todo, nlp_artifacts, recognizers, context)
 
+        @staticmethod
+        def _find_index_of_match_token(word, start, tokens, tokens_indices):  # type: ignore[no-untyped-def]
+            # Presidio's loop, as a search: the first token that ends after ``start`` (tokens are in order).
+            import numpy as np
+            from spacy.attrs import IDX, LENGTH
+
+            offsets = tokens.to_array([IDX, LENGTH]).reshape(-1, 2)
+            index = int(np.searchsorted(offsets[:, 0] + offsets[:, 1], start, side="right"))
+            if index >= len(offsets):
+                raise ValueError("a match with no token after its start")  # what Presidio raises, without the value
+            return index
+
     return OnlyUnenhanced
 
 
@@ -387,16 +402,35 @@ def trim_results(text: str, results: list[RecognizerResult]) -> list[RecognizerR
 def _with_token_lemmas(artifacts: NlpArtifacts) -> NlpArtifacts:
     """Use lower-cased tokens as lemmas for Presidio's context enhancer (the lemmatizer pipe is not run)."""
     if artifacts.tokens is not None and not any(artifacts.lemmas):
-        from spacy.attrs import IS_PUNCT, IS_STOP, LOWER
+        _set_token_lemmas(artifacts, artifacts.tokens)
+    return artifacts
 
-        doc = artifacts.tokens
-        strings = doc.vocab.strings
-        # From the token array, not Token objects (faster); keywords as NlpArtifacts.set_keywords makes them:
-        # no stop words, no punctuation, split at ":".
-        rows = doc.to_array([LOWER, IS_STOP, IS_PUNCT]).tolist()
-        artifacts.lemmas = [strings[h] for h, _, _ in rows]
-        words = [strings[h] for h, stop, punct in rows if not stop and not punct]
-        artifacts.keywords = [part for word in words for part in word.split(":")]
+
+def _set_token_lemmas(artifacts: NlpArtifacts, doc: Doc) -> None:
+    from spacy.attrs import IS_PUNCT, IS_STOP, LOWER
+
+    strings = doc.vocab.strings
+    # From the token array, not Token objects (faster); keywords as NlpArtifacts.set_keywords makes them:
+    # no stop words, no punctuation, split at ":".
+    rows = doc.to_array([LOWER, IS_STOP, IS_PUNCT]).reshape(-1, 3).tolist()
+    artifacts.lemmas = [strings[h] for h, _, _ in rows]
+    words = [strings[h] for h, stop, punct in rows if not stop and not punct]
+    artifacts.keywords = [part for word in words for part in word.split(":")]
+
+
+def _doc_to_artifacts(engine: object, doc: Doc, language: str) -> NlpArtifacts:
+    """``SpacyNlpEngine._doc_to_nlp_artifact`` without a Python loop over the tokens (token offsets, lemmas and
+    keywords come from the doc's arrays); entities and scores exactly as Presidio computes them."""
+    from presidio_analyzer.nlp_engine import NlpArtifacts
+    from spacy.attrs import IDX
+
+    entities, scores = engine._get_updated_entities(  # type: ignore[attr-defined]
+        engine._get_entities(doc),
+        engine._get_scores_for_entities(doc),  # type: ignore[attr-defined]
+    )
+    artifacts = NlpArtifacts(entities=entities, tokens=doc, tokens_indices=doc.to_array(IDX).tolist(), lemmas=[],
+                             nlp_engine=engine, language=language, scores=scores)  # fmt: skip
+    _set_token_lemmas(artifacts, doc)
     return artifacts
 
 
