@@ -4,6 +4,12 @@ One :class:`NoteDeidentifier` builds one Presidio ``AnalyzerEngine`` (spaCy mode
 never downloaded) and one ``AnonymizerEngine``, lazily, and reuses them for every note.
 :meth:`NoteDeidentifier.deidentify_many` runs spaCy over the notes in batches (``nlp.pipe``).
 
+The analyzer is never less than Presidio's defaults: it loads Presidio's predefined recognizers for
+English (what a default ``AnalyzerEngine`` loads, spaCy NER with Presidio's label mapping plus FAC)
+and adds ours. spaCy's statistical guesses that are clinical vocabulary (eponyms, codes,
+measurements, acronyms, headings; see :mod:`clinical_pipelines.deid.ner_filter`) are dropped;
+pattern recognizers are never filtered. Overlapping detections keep every detected character.
+
 Replacements keep the shape of the text:
 
 ==================  ===========================================================================
@@ -23,6 +29,12 @@ STREET_ADDRESS      ``[ADDRESS]`` (street, unit, city, state and ZIP together wh
 FACILITY            ``[FACILITY]``
 US_SSN              ``[SSN]``
 ZIP_CODE            ``[ZIP]``
+LOCATION            ``[LOCATION]`` (spaCy GPE, LOC, FAC)
+ORGANIZATION, NRP   ``[ORGANIZATION]``, ``[NRP]``
+DATE_TIME           Presidio's and spaCy's dates: shifted like DATE when they parse, else ``[DATE]``
+IP_ADDRESS          ``[IP]``
+card, bank, ...     ``[ID]`` (CREDIT_CARD, IBAN_CODE, US_BANK_NUMBER, US_DRIVER_LICENSE, US_ITIN,
+                    US_PASSPORT, UK_NHS, MEDICAL_LICENSE, CRYPTO, MAC_ADDRESS, UUID)
 ==================  ===========================================================================
 
 The patient key (which selects the date shift) is the one passed in, else the first MRN found in
@@ -30,8 +42,9 @@ the note. Because pseudonyms and shifts are keyed by the normalised MRN, a patie
 pseudonym and the same shift here as in DICOM and tables.
 
 Identifiers found once in a note with high confidence (names after a title or in a ``Name:``
-field, MRNs, accession and other ids, SSNs, phone numbers, e-mail addresses) are also removed
-wherever else the same string occurs in that note ("Ms. Castellano" -> every "Castellano").
+field or after a relation such as "daughter", full names found by spaCy, MRNs, accession and other
+ids, SSNs, phone numbers, e-mail addresses) are also removed wherever else the same string occurs
+in that note ("Ms. Castellano" -> every "Castellano").
 """
 
 from __future__ import annotations
