@@ -4,6 +4,12 @@ One :class:`NoteDeidentifier` builds one Presidio ``AnalyzerEngine`` (spaCy mode
 never downloaded) and one ``AnonymizerEngine``, lazily, and reuses them for every note.
 :meth:`NoteDeidentifier.deidentify_many` runs spaCy over the notes in batches (``nlp.pipe``).
 
+The analyzer is never less than Presidio's defaults: it loads Presidio's predefined recognizers for
+English (what a default ``AnalyzerEngine`` loads, spaCy NER with Presidio's label mapping plus FAC)
+and adds ours. spaCy's statistical guesses that are clinical vocabulary (eponyms, codes,
+measurements, acronyms, headings; see :mod:`clinical_pipelines.deid.ner_filter`) are dropped;
+pattern recognizers are never filtered. Overlapping detections keep every detected character.
+
 Replacements keep the shape of the text:
 
 ==================  ===========================================================================
@@ -23,6 +29,12 @@ STREET_ADDRESS      ``[ADDRESS]`` (street, unit, city, state and ZIP together wh
 FACILITY            ``[FACILITY]``
 US_SSN              ``[SSN]``
 ZIP_CODE            ``[ZIP]``
+LOCATION            ``[LOCATION]`` (spaCy GPE, LOC, FAC)
+ORGANIZATION, NRP   ``[ORGANIZATION]``, ``[NRP]``
+DATE_TIME           Presidio's and spaCy's dates: shifted like DATE when they parse, else ``[DATE]``
+IP_ADDRESS          ``[IP]``
+card, bank, ...     ``[ID]`` (CREDIT_CARD, IBAN_CODE, US_BANK_NUMBER, US_DRIVER_LICENSE, US_ITIN,
+                    US_PASSPORT, UK_NHS, MEDICAL_LICENSE, CRYPTO, MAC_ADDRESS, UUID)
 ==================  ===========================================================================
 
 The patient key (which selects the date shift) is the one passed in, else the first MRN found in
@@ -30,14 +42,16 @@ the note. Because pseudonyms and shifts are keyed by the normalised MRN, a patie
 pseudonym and the same shift here as in DICOM and tables.
 
 Identifiers found once in a note with high confidence (names after a title or in a ``Name:``
-field, MRNs, accession and other ids, SSNs, phone numbers, e-mail addresses) are also removed
-wherever else the same string occurs in that note ("Ms. Castellano" -> every "Castellano").
+field or after a relation such as "daughter", full names found by spaCy, MRNs, accession and other
+ids, SSNs, phone numbers, e-mail addresses) are also removed wherever else the same string occurs
+in that note ("Ms. Castellano" -> every "Castellano").
 """
 
 from __future__ import annotations
 
 import re
 import threading
+import types
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -52,6 +66,7 @@ if TYPE_CHECKING:
     from presidio_analyzer import AnalyzerEngine, RecognizerResult
     from presidio_analyzer.nlp_engine import NlpArtifacts
     from presidio_anonymizer import AnonymizerEngine
+    from spacy.tokens import Doc
 
     from clinical_pipelines.deid.pseudonyms import Pseudonymizer
 
@@ -194,6 +209,7 @@ class NoteDeidentifier:
             # default AnalyzerEngine loads) plus ours.
             registry = RecognizerRegistry(supported_languages=[LANGUAGE])
             registry.load_predefined_recognizers(languages=[LANGUAGE], nlp_engine=nlp_engine)
+            nlp_engine._doc_to_nlp_artifact = types.MethodType(_doc_to_artifacts, nlp_engine)  # type: ignore[attr-defined]
             for i, recognizer in enumerate(registry.recognizers):
                 if type(recognizer) is PhoneRecognizer:  # same regions and context, 3x faster on long notes
                     registry.recognizers[i] = WindowedPhoneRecognizer(
@@ -289,6 +305,13 @@ def _age_replacement(value: str) -> str:
     return re.sub(r"\d+", AGE_REPLACEMENT, value, count=1)
 
 
+def _full_name(value: str) -> bool:
+    """A spaCy PERSON written like a full name: two to four words, each a capital then lower case ("Ann Lee")."""
+    words = value.split()
+    long_words = [w for w in words if len(w) > 2]  # initials ("J.") are not checked
+    return 2 <= len(words) <= 4 and all(w[0].isupper() and w[1:].replace("-", "").islower() for w in long_words)
+
+
 def _propagate(text: str, results: list[RecognizerResult]) -> list[RecognizerResult]:
     """Add every other occurrence in ``text`` of confidently detected identifier strings."""
     from presidio_analyzer import RecognizerResult
@@ -298,7 +321,7 @@ def _propagate(text: str, results: list[RecognizerResult]) -> list[RecognizerRes
         value = text[r.start : r.end]
         if r.entity_type in _PROPAGATED and len(value) >= 4:
             wanted.setdefault(value, (r.entity_type, r.score))
-        elif r.entity_type == "PERSON" and _recognizer_name(r) in _NAME_SOURCES:
+        elif r.entity_type == "PERSON" and (_recognizer_name(r) in _NAME_SOURCES or _full_name(value)):
             for word in re.split(r"[\s^]+", value):
                 word = word.strip(".,'")
                 if len(word) >= 3 and word[0].isupper() and word.lower() not in _NAME_STOPWORDS:
@@ -348,6 +371,18 @@ def _only_unenhanced_class() -> type:
             done = [r for r in raw_results if not open_(r)]
             return done + super().enhance_using_context(text, todo, nlp_artifacts, recognizers, context)
 
+        @staticmethod
+        def _find_index_of_match_token(word, start, tokens, tokens_indices):  # type: ignore[no-untyped-def]
+            # Presidio's loop, as a search: the first token that ends after ``start`` (tokens are in order).
+            import numpy as np
+            from spacy.attrs import IDX, LENGTH
+
+            offsets = tokens.to_array([IDX, LENGTH]).reshape(-1, 2)
+            index = int(np.searchsorted(offsets[:, 0] + offsets[:, 1], start, side="right"))
+            if index >= len(offsets):
+                raise ValueError("a match with no token after its start")  # what Presidio raises, without the value
+            return index
+
     return OnlyUnenhanced
 
 
@@ -380,12 +415,35 @@ def trim_results(text: str, results: list[RecognizerResult]) -> list[RecognizerR
 def _with_token_lemmas(artifacts: NlpArtifacts) -> NlpArtifacts:
     """Use lower-cased tokens as lemmas for Presidio's context enhancer (the lemmatizer pipe is not run)."""
     if artifacts.tokens is not None and not any(artifacts.lemmas):
-        from spacy.attrs import LOWER
+        _set_token_lemmas(artifacts, artifacts.tokens)
+    return artifacts
 
-        doc = artifacts.tokens
-        strings = doc.vocab.strings
-        artifacts.lemmas = [strings[h] for h in doc.to_array(LOWER).tolist()]  # no Token objects: faster
-        artifacts.keywords = artifacts.set_keywords(artifacts.nlp_engine, artifacts.lemmas, LANGUAGE)
+
+def _set_token_lemmas(artifacts: NlpArtifacts, doc: Doc) -> None:
+    from spacy.attrs import IS_PUNCT, IS_STOP, LOWER
+
+    strings = doc.vocab.strings
+    # From the token array, not Token objects (faster); keywords as NlpArtifacts.set_keywords makes them:
+    # no stop words, no punctuation, split at ":".
+    rows = doc.to_array([LOWER, IS_STOP, IS_PUNCT]).reshape(-1, 3).tolist()
+    artifacts.lemmas = [strings[h] for h, _, _ in rows]
+    words = [strings[h] for h, stop, punct in rows if not stop and not punct]
+    artifacts.keywords = [part for word in words for part in word.split(":")]
+
+
+def _doc_to_artifacts(engine: object, doc: Doc, language: str) -> NlpArtifacts:
+    """``SpacyNlpEngine._doc_to_nlp_artifact`` without a Python loop over the tokens (token offsets, lemmas and
+    keywords come from the doc's arrays); entities and scores exactly as Presidio computes them."""
+    from presidio_analyzer.nlp_engine import NlpArtifacts
+    from spacy.attrs import IDX
+
+    entities, scores = engine._get_updated_entities(  # type: ignore[attr-defined]
+        engine._get_entities(doc),
+        engine._get_scores_for_entities(doc),  # type: ignore[attr-defined]
+    )
+    artifacts = NlpArtifacts(entities=entities, tokens=doc, tokens_indices=doc.to_array(IDX).tolist(), lemmas=[],
+                             nlp_engine=engine, language=language, scores=scores)  # fmt: skip
+    _set_token_lemmas(artifacts, doc)
     return artifacts
 
 

@@ -117,8 +117,11 @@ def _has_digit(value: str) -> bool:
 # --------------------------------------------------------------------------------------------
 # Names
 
-_NAME_WORD = r"[A-Z][a-zA-Z'\-]+"
-_NAME = rf"(?:{_NAME_WORD}|[A-Z]\.)(?:[ \t]+[A-Z](?:\.|\b))?(?:[ \t]+{_NAME_WORD}){{0,2}}\b"
+# Letters of any Latin script ("Reišl", "Bernharðsson"); an upper-case initial is a letter that is not lower case.
+_UPPER = r"[A-ZÀ-ÖØ-Þ\u0100-\u024f]"
+_LETTER = r"[^\W\d_]"
+_NAME_WORD = rf"{_UPPER}(?:{_LETTER}|['\-])+"
+_NAME = rf"(?:{_NAME_WORD}|{_UPPER}\.)(?:[ \t]+[A-Z](?:\.|\b))?(?:[ \t]+{_NAME_WORD}){{0,2}}\b"
 # "DR", "PROF" in capitals too (ALL CAPS notes); not "MS"/"MR", which are also diagnoses and modalities.
 _TITLES = r"(?:(?i:Dr|Doctor|Prof)|Mr|Mrs|Ms|Miss|Mx|Rev)"
 _TITLE_PREFIX = rf"(?:{_TITLES}\.?[ \t]+)?"
@@ -138,7 +141,7 @@ _RELATION = (
     r"|in-law|friend|neighbou?r|roommate|guardian|caregiver|pastor|priest|rabbi|imam)"
 )
 # A name after a relation: one word, a second only when written in title case (not a run of ALL CAPS words).
-_RELATIVE_NAME = r"(?P<name>[A-Z][a-zA-Z'\-]+(?:[ \t]+[A-Z][a-z][a-zA-Z'\-]*)?)\b"
+_RELATIVE_NAME = rf"(?P<name>{_NAME_WORD}(?:[ \t]+{_UPPER}(?![A-Z])(?:{_LETTER}|['\-])+)?)\b"
 
 
 def person_recognizer() -> RegexRecognizer:
@@ -310,6 +313,14 @@ _PHONE = (
 )
 
 
+_INTL = r"\+\d{1,3}(?:[ .\-]?\(\d{1,4}\))?(?:[ .\-]?\d{1,5}){2,5}"
+_GROUPED = r"(?:\(\d{1,4}\)[ .\-]?)?\d{2,5}(?:[ .\-]\d{2,5}){1,4}"
+
+
+def _phone_digits(value: str) -> bool:
+    return 7 <= sum(c.isdigit() for c in value) <= 15
+
+
 def phone_recognizer() -> RegexRecognizer:
     """US phone and fax numbers; a context word (phone, fax, call, reached...) raises the score."""
     return RegexRecognizer(
@@ -317,6 +328,10 @@ def phone_recognizer() -> RegexRecognizer:
         [
             RegexPattern("phone", _rx(_PHONE), 0.55),
             RegexPattern("phone bare 10 digits", _rx(r"(?<!\d)\d{10}(?!\d)"), 0.2),
+            # International forms: "+41 53 147 37 99", "+44 (0)20 7946 0958"
+            RegexPattern("phone international", _rx(rf"(?<![\w+]){_INTL}(?![\d\-])"), 0.6, 0, _phone_digits),
+            # Other groupings ("730 064 218", "0380 7558505", "(72) 583-350"): a phone only with a context word
+            RegexPattern("phone grouped", _rx(rf"(?<![\w+.,/\-]){_GROUPED}(?![\w\-]|[.,/]\d)"), 0.2, 0, _phone_digits),
         ],
         name="ClinicalPhoneRecognizer",
         context=[
@@ -336,6 +351,11 @@ def phone_recognizer() -> RegexRecognizer:
             "ph",
             "home",
             "work",
+            "desk",
+            "office",
+            "messages",
+            "text",
+            "sms",
         ],
         context_boost=0.4,
     )
