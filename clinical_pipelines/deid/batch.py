@@ -101,8 +101,9 @@ class _Worker:
 
 
 _state: _Worker | None = None
-# Presidio imports its optional transformers NER engine (and so torch) when they are installed: about
-# five seconds per process that this path never uses (no model may be downloaded at run time).
+# Where they are installed (the torch extra, a user's environment), spaCy's thinc imports torch and
+# Presidio its optional transformers engine: seconds per process that the standalone de-identification
+# never uses. Only the CLI's own de-identification processes skip them; a library caller is untouched.
 UNUSED_HEAVY_MODULES = ("transformers", "torch")
 
 
