@@ -81,6 +81,10 @@ def notes_quality(patients: int, faker_sentences: int) -> None:
         "(a) project generator (canaries)": notes_eval.synth_notes(31, patients),
         "(b) presidio-evaluator PresidioSentenceFaker": notes_eval.faker_notes(faker_sentences),
         "(c) hand-written notes (clinical_pipelines_tests/data/notes)": notes_eval.handwritten_notes(),
+        # written by someone who never saw the engine, after it was built: the unbiased hand-written figure
+        "(d) held-out hand-written notes (clinical_pipelines_tests/data/notes_heldout)": notes_eval.handwritten_notes(
+            notes_eval.HELDOUT_DIR
+        ),
     }
     ours = NoteDeidentifier(Pseudonymizer(KEY))
     presidio = notes_eval.out_of_the_box_presidio()

@@ -23,11 +23,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 HANDWRITTEN_DIR = Path(__file__).parent / "data" / "notes"
+#: Written without sight of the engine or of HANDWRITTEN_DIR, after the engine was built.
+HELDOUT_DIR = Path(__file__).parent / "data" / "notes_heldout"
 #: Identifier kinds scored (HIPAA Safe Harbor identifiers as they appear in notes).
 PHI_KINDS = ("NAME", "DATE", "AGE", "ID", "PHONE", "EMAIL", "URL", "IP", "LOCATION")
 
 _MARKUP = re.compile(r"\[\[(?P<kind>[A-Z]+):(?P<value>[^\[\]]+?)\]\]|\{\{(?P<phrase>[^{}]+?)\}\}")
 _TOKEN = re.compile(r"[^\W_]{2,}")
+#: Words of an age expression that say nothing of the age itself ("93 yo", "91-year-old").
+_AGE_WORDS = re.compile(r"(?i:yo|y|yr|yrs|year|years|old|aged?|man|woman|male|female)")
 
 
 @dataclass(frozen=True)
@@ -254,8 +258,10 @@ def score(notes: Sequence[EvalNote], replaced: Iterable[Sequence[tuple[int, int]
         spans = sorted(spans)
         for label in note.labels:
             key = label.kind if label.phi else f"{label.kind} (not PHI)"
-            # A label without a token of length >= 2 ("5/2") must be covered as a whole.
-            tokens = [m.span() for m in _TOKEN.finditer(note.text, label.start, label.end)]
+            # A label without a token of length >= 2 ("5/2") must be covered as a whole. An age's identifying
+            # part is its number: "93 yo" -> "90+ yo" removes it (the Safe Harbor cap keeps "yo").
+            tokens = [m.span() for m in _TOKEN.finditer(note.text, label.start, label.end)
+                      if label.kind != "AGE" or not m.group().isalpha() or not _AGE_WORDS.fullmatch(m.group())]
             tokens = tokens or [(label.start, label.end)]
             scores.total[key] += 1
             scores.found[key] += all(_covered(s, e, spans) for s, e in tokens)

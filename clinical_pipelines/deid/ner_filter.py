@@ -32,9 +32,9 @@ _NAMED = {"PERSON", "ORGANIZATION", "NRP", "LOCATION"}
 #: Head nouns of medical eponyms: "<Name> sign", "<Name>'s syndrome", "<Name>-<Name> score".
 EPONYM_HEADS = (
     "sign", "signs", "syndrome", "disease", "score", "scale", "criteria", "classification", "stage", "grade", "index",
-    "catheter", "tube", "line", "drain", "needle", "forceps", "retractor", "procedure", "operation", "maneuver",
+    "catheter", "tube", "line", "drain", "forceps", "retractor", "procedure", "operation", "maneuver",
     "manoeuvre", "test", "reflex", "repair", "fracture", "palsy", "lymphoma", "sarcoma", "tumor", "tumour", "ulcer",
-    "phenomenon", "triad", "node", "nodes", "method", "technique", "rule", "rules", "equation", "formula", "method",
+    "phenomenon", "triad", "node", "nodes", "method", "technique", "rule", "rules", "equation", "formula",
 )  # fmt: skip
 _HEAD = r"(?:" + "|".join(EPONYM_HEADS) + r")\b"
 _FOLLOWED_BY_HEAD = re.compile(rf"(?:'s)?(?:[ \t]*(?:-|/|and|&)[ \t]*[A-Z][\w'\-]*)*[ \t]+{_HEAD}", re.IGNORECASE)

@@ -465,15 +465,15 @@ def zip_recognizer() -> RegexRecognizer:
     )
 
 
-#: Heads of named facilities and other places a patient is tied to (care sites, worship, schools, custody).
+#: Heads of named facilities and other places a patient is tied to (care sites, schools, custody).
 FACILITY_HEADS = (
     "Hospital", "Medical Center", "Medical Centre", "Health Center", "Health Centre", "Health System",
     "Health Services", "Health Network", "Healthcare", "Health Care", "Clinic", "Clinics", "Infirmary", "Hospice",
-    "Nursing Home", "Rehabilitation", "Rehabilitation Center", "Rehabilitation Hospital", "Surgery Center",
+    "Nursing Home", "Rehabilitation Center", "Rehabilitation Hospital", "Surgery Center",
     "Surgical Center", "Care Center", "Cancer Center", "Children's", "Sanatorium", "Health", "Home Care",
-    "Senior Living", "Assisted Living", "Retirement Home", "Retirement Community", "Care Home", "Group Home",
-    "Family Practice", "Medical Group", "Associates", "Pharmacy", "Laboratory", "Laboratories",
-    "Church", "Chapel", "Cathedral", "Temple", "Mosque", "Synagogue", "School", "Academy", "College", "University",
+    "Assisted Living", "Retirement Home", "Retirement Community", "Care Home", "Group Home",
+    "Family Practice", "Medical Group", "Pharmacy", "Laboratory", "Laboratories",
+    "School", "Academy", "College", "University",
     "Correctional Facility", "Prison", "Jail", "Shelter",
 )  # fmt: skip
 
