@@ -4,6 +4,7 @@ curated/ (its original goes to quarantine) and fails the drop."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import io
 import json
@@ -197,3 +198,18 @@ def test_known_identifiers_include_what_the_fail_closed_rules_replace() -> None:
         v for values in dicom_identifiers(out.getvalue(), actions, kept=frozenset("KUC")).values() for v in values
     }
     assert "Content Text Writer" not in cleaned and "Unknown Tag Holder" in cleaned
+
+
+def test_shifted_dates_in_every_written_form_are_no_findings() -> None:
+    """Dates are rewritten on purpose: Presidio's DATE_TIME reading of a shifted date is no residual PHI,
+    while a name left in the same note still is."""
+    from clinical_pipelines.deid.findings import note_findings
+
+    engine = notes_engine()
+    text = ("MRN: 4417203. Admitted 2021-03-04, seen on March 5, 2021 and 30-MAR-2022; follow-up 04/13/2022.\n"
+            "Discharged on Apr 13th 2022 by the night team.")  # fmt: skip
+    result = engine.deidentify(text)
+    assert "2021-03-04" not in result.text and "March 5, 2021" not in result.text
+    assert note_findings(text, result, engine.analyze(result.text)) == {}
+    leaked = dataclasses.replace(result, text=result.text + " Family: wife Evangeline Castellano called.")
+    assert note_findings(text, leaked, engine.analyze(leaked.text))

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 from clinical_pipelines.deid.residual import (
     MIN_LENGTH,
+    NOT_RESIDUAL,
     dicom_identifiers,
     dicom_text_values,
     foreign_names,
@@ -123,7 +124,7 @@ def note_identifiers(text: str, result: NoteResult) -> dict[str, set[str]]:
     identifiers: dict[str, set[str]] = {}
     for entity, start, end in result.spans:
         value = text[start:end].strip()
-        if entity != "DATE" and len(value) >= MIN_LENGTH:
+        if entity not in NOT_RESIDUAL and len(value) >= MIN_LENGTH:
             identifiers.setdefault(entity, set()).add(value)
     return identifiers
 
