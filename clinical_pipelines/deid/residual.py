@@ -113,7 +113,7 @@ def _elements(ds: object, in_content: bool) -> Iterable[tuple[object, bool]]:
     """Every element of ``ds`` and its sequence items, with whether it lies inside a Content Sequence
     as text a person wrote (a code's meaning as the standard gives it is not)."""
     standard_meaning = in_content and is_standard_code_meaning(ds)
-    for element in ds:  # type: ignore[attr-defined]
+    for element in _text_elements(ds):
         yield element, in_content and not (standard_meaning and int(element.tag) == CODE_MEANING)
         if element.VR == "SQ":
             inner = in_content or int(element.tag) == _CONTENT_SEQUENCE
@@ -122,6 +122,38 @@ def _elements(ds: object, in_content: bool) -> Iterable[tuple[object, bool]]:
 
 
 _CONTENT_SEQUENCE = 0x0040A730
+# Explicit VRs that pydicom converts as they are written: never text, a sequence or UN, unless a
+# fixed-width value has a length that is no multiple of its width (pydicom then reads it as UN).
+_FIXED_WIDTH = {"US": 2, "SS": 2, "UL": 4, "SL": 4, "FL": 4, "FD": 8, "SV": 8, "UV": 8, "AT": 4}
+_MAYBE_TEXT = frozenset({"AE", "AS", "LO", "LT", "PN", "SH", "ST", "UC", "UT", "SQ", "UN"})
+
+
+def _text_elements(ds: object) -> Iterable[object]:
+    """The elements of ``ds`` (in tag order, as iterating a Dataset gives them) that may be text, a
+    sequence or UN once pydicom converts them; only those are converted.
+
+    Converting every value (numbers, codes, dates, UIDs...) is most of the cost of reading a dataset's
+    elements; an element read with an explicit VR other than UN keeps that VR (pydicom's
+    ``raw_element_vr``), so a value written as, say, DS or US is skipped without being converted. Elements
+    without a VR (implicit VR), UN ones and all candidates are converted by pydicom itself, with the
+    character set and VR rules of a plain reading.
+    """
+    from pydicom.dataelem import RawDataElement
+
+    raw_elements = ds._dict  # type: ignore[attr-defined]
+    for tag in sorted(raw_elements):
+        raw = raw_elements[tag]
+        if isinstance(raw, RawDataElement):
+            vr = raw.VR
+            if vr is not None and vr not in _MAYBE_TEXT:
+                width = _FIXED_WIDTH.get(vr)
+                if width is None or raw.value is None or len(raw.value) % width == 0:
+                    continue  # converted, it stays this VR: no text
+            yield ds[tag]  # type: ignore[index]
+        else:
+            yield raw
+
+
 _FREE_TEXT_VRS = frozenset({"LT", "ST", "UT"})
 
 
@@ -201,7 +233,7 @@ def _collect(ds: object, names: set[str], texts: set[str]) -> None:
     """Text values of ``ds`` and its sequence items; a code's meaning is left out when it is the one
     the standard gives that code (it was written by the coding scheme, not by a person)."""
     standard_meaning = is_standard_code_meaning(ds)
-    for element in ds:  # type: ignore[attr-defined]
+    for element in _text_elements(ds):
         if element.VR == "SQ":
             for item in element.value or ():
                 _collect(item, names, texts)
