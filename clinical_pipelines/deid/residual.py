@@ -20,12 +20,13 @@ import io
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from clinical_pipelines.deid.codes import CODE_MEANING, is_standard_code_meaning, standard_meaning_texts
 
 if TYPE_CHECKING:
     from presidio_analyzer import RecognizerResult
+    from pydicom.tag import BaseTag
 
 MIN_LENGTH = 4  # shorter strings ("M", "YES", "CT") match by chance and identify nobody
 _TEXT_VRS = {"PN", "LO", "SH", "ST", "LT", "UT", "AE", "UC", "AS"}
@@ -113,7 +114,7 @@ def _elements(ds: object, in_content: bool) -> Iterable[tuple[object, bool]]:
     """Every element of ``ds`` and its sequence items, with whether it lies inside a Content Sequence
     as text a person wrote (a code's meaning as the standard gives it is not)."""
     standard_meaning = in_content and is_standard_code_meaning(ds)
-    for element in ds:  # type: ignore[attr-defined]
+    for element in _text_elements(ds):
         yield element, in_content and not (standard_meaning and int(element.tag) == CODE_MEANING)
         if element.VR == "SQ":
             inner = in_content or int(element.tag) == _CONTENT_SEQUENCE
@@ -122,6 +123,81 @@ def _elements(ds: object, in_content: bool) -> Iterable[tuple[object, bool]]:
 
 
 _CONTENT_SEQUENCE = 0x0040A730
+# Explicit VRs that pydicom converts as they are written: never text, a sequence or UN, unless a
+# fixed-width value has a length that is no multiple of its width (pydicom then reads it as UN).
+_FIXED_WIDTH = {"US": 2, "SS": 2, "UL": 4, "SL": 4, "FL": 4, "FD": 8, "SV": 8, "UV": 8, "AT": 4}
+_MAYBE_TEXT = frozenset({"AE", "AS", "LO", "LT", "PN", "SH", "ST", "UC", "UT", "SQ", "UN"})
+
+
+class _Text(NamedTuple):
+    """A text element's value read straight from its raw bytes, as pydicom would convert it."""
+
+    tag: BaseTag
+    VR: str
+    value: str | list[str]
+
+    @property
+    def keyword(self) -> str:
+        from pydicom.datadict import dictionary_has_tag, dictionary_keyword
+
+        return dictionary_keyword(self.tag) if dictionary_has_tag(self.tag) else ""
+
+
+_SPLIT_TEXT = frozenset({"SH", "LO", "UC"})  # pydicom's convert_text: split on "\\", each part stripped of "\0 "
+_SINGLE_TEXT = frozenset({"ST", "LT", "UT"})  # convert_single_string: one value, stripped of trailing "\0 "
+
+
+def _ascii_text(vr: str, raw: bytes) -> str | list[str] | None:
+    """The value pydicom gives a text element of ``vr`` whose raw bytes are ASCII without an escape (any
+    DICOM character set decodes them as ASCII); None when this VR (PN, UN) is left to pydicom."""
+    text = raw.decode("ascii")
+    if vr in _SINGLE_TEXT:
+        return text.rstrip("\0 ")
+    if vr in _SPLIT_TEXT:
+        parts = [part.rstrip("\0 ") for part in text.split("\\")]
+    elif vr == "AE":  # convert_AE_string: leading and trailing spaces are not significant
+        parts = [part.strip() for part in text.split("\\")]
+    elif vr == "AS":  # convert_string (multi_string): the padding removed, then split
+        parts = text.rstrip(" \0").split("\\")
+    else:
+        return None
+    return parts[0] if len(parts) == 1 else parts
+
+
+def _text_elements(ds: object) -> Iterable[object]:
+    """The elements of ``ds`` (in tag order, as iterating a Dataset gives them) that may be text, a
+    sequence or UN once pydicom converts them, with their values as pydicom gives them.
+
+    Converting every value (numbers, codes, dates, UIDs...) is most of the cost of reading a dataset's
+    elements: an element read with an explicit VR other than UN keeps that VR (pydicom's
+    ``raw_element_vr``), so a value written as, say, DS or US is skipped without being converted. A text
+    value of ASCII bytes without an escape is read as pydicom's converters read it (the same string in
+    every DICOM character set); elements without a VR (implicit VR), UN, PN, sequences and every other
+    text value are converted by pydicom itself, with the character set and VR rules of a plain reading.
+    """
+    from pydicom import config
+    from pydicom.dataelem import RawDataElement
+
+    fast = config.settings.reading_validation_mode != config.RAISE  # else pydicom may refuse a value
+    raw_elements = ds._dict  # type: ignore[attr-defined]
+    for tag in sorted(raw_elements):
+        raw = raw_elements[tag]
+        if not isinstance(raw, RawDataElement):
+            yield raw
+            continue
+        vr, value = raw.VR, raw.value
+        if vr is not None and vr not in _MAYBE_TEXT:
+            width = _FIXED_WIDTH.get(vr)
+            if width is None or value is None or len(value) % width == 0:
+                continue  # converted, it stays this VR: no text
+        elif fast and vr is not None and value and value.isascii() and b"\x1b" not in value:
+            text = _ascii_text(vr, value)
+            if text is not None:
+                yield _Text(raw.tag, vr, text)
+                continue
+        yield ds[tag]  # type: ignore[index]
+
+
 _FREE_TEXT_VRS = frozenset({"LT", "ST", "UT"})
 
 
@@ -201,7 +277,7 @@ def _collect(ds: object, names: set[str], texts: set[str]) -> None:
     """Text values of ``ds`` and its sequence items; a code's meaning is left out when it is the one
     the standard gives that code (it was written by the coding scheme, not by a person)."""
     standard_meaning = is_standard_code_meaning(ds)
-    for element in ds:  # type: ignore[attr-defined]
+    for element in _text_elements(ds):
         if element.VR == "SQ":
             for item in element.value or ():
                 _collect(item, names, texts)
