@@ -232,3 +232,21 @@ def test_notes_pool_gives_the_single_process_results_in_order() -> None:
     with NotesPool(key, workers=2) as pool:
         assert pool.deidentify(texts, batch_size=2) == single
     assert all("Alvarado" not in r.text and "303-555" not in r.text for r in single)
+
+
+def test_dates_with_a_time_move_by_the_patients_whole_offset(
+    deid: NoteDeidentifier, pseudonymizer: Pseudonymizer
+) -> None:
+    """A date written with its time of day moves by the same offset as a DICOM date+time pair (days and a
+    time of day), in the same form; the interval between two of them stays exact; a date alone moves by days."""
+    text = ("MRN: 5512087. Specimen collected 2023-11-02 08:15:42.250 and resulted 2023-11-03T17:05Z.\n"
+            "Follow-up on 2023-11-20.")  # fmt: skip
+    out = deid.deidentify(text).text
+    moved = pseudonymizer.shift_datetime(datetime.datetime(2023, 11, 2, 8, 15, 42, 250000), "5512087")
+    later = pseudonymizer.shift_datetime(datetime.datetime(2023, 11, 3, 17, 5), "5512087")
+    assert f"collected {moved:%Y-%m-%d %H:%M:%S}.250 and" in out
+    assert f"resulted {later:%Y-%m-%dT%H:%M}Z." in out
+    assert later - moved == datetime.datetime(2023, 11, 3, 17, 5) - datetime.datetime(2023, 11, 2, 8, 15, 42, 250000)
+    assert "08:15" not in out and "17:05" not in out
+    day = pseudonymizer.shift_date(datetime.date(2023, 11, 20), "5512087")
+    assert f"Follow-up on {day.isoformat()}." in out

@@ -60,7 +60,12 @@ from typing import TYPE_CHECKING
 
 from clinical_pipelines.deid.ner_filter import NER_RECOGNIZER, drop_clinical_ner
 from clinical_pipelines.deid.nlp import make_tldextract_offline, spacy_model_path
-from clinical_pipelines.deid.recognizers import WindowedPhoneRecognizer, clinical_recognizers, parse_date
+from clinical_pipelines.deid.recognizers import (
+    WindowedPhoneRecognizer,
+    clinical_recognizers,
+    parse_date,
+    parse_datetime,
+)
 
 if TYPE_CHECKING:
     from presidio_analyzer import AnalyzerEngine, RecognizerResult
@@ -292,6 +297,10 @@ class NoteDeidentifier:
         def replace(value: str) -> str:
             if patient_key is None:
                 return DATE_PLACEHOLDER
+            timed = parse_datetime(value)
+            if timed is not None:  # a date with its time moves by the whole offset, as in DICOM
+                moment, render_moment = timed
+                return render_moment(self.pseudonymizer.shift_datetime(moment, patient_key))
             parsed = parse_date(value)
             if parsed is None:
                 return DATE_PLACEHOLDER

@@ -635,13 +635,49 @@ def _renderer(kind: str, g: dict[str, str]) -> Callable[[datetime.date], str]:
     return render
 
 
+#: An ISO 8601 date with a time of day: 2024-03-05T14:30, 2024-03-05 14:30:07.123456+01:00.
+DATETIME_PATTERN = _rx(
+    r"(?<![\d/\-.])\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,6})?)?(?:Z|[+\-]\d{2}:?\d{2})?(?![\d:])"
+)
+_TIME_PARTS = re.compile(r"(?P<hm>\d{2}:\d{2})(?P<s>:\d{2})?(?P<f>\.\d{1,6})?(?P<tz>.*)")
+
+
+def parse_datetime(text: str) -> tuple[datetime.datetime, Callable[[datetime.datetime], str]] | None:
+    """Parse an ISO 8601 date with a time of day found by :data:`DATETIME_PATTERN`; return it (naive, as
+    written: the zone suffix is carried over unchanged) and a renderer writing a datetime in the same form.
+
+    Returns ``None`` when ``text`` is not such a valid date and time.
+    """
+    if DATETIME_PATTERN.fullmatch(text) is None:
+        return None
+    date_part, sep, time_part = text[:10], text[10], text[11:]
+    parts = _TIME_PARTS.fullmatch(time_part)
+    assert parts is not None  # the pattern above guarantees the shape
+    try:
+        value = datetime.datetime.fromisoformat(f"{date_part}T{parts['hm']}{parts['s'] or ''}{parts['f'] or ''}")
+    except ValueError:
+        return None
+    fraction = len(parts["f"] or "") - 1  # digits written after the point (-1: none)
+
+    def render(d: datetime.datetime) -> str:
+        out = f"{d:%Y-%m-%d}{sep}{d:%H:%M}"
+        if parts["s"]:
+            out += f":{d:%S}"
+        if fraction > 0:
+            out += "." + f"{d.microsecond:06d}"[:fraction]
+        return out + parts["tz"]
+
+    return value, render
+
+
 def date_recognizer() -> RegexRecognizer:
-    """Dates: 2024-03-05, 03/05/2024 (3/5/24), March 5, 2024, Mar 5 2024, 5 Mar 2024, 5th of March, 2024."""
-    return RegexRecognizer(
-        "DATE",
-        [RegexPattern(kind, rx, 0.85, 0, lambda s: parse_date(s) is not None) for kind, rx in DATE_PATTERNS.items()],
-        name="ClinicalDateRecognizer",
-    )
+    """Dates: 2024-03-05, 03/05/2024 (3/5/24), March 5, 2024, Mar 5 2024, 5 Mar 2024, 5th of March, 2024; and
+    ISO dates with a time of day (2024-03-05T14:30), scored 1.0 so they win over any reading of the date alone."""
+    patterns = [
+        RegexPattern(kind, rx, 0.85, 0, lambda s: parse_date(s) is not None) for kind, rx in DATE_PATTERNS.items()
+    ]
+    patterns.append(RegexPattern("iso datetime", DATETIME_PATTERN, 1.0, 0, lambda s: parse_datetime(s) is not None))
+    return RegexRecognizer("DATE", patterns, name="ClinicalDateRecognizer")
 
 
 def clinical_recognizers() -> list[EntityRecognizer]:
