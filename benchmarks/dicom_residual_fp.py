@@ -6,9 +6,10 @@ files and pydicom-data), de-identified with the default profile.
 For every output the stage's re-analysis is run (Presidio with the clinical recognizers on every
 remaining text value, Person Name values other than our pseudonyms) and reported per rule: how many
 outputs would be quarantined as ``residual_phi`` when spaCy's PERSON guesses are ignored, counted on
-values longer than a code (the stage's rule), or counted everywhere; and how many the stage's
-known-identifier search (removed values of the original found in the output) would stop. ``--show`` lists the values
-that produced findings (public test data; never run it on real data).
+values longer than a code (the stage's rule), or counted everywhere; how many the known-identifier
+search (removed values of the original found in the output) would stop; and how many the stage's own
+findings engine (``deid.findings.DicomFindings``, both searches) holds back. ``--show`` lists the
+values that produced findings (public test data; never run it on real data).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import pydicom
 from pydicom.data import get_testdata_files
 
 from clinical_pipelines.deid.dicom import DeidRejected, DicomDeidentifier
+from clinical_pipelines.deid.findings import DicomFindings
 from clinical_pipelines.deid.notes import NoteDeidentifier
 from clinical_pipelines.deid.pseudonyms import Pseudonymizer
 from clinical_pipelines.deid.residual import (
@@ -48,12 +50,13 @@ def main() -> None:
     pseudonymizer = Pseudonymizer(KEY)
     deid = DicomDeidentifier(pseudonymizer)
     notes = NoteDeidentifier(pseudonymizer)
+    findings = DicomFindings(deid, lambda: notes.analyze_many)  # what the stage and the CLI run
     started = time.perf_counter()
     refused: Counter[str] = Counter()
     outputs: list[tuple[str, set[str], set[str]]] = []
     known: Counter[str] = Counter()  # the stage's known-identifier search: originals' removed values in the output
     known_paths: set[str] = set()
-    stage_paths: set[str] = set()  # either search, re-analysis by the stage's rule
+    stage_paths: set[str] = set()  # held back by the stage's own findings engine
     for path in paths:
         data = Path(path).read_bytes()
         try:
@@ -68,6 +71,8 @@ def main() -> None:
             continue
         names, texts = dicom_text_values(out)
         outputs.append((path, names, texts))
+        if findings(data, out):
+            stage_paths.add(path)
         hits = scan(out, dicom_identifiers(data, deid.profile.actions))
         known.update(hits)
         if hits:
@@ -77,7 +82,7 @@ def main() -> None:
     quarantined: Counter[str] = Counter()
     kinds: dict[str, Counter[str]] = {rule: Counter() for rule in RULES}
     shown: Counter[tuple[str, str]] = Counter()
-    for path, names, texts in outputs:
+    for _path, names, texts in outputs:
         per_rule: dict[str, Counter[str]] = {rule: Counter() for rule in RULES}
         if foreign_names(names):
             for rule in RULES:
@@ -85,15 +90,13 @@ def main() -> None:
         for text in texts:
             results = analysed[text]
             for rule, ner in zip(RULES, (False, longer_than_a_code(text), True), strict=True):
-                found = residual_entities(text, results, ner_persons=ner)
+                found = residual_entities(text, results, ner_persons=ner, in_context=False)
                 per_rule[rule].update(found)
                 if found and rule == RULES[1] and args.show:
                     shown[(text, ",".join(sorted(found)))] += 1
         for rule in RULES:
             if per_rule[rule]:
                 quarantined[rule] += 1
-                if rule == RULES[1]:
-                    stage_paths.add(path)
                 kinds[rule].update(per_rule[rule])
     print(f"{len(paths)} files, {len(outputs)} de-identified ({dict(refused)} refused), "
           f"{len(distinct)} distinct text values, {time.perf_counter() - started:.0f} s")  # fmt: skip
@@ -101,8 +104,8 @@ def main() -> None:
     print(f"  {label:<50} {len(known_paths):4d} of {len(outputs)} outputs quarantined  {dict(known)}")
     for rule in RULES:
         print(f"  {rule:<50} {quarantined[rule]:4d} of {len(outputs)} outputs quarantined  {dict(kinds[rule])}")
-    label = "the stage (known search or re-analysis, stage rule)"
-    print(f"  {label:<50} {len(known_paths | stage_paths):4d} of {len(outputs)} outputs quarantined")
+    label = "the stage (deid.findings.DicomFindings: both searches)"
+    print(f"  {label:<50} {len(stage_paths):4d} of {len(outputs)} outputs quarantined")
     for (text, found), count in sorted(shown.items()):
         print(f"    {count:3d}x {found:<28} {text[:90]!r}")
 

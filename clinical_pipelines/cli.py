@@ -301,15 +301,27 @@ def _progress(in_dir: Path) -> Iterator[Callable[[int], None] | None]:
         yield lambda n: bar.advance(task, n)
 
 
-def _run_batch(run: Callable[[], BatchSummary], out_dir: Path) -> BatchSummary:
+def _run_batch(
+    run: Callable[[dict[str, str] | None, Callable[[int], None] | None], BatchSummary],
+    in_dir: Path,
+    mapping: Path | None,
+) -> BatchSummary:
+    """Run a folder batch (``run(pairs, progress)``) under a progress bar; output-folder errors become one
+    line; with ``mapping``, the input -> output names it collects are written there, encrypted."""
     from clinical_pipelines.deid.outputs import OutputFolderError
 
+    _check_mapping_path(mapping, in_dir)
+    pairs: dict[str, str] | None = {} if mapping is not None else None
     try:
-        return run()
+        with _progress(in_dir) as advance:
+            summary = run(pairs, advance)
     except OutputFolderError as exc:
         _fail(str(exc))
     except ValueError as exc:  # the output folder inside the input folder
         raise click.UsageError(str(exc)) from None
+    if mapping is not None and pairs is not None:
+        _write_mapping(mapping, pairs)
+    return summary
 
 
 @deid.command("dicom")
@@ -332,18 +344,14 @@ def deid_dicom(
     from clinical_pipelines.deid.batch import deidentify_dicom_folder
     from clinical_pipelines.deid.profile import DEFAULT_OPTIONS
 
-    _check_mapping_path(mapping, in_dir)
     chosen = tuple(sorted(options or DEFAULT_OPTIONS))
     key = _deid_key()
-    pairs: dict[str, str] | None = {} if mapping is not None else None
-    with _progress(in_dir) as advance:
-        summary = _run_batch(
-            lambda: deidentify_dicom_folder(in_dir, out_dir, key, options=chosen, workers=workers,
-                                            residual_scan=residual_scan, mapping=pairs, progress=advance),
-            out_dir,
-        )  # fmt: skip
-    if mapping is not None and pairs is not None:
-        _write_mapping(mapping, pairs)
+    summary = _run_batch(
+        lambda pairs, advance: deidentify_dicom_folder(in_dir, out_dir, key, options=chosen, workers=workers,
+                                                       residual_scan=residual_scan, mapping=pairs, progress=advance),
+        in_dir,
+        mapping,
+    )  # fmt: skip
     click.echo(f"{_report(summary, 'file(s)')}; {summary.files_per_s:.0f} files/s with {workers} worker(s); "
                f"options: {', '.join(chosen)}")  # fmt: skip
     sys.exit(_exit_status(summary))
@@ -364,17 +372,13 @@ def deid_notes(
 
     if out_dir.resolve().is_relative_to(in_dir.resolve()):
         raise click.UsageError("the output folder must not lie inside the input folder")
-    _check_mapping_path(mapping, in_dir)
     key = _deid_key()
-    pairs: dict[str, str] | None = {} if mapping is not None else None
-    with _progress(in_dir) as advance:
-        summary = _run_batch(
-            lambda: deidentify_notes_folder(in_dir, out_dir, key, workers=workers, batch_size=batch_size,
-                                            residual_scan=residual_scan, mapping=pairs, progress=advance),
-            out_dir,
-        )  # fmt: skip
-    if mapping is not None and pairs is not None:
-        _write_mapping(mapping, pairs)
+    summary = _run_batch(
+        lambda pairs, advance: deidentify_notes_folder(in_dir, out_dir, key, workers=workers, batch_size=batch_size,
+                                                       residual_scan=residual_scan, mapping=pairs, progress=advance),
+        in_dir,
+        mapping,
+    )  # fmt: skip
     click.echo(
         f"{_report(summary, 'note(s)')}; replaced {sum(summary.entities.values())} identifier(s) "
         f"{dict(sorted(summary.entities.items()))}; {summary.files_per_s:.1f} notes/s with {workers} worker(s)"

@@ -19,7 +19,7 @@ from __future__ import annotations
 import io
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
 from clinical_pipelines.deid.codes import CODE_MEANING, is_standard_code_meaning, standard_meaning_texts
@@ -302,34 +302,6 @@ def _un_text(value: object) -> list[str]:
     if not text or printable < 0.9 * len(text):
         return []  # binary: numbers or a sequence, not something a name could be read from
     return text.split("\\")
-
-
-def reanalyse_dicom(
-    names: Iterable[str],
-    texts: Iterable[str],
-    analyze_many: Callable[[list[str]], list[list[RecognizerResult]]] | None,
-    seen: dict[str, Counter[str]] | None = None,
-) -> Counter[str]:
-    """Re-analysis findings for one de-identified instance's values (from :func:`dicom_text_values`).
-
-    Every Person Name value other than our own output is a finding (``presidio:PN``); every other text
-    value is read by ``analyze_many`` (Presidio with the clinical recognizers; None: names only), with
-    spaCy's PERSON guesses counted on values :func:`longer_than_a_code`. ``seen`` caches findings per
-    distinct value across instances (a series shares most of its values).
-    """
-    found: Counter[str] = Counter()
-    foreign = foreign_names(names)
-    if foreign:
-        found["presidio:PN"] += foreign
-    if analyze_many is None:
-        return found
-    seen = {} if seen is None else seen
-    new = sorted(set(texts) - seen.keys())
-    for text, results in zip(new, analyze_many(new) if new else [], strict=True):
-        seen[text] = residual_entities(text, results, ner_persons=longer_than_a_code(text), in_context=False)
-    for text in texts:
-        found.update(seen[text])
-    return found
 
 
 def foreign_names(names: Iterable[str]) -> int:
