@@ -308,7 +308,10 @@ def _run_batch(
 ) -> BatchSummary:
     """Run a folder batch (``run(pairs, progress)``) under a progress bar; output-folder errors become one
     line; with ``mapping``, the input -> output names it collects are written there, encrypted."""
+    from clinical_pipelines.deid.batch import skip_unused_heavy_imports
     from clinical_pipelines.deid.outputs import OutputFolderError
+
+    skip_unused_heavy_imports()  # this process only de-identifies (with one worker, here)
 
     _check_mapping_path(mapping, in_dir)
     pairs: dict[str, str] | None = {} if mapping is not None else None

@@ -117,7 +117,8 @@ def skip_unused_heavy_imports() -> None:
 
 def _init_worker(key: bytes, options: tuple[str, ...] | None, out_dir: str, run_id: str, residual: bool) -> None:
     global _state
-    skip_unused_heavy_imports()
+    if multiprocessing.parent_process() is not None:  # our own worker process; a library caller is untouched
+        skip_unused_heavy_imports()
     _state = _Worker(key, OutputFolder(Path(out_dir), run_id), residual)
     if options is not None:
         _state.dicom = DicomDeidentifier(Pseudonymizer(key), DicomDeidPolicy(options=options))
