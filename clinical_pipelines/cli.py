@@ -233,6 +233,9 @@ def _check_mapping_path(mapping: Path | None, in_dir: Path) -> None:
         raise click.UsageError("the mapping file must not lie inside the input folder")
 
 
+_MAPPING_CONTEXT = b"clinical-pipelines/envelope/2\x00deid-mapping"  # a mapping file may be renamed freely
+
+
 def _write_mapping(path: Path, mapping: dict[str, str]) -> None:
     """The input -> output mapping, encrypted under the master key (envelope encryption), written atomically."""
     from clinical_pipelines.deid.outputs import OutputFolder, OutputFolderError
@@ -243,7 +246,7 @@ def _write_mapping(path: Path, mapping: dict[str, str]) -> None:
         keyring = load_keyring(_settings().key_dir)
     except (KeyError_, ValueError, OSError) as exc:
         _fail(f"no master key to encrypt the mapping ({exc}); set CLINICAL_PIPELINES_MASTER_KEY or the key folder")
-    blob = encrypt_bytes(json.dumps(mapping, sort_keys=True, indent=1).encode(), keyring)
+    blob = encrypt_bytes(json.dumps(mapping, sort_keys=True, indent=1).encode(), keyring, context=_MAPPING_CONTEXT)
     folder = OutputFolder(path.parent)
     try:
         folder.create()
@@ -445,7 +448,7 @@ def deid_mapping(mapping_file: Path) -> None:
 
     try:
         keyring = load_keyring(_settings().key_dir)
-        click.echo(decrypt_bytes(mapping_file.read_bytes(), keyring).decode())
+        click.echo(decrypt_bytes(mapping_file.read_bytes(), keyring, context=_MAPPING_CONTEXT).decode())
     except (KeyError_, DecryptionError) as exc:
         _fail(f"cannot decrypt {mapping_file} ({exc}); use the master key (CLINICAL_PIPELINES_MASTER_KEY or the "
               "key folder) that wrote it")  # fmt: skip

@@ -72,6 +72,11 @@ REASONS = {
 }
 
 
+def _path_context(item_id: str) -> bytes:
+    """AAD of a record's encrypted path: bound to its item (a path moved to another record fails)."""
+    return b"clinical-pipelines/envelope/2\x00quarantine-path\x00" + item_id.encode()
+
+
 @dataclass(frozen=True)
 class QuarantineRecord:
     """Why an item was quarantined. Every field is safe to show (no PHI)."""
@@ -133,12 +138,14 @@ class Quarantine:
         size_actual = None
         if content is not None:
             hashing = HashingReader(content)
-            encrypting = EncryptingReader(hashing, self.keyring)  # type: ignore[arg-type]
             bytes_key = f"{folder}{item}.bin"
+            encrypting = EncryptingReader(hashing, self.keyring, context=bytes_key)  # type: ignore[arg-type]
             self.store.put_stream(bytes_key, encrypting)  # type: ignore[arg-type]
             key_id, sha_actual, size_actual = encrypting.key_id, hashing.hexdigest(), hashing.size
         path_enc = (
-            base64.b64encode(encrypt_bytes(path.encode("utf-8", "surrogateescape"), self.keyring)).decode()
+            base64.b64encode(
+                encrypt_bytes(path.encode("utf-8", "surrogateescape"), self.keyring, context=_path_context(item))
+            ).decode()
             if path is not None
             else None
         )
@@ -172,13 +179,16 @@ class Quarantine:
         """Decrypt the item's original path (PHI zone access: callers must be authorised)."""
         if record.path_enc is None:
             return None
-        return decrypt_bytes(base64.b64decode(record.path_enc), self.keyring).decode("utf-8", "surrogateescape")
+        blob = base64.b64decode(record.path_enc)
+        return decrypt_bytes(blob, self.keyring, context=_path_context(record.item_id)).decode(
+            "utf-8", "surrogateescape"
+        )
 
     def open_original(self, record: QuarantineRecord) -> DecryptingReader:
         """Stream the item's original bytes, decrypted."""
         if record.bytes_key is None:
             raise FileNotFoundError(f"quarantine item {record.item_id} kept no bytes ({record.reason})")
-        return DecryptingReader(self.store.open_read(record.bytes_key), self.keyring)
+        return DecryptingReader(self.store.open_read(record.bytes_key), self.keyring, context=record.bytes_key)
 
 
 def count_reasons(records: Iterable[QuarantineRecord]) -> dict[str, int]:

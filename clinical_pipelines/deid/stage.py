@@ -124,9 +124,9 @@ class DropDeidentifier:
         else:
             raise NotImplementedError(f"de-identification of {modality} is not wired yet")
         self.store.put_bytes(deid_record_key(modality, source, drop_id), self._record(report))
+        lineage_key = deid_lineage_key(modality, source, drop_id)
         self.store.put_bytes(
-            deid_lineage_key(modality, source, drop_id),
-            encrypt_bytes(json.dumps(lineage, sort_keys=True).encode(), self.keyring),
+            lineage_key, encrypt_bytes(json.dumps(lineage, sort_keys=True).encode(), self.keyring, context=lineage_key)
         )
         report.seconds = time.perf_counter() - started
         return report

@@ -219,7 +219,7 @@ class DropIngestor:
                 except _Rejected as rejected:
                     return rejected
                 return RawFile(entry.path, entry.sha256, entry.size, checked[0]), None, hashing.size, False
-            encrypting = EncryptingReader(hashing, self.keyring)  # type: ignore[arg-type]
+            encrypting = EncryptingReader(hashing, self.keyring, context=raw_object_key(entry.sha256))  # type: ignore[arg-type]
             new = True
             try:
                 self.store.put_stream(

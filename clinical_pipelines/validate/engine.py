@@ -113,9 +113,8 @@ class DropValidator:
             self._validate_items(report, files)
         if report.items_total and report.failed_items / report.items_total > self.max_fraction:
             report.critical_failures.append(TOO_MANY_ITEM_FAILURES)
-        self.store.put_bytes(
-            validated_record_key(modality, source, drop_id), encrypt_bytes(report.to_record(), self.keyring)
-        )
+        key = validated_record_key(modality, source, drop_id)
+        self.store.put_bytes(key, encrypt_bytes(report.to_record(), self.keyring, context=key))
         report.seconds = time.perf_counter() - started
         return report
 
@@ -246,4 +245,5 @@ class DropValidator:
 
 def read_validated_record(store: ObjectStore, keyring: KeyRing, modality: str, source: str, drop_id: str) -> dict:
     """The validated record of a drop's modality (what passed, and whether the drop passed)."""
-    return json.loads(decrypt_bytes(read_all(store, validated_record_key(modality, source, drop_id)), keyring))
+    key = validated_record_key(modality, source, drop_id)
+    return json.loads(decrypt_bytes(read_all(store, key), keyring, context=key))
