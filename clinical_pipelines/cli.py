@@ -20,7 +20,28 @@ if TYPE_CHECKING:
     from clinical_pipelines.settings import Settings
 
 
-@click.group()
+def _config_errors() -> tuple[type[BaseException], ...]:
+    """Errors that mean "the configuration is wrong" (variables, key folder, key files): one line, exit 2."""
+    from clinical_pipelines.limits import LimitsError
+    from clinical_pipelines.settings import SettingsError
+    from clinical_pipelines.storage.envelope import LegacyEnvelope
+    from clinical_pipelines.storage.keys import KeyError_
+
+    return (SettingsError, LimitsError, KeyError_, LegacyEnvelope)
+
+
+class _Main(click.Group):
+    """The top-level group: a configuration error in any command is one line naming the variable or file
+    and the fix, exit status 2, never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except _config_errors() as exc:
+            _fail(" ".join(str(exc).split()))
+
+
+@click.group(cls=_Main)
 @click.version_option(package_name="clinical-pipelines")
 def main() -> None:
     """Governed, versioned, training-ready clinical datasets."""
@@ -109,6 +130,11 @@ def run(data_dir: Path | None, store_url: str | None, as_json: bool) -> None:
     from clinical_pipelines.settings import Settings
 
     settings = Settings.from_env(data_dir=data_dir, store_url=store_url)
+    # Keys are checked before any run starts: a bad key is one line and exit 2, not a failed run per drop.
+    from clinical_pipelines.deid.secret import load_deid_key
+
+    settings.keyring()
+    load_deid_key(settings.key_dir, create=settings.env != "production")
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     instance = _instance_for(settings.data_dir)
     summary = process_landing(settings, instance)
@@ -240,10 +266,10 @@ def _write_mapping(path: Path, mapping: dict[str, str]) -> None:
     """The input -> output mapping, encrypted under the master key (envelope encryption), written atomically."""
     from clinical_pipelines.deid.outputs import OutputFolder, OutputFolderError
     from clinical_pipelines.storage.envelope import encrypt_bytes
-    from clinical_pipelines.storage.keys import KeyError_, load_keyring
+    from clinical_pipelines.storage.keys import KeyError_
 
     try:
-        keyring = load_keyring(_settings().key_dir)
+        keyring = _settings().keyring()
     except (KeyError_, ValueError, OSError) as exc:
         _fail(f"no master key to encrypt the mapping ({exc}); set CLINICAL_PIPELINES_MASTER_KEY or the key folder")
     blob = encrypt_bytes(json.dumps(mapping, sort_keys=True, indent=1).encode(), keyring, context=_MAPPING_CONTEXT)
@@ -444,10 +470,10 @@ def deid_table(in_csv: Path, out_csv: Path, residual_scan: bool) -> None:
 def deid_mapping(mapping_file: Path) -> None:
     """Decrypt a --mapping file (needs the master key that wrote it) and print it as JSON: it names input files."""
     from clinical_pipelines.storage.envelope import DecryptionError, decrypt_bytes
-    from clinical_pipelines.storage.keys import KeyError_, load_keyring
+    from clinical_pipelines.storage.keys import KeyError_
 
     try:
-        keyring = load_keyring(_settings().key_dir)
+        keyring = _settings().keyring()
         click.echo(decrypt_bytes(mapping_file.read_bytes(), keyring, context=_MAPPING_CONTEXT).decode())
     except (KeyError_, DecryptionError) as exc:
         _fail(f"cannot decrypt {mapping_file} ({exc}); use the master key (CLINICAL_PIPELINES_MASTER_KEY or the "

@@ -37,6 +37,7 @@ class KeyRingResource(dg.ConfigurableResource):
     """
 
     key_dir: str
+    production: bool = False  # production: the key comes from the environment only, never generated
     _ring: KeyRing | None = PrivateAttr(default=None)
 
     def get_keyring(self) -> KeyRing:
@@ -44,7 +45,8 @@ class KeyRingResource(dg.ConfigurableResource):
         if self._ring is None:
             from pathlib import Path
 
-            self._ring = load_keyring(Path(self.key_dir))
+            # production=None still refuses when this worker's own environment says production
+            self._ring = load_keyring(Path(self.key_dir), production=self.production or None)
         return self._ring
 
 
@@ -123,7 +125,7 @@ def resources_for(settings: Settings) -> dict[str, dg.ConfigurableResource]:
     """Resources for ``settings`` (the same shapes locally and in production; only values differ)."""
     return {
         "object_store": ObjectStoreResource(url=settings.store_url, endpoint_url=settings.s3_endpoint_url),
-        "keyring": KeyRingResource(key_dir=str(settings.key_dir)),
+        "keyring": KeyRingResource(key_dir=str(settings.key_dir), production=settings.env == "production"),
         "landing": LandingSettingsResource(
             stale_after_hours=settings.stale_after_hours, ingest_workers=settings.ingest_workers
         ),
