@@ -65,7 +65,7 @@ def test_forged_chunk_size_is_refused_before_any_read(keyring: KeyRing, chunk_si
             assert size is None or size <= MAX_CHUNK_SIZE + 16, "reader asked for an unbounded chunk"
             return super().read(size)
 
-    with pytest.raises(DecryptionError, match="chunk_size|malformed"):
+    with pytest.raises(DecryptionError, match=r"chunk_size|malformed"):
         DecryptingReader(Exploding(blob), keyring)
 
 
@@ -77,5 +77,5 @@ def test_forged_nonce_prefix_is_refused(keyring: KeyRing) -> None:
 
 def test_format_1_objects_are_refused_with_a_clear_message(keyring: KeyRing) -> None:
     legacy = b"CPENV1\n" + encrypt_bytes(b"old", keyring)[len(MAGIC) :]
-    with pytest.raises(LegacyEnvelope, match="format 1.*re-ingest"):
+    with pytest.raises(LegacyEnvelope, match=r"format 1.*re-ingest"):
         decrypt_bytes(legacy, keyring, context="raw/objects/aa/1")
