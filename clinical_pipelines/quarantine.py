@@ -69,6 +69,13 @@ REASONS = {
     "deid_failed": "the profile could not be applied to a value (odd VR or unconvertible value)",
     "pixel_cleaning_unsupported": "pixel cleaning was asked for, but the pixel data is compressed or unusual",
     "residual_phi": "an identifier of the original was still found after de-identification",
+    # limits and faults (any stage; see clinical_pipelines/limits.py)
+    "too_large": "the object is larger than its modality's size limit (CLINICAL_PIPELINES_MAX_<MODALITY>_MB)",
+    "geometry_too_large": "declared Rows x Columns x Frames x Samples x Bits exceeds CLINICAL_PIPELINES_MAX_PIXEL_MB",
+    "note_too_long": "a note longer than CLINICAL_PIPELINES_MAX_NOTE_CHARS",
+    "table_too_large": "a table with more cells than CLINICAL_PIPELINES_MAX_TABLE_CELLS",
+    "tampered_object": "a stored object failed authentication (altered, truncated, swapped or renamed)",
+    "engine_error": "an unexpected error on this item (its exception type only); the rest of the drop went on",
 }
 
 
