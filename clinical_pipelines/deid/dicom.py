@@ -30,6 +30,7 @@ from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 
+from clinical_pipelines import pydicom_quiet
 from clinical_pipelines.deid.codes import CODE_MEANING, is_standard_code_meaning
 from clinical_pipelines.deid.iod import Path_
 from clinical_pipelines.deid.pixels import (
@@ -50,6 +51,8 @@ from clinical_pipelines.deid.temporal import (
     shift_datetime,
     shift_time,
 )
+
+pydicom_quiet.configure()  # no value read from a file reaches a warning or a log
 
 #: Deeper nesting than any real IOD needs (SR content trees stay well below): refused, not recursed into.
 MAX_SEQUENCE_DEPTH = 32

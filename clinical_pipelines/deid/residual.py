@@ -22,6 +22,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
+from clinical_pipelines import pydicom_quiet
 from clinical_pipelines.deid.codes import CODE_MEANING, is_standard_code_meaning, standard_meaning_texts
 
 if TYPE_CHECKING:
@@ -176,6 +177,8 @@ def _text_elements(ds: object) -> Iterable[object]:
     text value are converted by pydicom itself, with the character set and VR rules of a plain reading.
     """
     from pydicom import config
+
+    pydicom_quiet.configure()
     from pydicom.dataelem import RawDataElement
 
     fast = config.settings.reading_validation_mode != config.RAISE  # else pydicom may refuse a value

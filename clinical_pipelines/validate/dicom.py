@@ -12,7 +12,10 @@ from typing import Any
 
 from pydicom.dataelem import RawDataElement
 
+from clinical_pipelines import pydicom_quiet
 from clinical_pipelines.limits import GEOMETRY_TOO_LARGE, INFLATE_LIMIT, Limits
+
+pydicom_quiet.configure()  # no value read from a file reaches a warning or a log
 
 # Transfer syntaxes the platform handles end to end: pydicom reads and decodes them with no
 # extra codec package (de-identification copies pixel bytes; training decodes them).
