@@ -73,7 +73,7 @@ class Limits:
     def as_env(self) -> dict[str, str]:
         """The limits as the environment variables that set them (whole MiB where the variable is in MB)."""
         out = {}
-        for (name, attr, scale) in _VARIABLES:
+        for name, attr, scale in _VARIABLES:
             out[name] = str(getattr(self, attr) // scale)
         return out
 
