@@ -257,14 +257,14 @@ def test_deid_notes(tmp_path: Path, env: dict[str, str]) -> None:
     (notes / "latin1.txt").write_bytes("Röntgen des Thorax ohne Befund, Patient beschwerdefrei.".encode("latin-1"))
     (notes / "empty.txt").write_bytes(b"  \n")
     (notes / "nul.txt").write_bytes(b"Seen today in clinic.\x00\x00 Follow up in two weeks.")
-    (notes / "huge.txt").write_bytes(b"Patient stable. " * 20_000)  # 320,000 characters: over the suite's bound
+    (notes / "huge.txt").write_bytes(b"Patient stable. " * 20_000)  # 320,000 characters: over CLINICAL_PIPELINES_MAX_NOTE_CHARS
     outputs = {}
     for workers in (1, 2):
         out = tmp_path / f"notes-out-{workers}"
         proc = run_cli("deid", "notes", str(notes), str(out), "--workers", str(workers), "--batch-size", "3", env=env)
         assert proc.returncode == 0, proc.stderr
         assert (f"{good + 4} note(s), {good} written, 4 refused (binary_note: 1, empty_note: 1, not_utf8: 1, "
-                "validation_failed: 1), 0 with residual findings") in proc.stdout  # fmt: skip
+                "note_too_long: 1), 0 with residual findings") in proc.stdout  # fmt: skip
         assert "PERSON" in proc.stdout and f"{workers} worker(s)" in proc.stdout
         outputs[workers] = {p.name: p.read_bytes() for p in out.iterdir()}
     assert len(outputs[1]) == good and outputs[1] == outputs[2]
