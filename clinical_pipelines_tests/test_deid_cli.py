@@ -257,7 +257,7 @@ def test_deid_notes(tmp_path: Path, env: dict[str, str]) -> None:
     (notes / "latin1.txt").write_bytes("Röntgen des Thorax ohne Befund, Patient beschwerdefrei.".encode("latin-1"))
     (notes / "empty.txt").write_bytes(b"  \n")
     (notes / "nul.txt").write_bytes(b"Seen today in clinic.\x00\x00 Follow up in two weeks.")
-    (notes / "huge.txt").write_bytes(b"Patient stable. " * 20_000)  # 320,000 characters: over CLINICAL_PIPELINES_MAX_NOTE_CHARS
+    (notes / "huge.txt").write_bytes(b"Patient stable. " * 20_000)  # 320,000 characters: over the note limit
     outputs = {}
     for workers in (1, 2):
         out = tmp_path / f"notes-out-{workers}"
