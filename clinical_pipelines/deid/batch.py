@@ -160,13 +160,15 @@ def _deid_one(job: tuple[str, str]) -> FileOutcome:
     if isinstance(header, ParseFailure):
         return FileOutcome(relative, len(data), refused=header.reason)
     try:
-        out, _ = state.dicom.deidentify_bytes(data)
+        if state.findings is not None:
+            out, _, findings = state.findings.deidentify(data)
+        else:
+            out, findings = state.dicom.deidentify_bytes(data)[0], Counter()
     except DeidRejected as rejected:
         return FileOutcome(relative, len(data), refused=rejected.reason)
     except Exception:  # whatever one file does, the batch goes on; the type alone could quote nothing
         return FileOutcome(relative, len(data), refused="deid_failed")
     name = _dicom_name(state, header, out)
-    findings = state.findings(data, out) if state.findings is not None else Counter()
     if findings:
         return FileOutcome(relative, len(data), name=name, findings=dict(findings))
     if not state.out.put(name, out):

@@ -27,6 +27,7 @@ from clinical_pipelines.deid.residual import (
     dicom_identifiers,
     dicom_text_values,
     foreign_names,
+    identifiers_in,
     longer_than_a_code,
     residual_entities,
     scan,
@@ -34,8 +35,9 @@ from clinical_pipelines.deid.residual import (
 
 if TYPE_CHECKING:
     from presidio_analyzer import RecognizerResult
+    from pydicom import Dataset
 
-    from clinical_pipelines.deid.dicom import DicomDeidentifier
+    from clinical_pipelines.deid.dicom import DicomDeidentifier, DicomDeidReport
     from clinical_pipelines.deid.notes import NoteResult
     from clinical_pipelines.deid.tables import TableDeidResult, TablePolicy
 
@@ -86,6 +88,7 @@ class DicomFindings:
     """
 
     def __init__(self, deidentifier: DicomDeidentifier, analyzer: Callable[[], Analyze] | None) -> None:
+        self.deidentifier = deidentifier
         self.actions = deidentifier.profile.actions
         # Values the profile keeps ("K"), remaps ("U") or, with a text cleaner, cleans ("C") are not identifiers.
         self.kept = frozenset("KUC") if deidentifier.text_cleaner is not None else frozenset("KU")
@@ -94,9 +97,31 @@ class DicomFindings:
         self._seen: dict[str, Counter[str]] = {}
         self.identifiers_searched = 0
 
-    def __call__(self, original: bytes, output: bytes) -> Counter[str]:
-        """Findings in ``output``, the de-identified form of ``original`` (zero counts dropped)."""
-        identifiers = dicom_identifiers(original, self.actions, kept=self.kept)
+    def identifiers_of(self, original: Dataset) -> dict[str, set[str]]:
+        """The identifying strings of ``original``, read before it is de-identified (saves reading it twice)."""
+        return identifiers_in(original, self.actions, kept=self.kept)
+
+    def deidentify(self, data: bytes) -> tuple[bytes, DicomDeidReport, Counter[str]]:
+        """De-identify ``data`` with the deidentifier and return (output, report, findings in the output).
+
+        The original is read once: its identifiers are taken from the dataset the deidentifier reads,
+        before it changes it. Raises what :meth:`DicomDeidentifier.deidentify_bytes` raises.
+        """
+        identifiers: dict[str, set[str]] = {}
+        out, report = self.deidentifier.deidentify_bytes(
+            data, before=lambda ds: identifiers.update(self.identifiers_of(ds))
+        )
+        return out, report, self(data, out, identifiers=identifiers)
+
+    def __call__(
+        self, original: bytes, output: bytes, *, identifiers: dict[str, set[str]] | None = None
+    ) -> Counter[str]:
+        """Findings in ``output``, the de-identified form of ``original`` (zero counts dropped).
+
+        ``identifiers``: the original's, when already read (:meth:`identifiers_of`).
+        """
+        if identifiers is None:
+            identifiers = dicom_identifiers(original, self.actions, kept=self.kept)
         self.identifiers_searched += sum(len(v) for v in identifiers.values())
         hits: Counter[str] = Counter(scan(header_bytes(output), identifiers))
         person_names, texts = dicom_text_values(output)

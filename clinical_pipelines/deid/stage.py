@@ -139,11 +139,10 @@ class DropDeidentifier:
             data = self.raw.read_object(sha)
             report.bytes_in += len(data)
             try:
-                out, item_report = self.dicom.deidentify_bytes(data)
+                out, item_report, hits = findings.deidentify(data)
             except DeidRejected as rejected:
                 self._quarantine(report, names.get(sha), rejected.reason, rejected.detail, data)
                 continue
-            hits = findings(data, out)
             attributes = item_report.attributes
             self._emit(report, lineage, sha, names.get(sha), data, out, "dicom", (item_report.patient_id,), hits,
                        attributes)  # fmt: skip
