@@ -215,3 +215,17 @@ def test_one_reading_on_crafted_and_generated_files_changes_no_output_byte() -> 
     identifiers = findings.identifiers_of(pydicom.dcmread(io.BytesIO(next(_crafted()))))
     flat = {v for values in identifiers.values() for v in values}
     assert {"Margaret Okonkwo", "Protocol by Imogen Smith", "Deeply nested note by Smith"} <= flat
+
+
+def test_the_header_is_cut_where_the_pixel_data_ends_the_file_with_or_without_a_length_hint() -> None:
+    from clinical_pipelines.deid.findings import header_bytes
+
+    corpus = SynthCorpus(29, n_patients=1, slices_per_series=1, notes_per_patient=0)
+    data = next(f.data for d in corpus.iter_drops() for f in d.files if f.modality == "dicom")
+    output = DicomDeidentifier(Pseudonymizer(KEY)).deidentify_bytes(data)[0]
+    pixels = len(pydicom.dcmread(io.BytesIO(output)).PixelData)
+    cut = header_bytes(output)
+    assert len(cut) == len(output) - pixels and b"\xe0\x7f\x10\x00" in cut[-12:]
+    assert header_bytes(output, pixels) == cut
+    assert header_bytes(output, pixels - 2) == cut  # a wrong hint: the backward search decides
+    assert header_bytes(output + b"\0\0", pixels) == output + b"\0\0"  # pixel data no longer ends the file
