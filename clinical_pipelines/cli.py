@@ -367,10 +367,22 @@ def _run_batch(
     help="PS3.15 profile option (repeatable), e.g. rtnDevIdOpt. Default: modified dates, patient characteristics, "
     "clean descriptors.",
 )
+@click.option(
+    "--keep-time-of-day",
+    is_flag=True,
+    help="Keep clock times (TM, the time in DT) and move dates by whole days only. A re-identification risk: "
+    "a date plus its clock times is what RIS/PACS logs are searched by. Default: times move with the dates.",
+)
 @_residual_option
 @_mapping_option
 def deid_dicom(
-    in_dir: Path, out_dir: Path, workers: int, options: tuple[str, ...], residual_scan: bool, mapping: Path | None
+    in_dir: Path,
+    out_dir: Path,
+    workers: int,
+    options: tuple[str, ...],
+    keep_time_of_day: bool,
+    residual_scan: bool,
+    mapping: Path | None,
 ) -> None:
     """Apply the PS3.15 Basic Profile to every file in IN_DIR, writing OUT_DIR/<new SOP Instance UID>.dcm."""
     from clinical_pipelines.deid.batch import deidentify_dicom_folder
@@ -380,12 +392,14 @@ def deid_dicom(
     key = _deid_key()
     summary = _run_batch(
         lambda pairs, advance: deidentify_dicom_folder(in_dir, out_dir, key, options=chosen, workers=workers,
-                                                       residual_scan=residual_scan, mapping=pairs, progress=advance),
+                                                       residual_scan=residual_scan, mapping=pairs, progress=advance,
+                                                       keep_time_of_day=keep_time_of_day),
         in_dir,
         mapping,
     )  # fmt: skip
+    kept = "; times of day kept (a re-identification risk)" if keep_time_of_day else ""
     click.echo(f"{_report(summary, 'file(s)')}; {summary.files_per_s:.0f} files/s with {workers} worker(s); "
-               f"options: {', '.join(chosen)}")  # fmt: skip
+               f"options: {', '.join(chosen)}{kept}")  # fmt: skip
     sys.exit(_exit_status(summary))
 
 

@@ -287,3 +287,18 @@ def test_deid_path_never_imports_dagster(tmp_path: Path, env: dict[str, str]) ->
     assert proc.returncode == 0, proc.stderr[-2000:]
     imported = [line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if "|" in line]
     assert "pydicom" in imported and not [m for m in imported if m.split(".")[0] in ("dagster", "great_expectations")]
+
+
+def test_deid_dicom_moves_times_of_day_unless_asked_to_keep_them(tmp_path: Path, env: dict[str, str]) -> None:
+    folder, _ = corpus_folder(tmp_path)
+    inputs = dicom_only(folder)
+    original_times = {str(pydicom.dcmread(p).StudyTime) for p in inputs}
+    assert original_times - {""}
+    for flag, expect_kept in (([], False), (["--keep-time-of-day"], True)):
+        out = tmp_path / f"out{len(flag)}"
+        done = run_cli("deid", "dicom", str(folder), str(out), *flag, env=env)
+        assert done.returncode == 0, done.stderr
+        assert ("times of day kept (a re-identification risk)" in done.stdout) == expect_kept
+        times = {str(pydicom.dcmread(p).StudyTime) for p in out.glob("*.dcm")}
+        assert times and (times <= original_times) == expect_kept
+        assert expect_kept or not times & original_times  # moved: no original clock time survives

@@ -152,8 +152,7 @@ class DropDeidentifier:
                 continue
             report.bytes_in += len(data)
             try:
-                out, item_report = self.dicom.deidentify_bytes(data)
-                hits = findings(data, out)  # dicom_identifiers / dicom_text_values run on the original here
+                out, item_report, hits = findings.deidentify(data)  # identifiers read from the original here
             except DeidRejected as rejected:
                 self._quarantine(report, names.get(sha), rejected.reason, rejected.detail, data)
                 continue
