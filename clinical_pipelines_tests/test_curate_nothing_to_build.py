@@ -22,7 +22,11 @@ def test_dicom_only_landing_run_succeeds_and_says_no_matching_objects(tmp_path: 
     put_drops(settings.open_store(), dicom_only)
     cli = str(BIN / "clinical-pipelines")
     proc = subprocess.run(
-        [cli, "run", "--data-dir", str(settings.data_dir), "--json"], env=env, capture_output=True, text=True, timeout=600
+        [cli, "run", "--data-dir", str(settings.data_dir), "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     summary = json.loads(proc.stdout)
