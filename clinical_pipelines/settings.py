@@ -16,6 +16,8 @@ Environment variables (a contract: keep the names):
 - ``CLINICAL_PIPELINES_STALE_AFTER_HOURS``: an incomplete drop older than this is quarantined
   (default 24; 0 disables).
 - ``CLINICAL_PIPELINES_INGEST_WORKERS``: files ingested in parallel per drop (default 4).
+- ``CLINICAL_PIPELINES_MAX_DROP_FILES``: entries one ``drop.json`` may list (default 100,000); a
+  drop listing more is quarantined whole with one ``unreadable_drop_manifest`` record.
 - ``CLINICAL_PIPELINES_MAX_ITEM_FAILURE_FRACTION``: share of a drop's items (per modality) that may
   fail validation and be quarantined while the rest goes on (default 0.2); above it the drop stops.
 - ``CLINICAL_PIPELINES_CACHE_DIR``: local cache folder of training shards (default
@@ -50,6 +52,7 @@ ENV_S3_ENDPOINT_URL = "CLINICAL_PIPELINES_S3_ENDPOINT_URL"
 ENV_KEY_DIR = "CLINICAL_PIPELINES_KEY_DIR"
 ENV_STALE_AFTER_HOURS = "CLINICAL_PIPELINES_STALE_AFTER_HOURS"
 ENV_INGEST_WORKERS = "CLINICAL_PIPELINES_INGEST_WORKERS"
+ENV_MAX_DROP_FILES = "CLINICAL_PIPELINES_MAX_DROP_FILES"
 ENV_MAX_ITEM_FAILURE_FRACTION = "CLINICAL_PIPELINES_MAX_ITEM_FAILURE_FRACTION"
 ENV_CACHE_DIR = "CLINICAL_PIPELINES_CACHE_DIR"
 ENV_CACHE_MAX_GB = "CLINICAL_PIPELINES_CACHE_MAX_GB"
@@ -89,6 +92,7 @@ class Settings:
     shard_mb: int = 256
     specs_dir: Path = SHIPPED_SPECS_DIR
     catalog_url: str = ""  # empty: sqlite:///<data_dir>/catalog.sqlite
+    max_drop_files: int = 100_000
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -116,6 +120,7 @@ class Settings:
             catalog_url=str(
                 overrides.get("catalog_url") or env.get(ENV_CATALOG_URL) or f"sqlite:///{data_dir / 'catalog.sqlite'}"
             ),
+            max_drop_files=int(str(overrides.get("max_drop_files") or env.get(ENV_MAX_DROP_FILES) or 100_000)),
         )
         settings.check(env)
         return settings

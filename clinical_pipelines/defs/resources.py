@@ -53,6 +53,7 @@ class LandingSettingsResource(dg.ConfigurableResource):
 
     stale_after_hours: float = 24.0
     ingest_workers: int = 4
+    max_drop_files: int = 100_000  # entries one drop.json may list; beyond, the drop is quarantined whole
 
 
 class ValidationSettingsResource(dg.ConfigurableResource):
@@ -125,7 +126,9 @@ def resources_for(settings: Settings) -> dict[str, dg.ConfigurableResource]:
         "object_store": ObjectStoreResource(url=settings.store_url, endpoint_url=settings.s3_endpoint_url),
         "keyring": KeyRingResource(key_dir=str(settings.key_dir)),
         "landing": LandingSettingsResource(
-            stale_after_hours=settings.stale_after_hours, ingest_workers=settings.ingest_workers
+            stale_after_hours=settings.stale_after_hours,
+            ingest_workers=settings.ingest_workers,
+            max_drop_files=settings.max_drop_files,
         ),
         "validation": ValidationSettingsResource(max_item_failure_fraction=settings.max_item_failure_fraction),
         "deid_secret": DeidSecretResource(key_dir=str(settings.key_dir), create_if_missing=settings.env == "local"),

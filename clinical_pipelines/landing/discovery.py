@@ -12,8 +12,9 @@ from collections.abc import Container, Mapping
 from dataclasses import dataclass, field
 
 from clinical_pipelines.landing.manifest import DROP_MANIFEST, is_safe_name
-from clinical_pipelines.storage import ObjectStore
-from clinical_pipelines.zones import LANDING, landing_drop_prefix, short_hash
+from clinical_pipelines.storage import ObjectStore, StoreError
+from clinical_pipelines.storage.names import NameKey
+from clinical_pipelines.zones import LANDING, landing_drop_prefix
 
 PARTITION_SEPARATOR = "/"
 
@@ -37,11 +38,12 @@ class Rejection:
 
     landing_prefix: str  # may hold an unsafe (possibly PHI-bearing) name: never log it
     reason: str  # "unsafe_name" | "stale_incomplete_drop"
+    prefix_hash: str  # the folder's safe, stable handle: a keyed id of its prefix (never a plain hash)
 
-    @property
-    def prefix_hash(self) -> str:
-        """The folder's safe, stable handle."""
-        return short_hash(self.landing_prefix)
+
+def folder_id(names: NameKey, landing_prefix: str) -> str:
+    """The keyed id of a landing folder (what run config, cursors and ``quarantine/_invalid/`` name it by)."""
+    return names.name_id(landing_prefix)
 
 
 @dataclass
@@ -55,9 +57,18 @@ class Discovery:
     heads: int = 0
 
 
+def _has_manifest(store: ObjectStore, prefix: str) -> bool:
+    """Whether something named drop.json sits in the folder (a symlink or FIFO counts: ingest refuses it)."""
+    try:
+        return store.head(prefix + DROP_MANIFEST) is not None
+    except StoreError:  # not a regular file, or unreadable: the drop is there, and its manifest is bad
+        return True
+
+
 def discover_drops(
     store: ObjectStore,
     *,
+    names: NameKey,
     known: Container[str],
     first_seen: Mapping[str, float],
     now: float,
@@ -66,9 +77,10 @@ def discover_drops(
     """Scan landing for drops not in ``known`` (partition keys already registered).
 
     A drop is complete when its ``drop.json`` exists. Incomplete drops are
-    remembered in ``first_seen`` (carry it in the sensor cursor); one still
-    incomplete after ``stale_after_s`` seconds is rejected as stale. Folders
-    with unsafe names are rejected once complete.
+    remembered in ``first_seen`` (carry it in the sensor cursor; unsafe folders
+    appear there only by keyed id); one still incomplete after ``stale_after_s``
+    seconds is rejected as stale. Folders with unsafe names are rejected once
+    complete. No folder name, however hostile, stops the scan of the others.
     """
     found = Discovery()
     for source in store.list_children(LANDING):
@@ -76,19 +88,20 @@ def discover_drops(
         for drop_id in store.list_children(f"{LANDING}/{source}"):
             found.folders_listed += 1
             safe = is_safe_name(source) and is_safe_name(drop_id)
-            key = partition_key(source, drop_id) if safe else short_hash(landing_drop_prefix(source, drop_id))
+            prefix = landing_drop_prefix(source, drop_id)
+            key = partition_key(source, drop_id) if safe else folder_id(names, prefix)
             if safe and key in known:
                 continue
             found.heads += 1
-            complete = store.head(landing_drop_prefix(source, drop_id) + DROP_MANIFEST) is not None
+            complete = _has_manifest(store, prefix)
             if complete and safe:
                 found.complete.append((source, drop_id))
             elif complete:
-                found.rejections.append(Rejection(landing_drop_prefix(source, drop_id), "unsafe_name"))
+                found.rejections.append(Rejection(prefix, "unsafe_name", key))
             else:
                 seen_at = first_seen.get(key, now)
                 if stale_after_s is not None and now - seen_at >= stale_after_s:
-                    found.rejections.append(Rejection(landing_drop_prefix(source, drop_id), "stale_incomplete_drop"))
+                    found.rejections.append(Rejection(prefix, "stale_incomplete_drop", key))
                 else:
                     found.first_seen[key] = seen_at
     return found

@@ -2,60 +2,80 @@
 
 from __future__ import annotations
 
-from clinical_pipelines.landing.discovery import Rejection
+from clinical_pipelines.landing.discovery import Rejection, folder_id
 from clinical_pipelines.landing.manifest import DROP_MANIFEST
 from clinical_pipelines.quarantine import Quarantine, QuarantineRecord
-from clinical_pipelines.storage import ObjectNotFound, ObjectStore, UnsafeKey
+from clinical_pipelines.storage import ObjectStore, StoreError
 from clinical_pipelines.storage.keys import KeyRing
+from clinical_pipelines.storage.names import NameKey
 from clinical_pipelines.zones import LANDING, landing_drop_prefix, quarantine_invalid_prefix
 
 STAGE = "landing"
 
 
-def find_rejection(store: ObjectStore, prefix_hash: str, reason: str) -> Rejection | None:
-    """The landing drop folder whose prefix hashes to ``prefix_hash``, if it still needs rejecting."""
+def find_rejection(store: ObjectStore, names: NameKey, prefix_hash: str, reason: str) -> Rejection | None:
+    """The landing drop folder whose keyed id is ``prefix_hash``, if it still needs rejecting."""
     for source in store.list_children(LANDING):
         for drop_id in store.list_children(f"{LANDING}/{source}"):
-            rejection = Rejection(landing_drop_prefix(source, drop_id), reason)
-            if rejection.prefix_hash != prefix_hash:
+            prefix = landing_drop_prefix(source, drop_id)
+            if folder_id(names, prefix) != prefix_hash:
                 continue
-            if reason == "stale_incomplete_drop" and store.head(rejection.landing_prefix + DROP_MANIFEST):
-                return None  # completed since the sensor judged it stale: the sensor will pick it up
-            return rejection
+            if reason == "stale_incomplete_drop":
+                try:
+                    completed = store.head(prefix + DROP_MANIFEST) is not None
+                except StoreError:
+                    completed = True
+                if completed:
+                    return None  # completed since the sensor judged it stale: the sensor will pick it up
+            return Rejection(prefix, reason, prefix_hash)
     return None
 
 
-def quarantine_landing_folder(store: ObjectStore, keyring: KeyRing, rejection: Rejection) -> list[QuarantineRecord]:
-    """Copy every object of the folder into ``quarantine/_invalid/<hash>/`` (encrypted), then remove it from landing.
+def quarantine_landing_folder(
+    store: ObjectStore, keyring: KeyRing, rejection: Rejection, names: NameKey | None = None
+) -> list[QuarantineRecord]:
+    """Copy every object of the folder into ``quarantine/_invalid/<id>/`` (encrypted), then remove it from landing.
 
-    Removal happens only after every object is safely in quarantine, object by
-    object, so a crash part-way leaves each byte in at least one place.
+    Removal happens only after an object is safely in quarantine, object by object, and
+    ``drop.json`` goes last, so a crash part-way leaves each byte in at least one place and the
+    folder still complete (the next rejection finishes the move). Any name is handled: the
+    store reads, lists and removes source-chosen keys whatever characters they hold. The
+    folder's records are aggregated (one per reason), however many files it holds.
     """
-    quarantine = Quarantine(store, keyring)
-    folder = quarantine_invalid_prefix(rejection.landing_prefix)
+    quarantine = Quarantine(store, keyring, names)
+    folder = quarantine_invalid_prefix(rejection.prefix_hash)
     records = []
-    for info in list(store.list(rejection.landing_prefix)):
-        relative = info.key[len(rejection.landing_prefix) :]
-        try:
-            content = store.open_read(info.key)
-        except (ObjectNotFound, UnsafeKey):
-            content = None
-        try:
-            record = quarantine.put(
-                folder,
-                reason=rejection.reason,
-                detail=_detail(rejection.reason),
-                stage=STAGE,
-                source="_invalid",
-                drop_id=rejection.prefix_hash,
-                path=relative,
-                content=content,
-            )
-        finally:
-            if content is not None:
-                content.close()
-        records.append(record)
+    infos = sorted(
+        store.list(rejection.landing_prefix), key=lambda i: i.key == rejection.landing_prefix + DROP_MANIFEST
+    )
+    with quarantine.batch():
+        for info in infos:
+            relative = info.key[len(rejection.landing_prefix) :]
+            try:
+                content = store.open_read(info.key)
+                detail = _detail(rejection.reason)
+            except StoreError:  # a symlink, FIFO or unreadable entry: recorded (no bytes to keep), then removed
+                content, detail = None, _detail(rejection.reason) + "; the entry was not a readable regular file"
+            try:
+                record = quarantine.put(
+                    folder,
+                    reason=rejection.reason,
+                    detail=detail,
+                    stage=STAGE,
+                    source="_invalid",
+                    drop_id=rejection.prefix_hash,
+                    path=relative,
+                    content=content,
+                )
+            finally:
+                if content is not None:
+                    content.close()
+            records.append(record)
+    for info in infos:  # only once every record is written
         store.delete(info.key)
+    prune = getattr(store, "remove_empty_folders", None)  # a folder store keeps empty folders otherwise
+    if prune is not None:
+        prune(rejection.landing_prefix)
     return records
 
 

@@ -53,7 +53,12 @@ def ingest_drop(
 ) -> Iterator[dg.MaterializeResult]:
     """Verify, encrypt and store one drop; quarantine what fails and count it."""
     source, drop_id = parse_partition_key(context.partition_key)
-    ingestor = DropIngestor(object_store.get_store(), keyring.get_keyring(), workers=landing.ingest_workers)
+    ingestor = DropIngestor(
+        object_store.get_store(),
+        keyring.get_keyring(),
+        workers=landing.ingest_workers,
+        max_files=landing.max_drop_files,
+    )
     report = ingestor.ingest(source, drop_id)
     context.log.info(
         f"drop {context.partition_key}: {len(report.files)} file(s), {report.bytes_accepted} bytes accepted "
