@@ -97,11 +97,11 @@ def discover_drops(
             if complete and safe:
                 found.complete.append((source, drop_id))
             elif complete:
-                found.rejections.append(Rejection(prefix, "unsafe_name", key))
+                found.rejections.append(Rejection(prefix, "unsafe_name", folder_id(names, prefix)))
             else:
                 seen_at = first_seen.get(key, now)
                 if stale_after_s is not None and now - seen_at >= stale_after_s:
-                    found.rejections.append(Rejection(prefix, "stale_incomplete_drop", key))
+                    found.rejections.append(Rejection(prefix, "stale_incomplete_drop", folder_id(names, prefix)))
                 else:
                     found.first_seen[key] = seen_at
     return found
