@@ -56,6 +56,7 @@ REASONS = {
     "unlisted_file": "a file in the drop folder is not listed in drop.json",
     "unrecognised_content": "the content is neither DICOM, delimited text nor UTF-8 text",
     "stale_incomplete_drop": "the drop never received its drop.json before the stale timeout",
+    "stray_file": "a file outside any drop folder (directly in landing/ or landing/<source>/), past the stale timeout",
     # validated stage
     "not_dicom": "no DICOM Part 10 preamble / file meta",
     "malformed_dicom": "pydicom could not read the file (corrupt structure)",

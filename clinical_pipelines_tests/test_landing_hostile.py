@@ -87,6 +87,7 @@ class Tree:
 
     drops: dict[tuple[bytes, bytes], dict[bytes, bytes]] = field(default_factory=dict)
     kinds: dict[tuple[bytes, bytes], str] = field(default_factory=dict)
+    strays: dict[bytes, bytes] = field(default_factory=dict)  # files outside any drop: key below landing/
 
 
 @st.composite
@@ -109,6 +110,13 @@ def trees(draw: st.DrawFn, *, s3: bool = False) -> Tree:
                 files[b"Caf\xc3\xa9.txt"], files[b"cafe\xcc\x81.TXT"] = b"one\n", b"two\n"
             tree.drops[(source, drop)] = files
             tree.kinds[(source, drop)] = draw(st.sampled_from(KINDS))
+        taken = {d for s, d in tree.drops if s == source}
+        for name in draw(st.lists(names(s3=s3), max_size=1)):
+            if name not in taken:
+                tree.strays[source + b"/" + name] = b"a file beside the drops"
+    for name in draw(st.lists(names(s3=s3), max_size=1)):
+        if name not in {s for s, _ in tree.drops}:
+            tree.strays[name] = b"a file directly in landing"
     return tree
 
 
@@ -144,6 +152,9 @@ def write_local(root: Path, tree: Tree) -> None:
         if tree.kinds[(source, drop)] != "missing":
             with open(folder + b"/drop.json", "wb") as fh:
                 fh.write(_manifest(source, drop, files, tree.kinds[(source, drop)]))
+    for key, data in tree.strays.items():
+        with open(os.fsencode(root / "landing") + b"/" + key, "wb") as fh:
+            fh.write(data)
 
 
 def write_s3(store: S3ObjectStore, tree: Tree) -> None:
@@ -155,6 +166,8 @@ def write_s3(store: S3ObjectStore, tree: Tree) -> None:
         if tree.kinds[(source, drop)] != "missing":
             body = _manifest(source, drop, files, tree.kinds[(source, drop)])
             store.client.put_object(Bucket=store.bucket, Key=prefix + "drop.json", Body=body)
+    for key, data in tree.strays.items():
+        store.client.put_object(Bucket=store.bucket, Key=f"{store.prefix}/landing/{key.decode()}", Body=data)
 
 
 def process(store: ObjectStore, key_dir: Path, endpoint: str | None = None) -> None:
@@ -214,6 +227,9 @@ def assert_every_byte_kept(store: ObjectStore, key_dir: Path, tree: Tree) -> Non
                 assert raw.read_object(ingested[path]) == data
             else:
                 assert data in kept.get((*owner, path), []), (tree.kinds[(source_b, drop_b)], owner == (source, drop))
+    for key_b, data in tree.strays.items():
+        key = "landing/" + _text(key_b)
+        assert data in kept.get(("_invalid", folder_id(names, key), key.rsplit("/", 1)[1]), []), "stray file lost"
 
 
 def _run_local(tree: Tree) -> None:
@@ -224,9 +240,9 @@ def _run_local(tree: Tree) -> None:
         store = LocalObjectStore(root, fsync=False)
         process(store, key_dir)
         assert_every_byte_kept(store, key_dir, tree)
-        # Unsafe folders were moved out whole; nothing of theirs is stranded in landing.
+        # Unsafe folders and stray files were moved out whole; nothing of theirs is stranded in landing.
         left = [i.key for i in store.list("landing/")]
-        assert all(is_safe_name(k.split("/")[1]) and is_safe_name(k.split("/")[2]) for k in left)
+        assert all(k.count("/") >= 3 and is_safe_name(k.split("/")[1]) and is_safe_name(k.split("/")[2]) for k in left)
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -12,7 +12,7 @@ from collections.abc import Container, Mapping
 from dataclasses import dataclass, field
 
 from clinical_pipelines.landing.manifest import DROP_MANIFEST, is_safe_name
-from clinical_pipelines.storage import ObjectStore, StoreError
+from clinical_pipelines.storage import ObjectInfo, ObjectStore, StoreError
 from clinical_pipelines.storage.names import NameKey
 from clinical_pipelines.zones import LANDING, landing_drop_prefix
 
@@ -37,7 +37,7 @@ class Rejection:
     """A landing folder that cannot become a partition, to be moved to quarantine."""
 
     landing_prefix: str  # may hold an unsafe (possibly PHI-bearing) name: never log it
-    reason: str  # "unsafe_name" | "stale_incomplete_drop"
+    reason: str  # "unsafe_name" | "stale_incomplete_drop" | "stray_file" (then landing_prefix is the file's key)
     prefix_hash: str  # the folder's safe, stable handle: a keyed id of its prefix (never a plain hash)
 
 
@@ -65,6 +65,11 @@ def _has_manifest(store: ObjectStore, prefix: str) -> bool:
         return True
 
 
+def _files_here(store: ObjectStore, prefix: str) -> list[ObjectInfo]:
+    listing = getattr(store, "list_files_here", None)  # stores without it (test doubles) have no strays
+    return list(listing(prefix)) if listing is not None else []
+
+
 def discover_drops(
     store: ObjectStore,
     *,
@@ -83,8 +88,21 @@ def discover_drops(
     complete. No folder name, however hostile, stops the scan of the others.
     """
     found = Discovery()
+
+    def stray(info: ObjectInfo) -> None:  # a file outside any drop folder: kept, once it is stale
+        key = folder_id(names, info.key)
+        seen_at = first_seen.get(key, now)
+        if stale_after_s is not None and now - seen_at >= stale_after_s:
+            found.rejections.append(Rejection(info.key, "stray_file", key))
+        else:
+            found.first_seen[key] = seen_at
+
+    for info in _files_here(store, LANDING):
+        stray(info)
     for source in store.list_children(LANDING):
         found.folders_listed += 1
+        for info in _files_here(store, f"{LANDING}/{source}"):
+            stray(info)
         for drop_id in store.list_children(f"{LANDING}/{source}"):
             found.folders_listed += 1
             safe = is_safe_name(source) and is_safe_name(drop_id)

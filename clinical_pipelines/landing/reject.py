@@ -5,7 +5,7 @@ from __future__ import annotations
 from clinical_pipelines.landing.discovery import Rejection, folder_id
 from clinical_pipelines.landing.manifest import DROP_MANIFEST
 from clinical_pipelines.quarantine import Quarantine, QuarantineRecord
-from clinical_pipelines.storage import ObjectStore, StoreError
+from clinical_pipelines.storage import ObjectInfo, ObjectStore, StoreError
 from clinical_pipelines.storage.keys import KeyRing
 from clinical_pipelines.storage.names import NameKey
 from clinical_pipelines.zones import LANDING, landing_drop_prefix, quarantine_invalid_prefix
@@ -14,7 +14,13 @@ STAGE = "landing"
 
 
 def find_rejection(store: ObjectStore, names: NameKey, prefix_hash: str, reason: str) -> Rejection | None:
-    """The landing drop folder whose keyed id is ``prefix_hash``, if it still needs rejecting."""
+    """The landing drop folder (or stray file) whose keyed id is ``prefix_hash``, if it still needs rejecting."""
+    if reason == "stray_file":
+        for prefix in (LANDING, *(f"{LANDING}/{s}" for s in store.list_children(LANDING))):
+            for info in store.list_files_here(prefix):
+                if folder_id(names, info.key) == prefix_hash:
+                    return Rejection(info.key, reason, prefix_hash)
+        return None
     for source in store.list_children(LANDING):
         for drop_id in store.list_children(f"{LANDING}/{source}"):
             prefix = landing_drop_prefix(source, drop_id)
@@ -45,12 +51,15 @@ def quarantine_landing_folder(
     quarantine = Quarantine(store, keyring, names)
     folder = quarantine_invalid_prefix(rejection.prefix_hash)
     records = []
-    infos = sorted(
-        store.list(rejection.landing_prefix), key=lambda i: i.key == rejection.landing_prefix + DROP_MANIFEST
-    )
+    if rejection.reason == "stray_file":  # one file, exactly that key (its name may prefix others')
+        base = rejection.landing_prefix.rsplit("/", 1)[0] + "/"
+        infos = [ObjectInfo(rejection.landing_prefix, 0, 0.0)]
+    else:
+        base = rejection.landing_prefix
+        infos = sorted(store.list(base), key=lambda i: i.key == base + DROP_MANIFEST)  # drop.json last
     with quarantine.batch():
         for info in infos:
-            relative = info.key[len(rejection.landing_prefix) :]
+            relative = info.key[len(base) :]
             try:
                 content = store.open_read(info.key)
                 detail = _detail(rejection.reason)
@@ -74,12 +83,14 @@ def quarantine_landing_folder(
     for info in infos:  # only once every record is written
         store.delete(info.key)
     prune = getattr(store, "remove_empty_folders", None)  # a folder store keeps empty folders otherwise
-    if prune is not None:
+    if prune is not None and rejection.reason != "stray_file":
         prune(rejection.landing_prefix)
     return records
 
 
 def _detail(reason: str) -> str:
+    if reason == "stray_file":
+        return "a file directly in landing/ or landing/<source>/, outside any drop folder, past the stale timeout"
     if reason == "unsafe_name":
         return "source or drop folder name is not [A-Za-z0-9._-]{1,128}; the whole folder was quarantined"
     return "the drop folder never received drop.json within the stale timeout"

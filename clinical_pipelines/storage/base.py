@@ -115,6 +115,10 @@ class ObjectStore(Protocol):
         """
         ...
 
+    def list_files_here(self, prefix: str) -> Iterator[ObjectInfo]:
+        """The objects directly in the "folder" ``prefix``, not below it (a delimiter listing)."""
+        ...
+
     def delete(self, key: str) -> None:
         """Remove ``key``; absent keys are not an error."""
         ...

@@ -165,6 +165,20 @@ class LocalObjectStore:
             return
         yield from names
 
+    def list_files_here(self, prefix: str) -> Iterator[ObjectInfo]:
+        """The objects directly in the folder ``prefix`` (not below it), sorted: one folder scan."""
+        folder = prefix.strip("/")
+        base = self.root / validate_key(folder, foreign=True) if folder else self.root
+        for entry in self._entries(base, ""):
+            if not entry.is_dir(follow_symlinks=False):
+                try:
+                    st = entry.stat(follow_symlinks=False)
+                except OSError:
+                    continue
+                yield ObjectInfo(
+                    key=f"{folder}/{entry.name}" if folder else entry.name, size=st.st_size, last_modified=st.st_mtime
+                )
+
     # -- writes --------------------------------------------------------------
     def put_stream(
         self, key: str, stream: BinaryIO, *, write_once: bool = False, verify: Verify | None = None

@@ -139,6 +139,20 @@ class S3ObjectStore:
             for cp in page.get("CommonPrefixes", []):
                 yield cp["Prefix"][len(full_prefix) :].rstrip("/")
 
+    def list_files_here(self, prefix: str) -> Iterator[ObjectInfo]:
+        """The objects directly under ``prefix`` (not in its sub-folders), through a delimiter listing."""
+        folder = join_key(self.prefix, prefix.strip("/"))
+        full_prefix = f"{folder}/" if folder else ""
+        paginator = self.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=full_prefix, Delimiter="/"):
+            for obj in page.get("Contents", []):
+                yield ObjectInfo(
+                    key=self._rel(obj["Key"]),
+                    size=int(obj["Size"]),
+                    last_modified=obj["LastModified"].timestamp(),
+                    etag=str(obj.get("ETag", "")).strip('"'),
+                )
+
     # -- writes --------------------------------------------------------------
     def put_stream(
         self, key: str, stream: BinaryIO, *, write_once: bool = False, verify: Verify | None = None
