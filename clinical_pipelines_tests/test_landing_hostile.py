@@ -270,3 +270,65 @@ def test_normalisation_pairs_really_differ() -> None:
     # The hostile texts above that should collide after folding do, and are distinct strings.
     assert unicodedata.normalize("NFC", "cafe\u0301") == "café" != "cafe\u0301"
     assert "DROP-1".casefold() == "drop-1".casefold()
+
+
+HOSTILE_TREE = Tree(
+    drops={
+        (b"hospital-a", b"good"): {b"notes.bin": b"\x00\x01 binary", b"labs.csv": b"analyte,value\nhb,12\n"},
+        (b"hospital-a", b"Smith\\John"): {b"a.bin": b"\x00behind a backslash"},
+        (b"hospital-a", b"ctl\x01drop"): {b"b\nc.bin": b"\x00behind control characters"},
+        (b"hospital-a", b"\xff\xfe-not-utf8"): {b"\xc3(.bin": b"\x00behind bytes that are not UTF-8"},
+        (b"hospital-a", b"x" * 255): {b"y" * 255: b"\x00a 255-byte name in a 255-byte folder"},
+        (b"hospital-a", b"caf\xc3\xa9"): {b"n.bin": b"\x00NFC"},
+        (b"hospital-a", b"cafe\xcc\x81"): {b"n.bin": b"\x00NFD"},
+        (b"hospital-a", b"dups"): {b"Caf\xc3\xa9.txt": b"one\n", b"cafe\xcc\x81.TXT": b"two\n", b"\x07.bin": b"\x00"},
+        (b"hospital-a", b"dupkeys"): {b"k.bin": b"\x00kept"},
+        (b"hospital-a", b"deep"): {b"k.bin": b"\x00kept too"},
+        (b"hospital-a", b"wrong"): {b"w.bin": b"\x00wrong sha"},
+        (b"bad source\\x", b"d1"): {b"s.bin": b"\x00in an unsafe source"},
+    },
+    kinds={},
+    strays={b"hospital-a/stray.bin": b"\x00outside any drop"},
+)
+for _key in HOSTILE_TREE.drops:
+    HOSTILE_TREE.kinds[_key] = {b"dupkeys": "duplicate_keys", b"deep": "deep", b"wrong": "bad_sha"}.get(_key[1], "good")
+
+
+def test_clinical_pipelines_run_goes_through_a_hostile_landing(tmp_path: Path) -> None:
+    """The real command over names no contract allows: exit 0, every safe drop processed, every byte kept."""
+    import subprocess
+
+    from clinical_pipelines_tests.test_pipeline import BIN, _env
+
+    env = _env(tmp_path) | {"CLINICAL_PIPELINES_STALE_AFTER_HOURS": "0"}
+    root = tmp_path / "data"
+    write_local(root, HOSTILE_TREE)
+    os.mkfifo(root / "landing" / "hospital-a" / "Smith\\John" / "pipe")  # a FIFO in an unsafe folder
+    proc = subprocess.run(
+        [str(BIN / "clinical-pipelines"), "run", "--data-dir", str(root), "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    summary = json.loads(proc.stdout)
+    assert sorted(d["partition_key"] for d in summary["drops"]) == [
+        "hospital-a/deep",
+        "hospital-a/dupkeys",
+        "hospital-a/dups",
+        "hospital-a/good",
+        "hospital-a/wrong",
+    ]
+    # (a quality gate may stop a drop of odd notes or tables: that is the gate working, not a crash)
+    assert [
+        (d["partition_key"], d["error"]) for d in summary["drops"] if not (d["success"] or d["stopped_by_checks"])
+    ] == []
+    assert summary["rejected_folders"] == 7
+    reasons = {d["partition_key"]: d["quarantined_by_reason"] for d in summary["drops"]}
+    assert set(reasons["hospital-a/dups"]) == {"name_collision", "unsafe_name"}  # NFD twin; a BEL in a name
+    assert set(reasons["hospital-a/deep"]) == set(reasons["hospital-a/dupkeys"]) == {"unreadable_drop_manifest"}
+    store = LocalObjectStore(root, fsync=False)
+    kept = {k: v for k, v in HOSTILE_TREE.drops.items()}
+    assert_every_byte_kept(store, tmp_path / "keys", Tree(kept, HOSTILE_TREE.kinds))
+    assert "Smith" not in proc.stdout + proc.stderr and "ctl" not in proc.stdout + proc.stderr  # no unsafe name shown
