@@ -332,3 +332,33 @@ def test_clinical_pipelines_run_goes_through_a_hostile_landing(tmp_path: Path) -
     kept = {k: v for k, v in HOSTILE_TREE.drops.items()}
     assert_every_byte_kept(store, tmp_path / "keys", Tree(kept, HOSTILE_TREE.kinds))
     assert "Smith" not in proc.stdout + proc.stderr and "ctl" not in proc.stdout + proc.stderr  # no unsafe name shown
+
+
+@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(tree=trees())
+def test_run_over_hostile_local_landing_never_raises_and_keeps_every_byte(tree: Tree) -> None:
+    """``run``'s own engine (``process_landing``: the reject job, then every drop's process_drop job, then
+    curate), in process on a real instance: no drop's name or manifest makes it raise."""
+    from clinical_pipelines.headless import process_landing
+    from clinical_pipelines.settings import Settings
+
+    for files in tree.drops.values():  # keep the example cheap: no note or table reaches de-identification
+        for path in files:
+            files[path] = b"\x00" + files[path]
+    with tempfile.TemporaryDirectory() as tmp:
+        root, key_dir = Path(tmp) / "data", Path(tmp) / "keys"
+        root.mkdir()
+        write_local(root, tree)
+        settings = Settings.from_env({}, data_dir=root, key_dir=key_dir)
+        with dg.instance_for_test() as instance:
+            summary = process_landing(settings, instance)
+        assert summary.failed == [] and (summary.curated is None or summary.curated.success)
+        complete = [k for k in tree.drops if tree.kinds[k] != "missing"]
+        safe = [k for k in complete if is_safe_name(_text(k[0])) and is_safe_name(_text(k[1]))]
+        assert len(summary.drops) == len(safe) and summary.rejected_folders == len(complete) - len(safe)
+        # run does not judge staleness (it keeps no first-seen times): incomplete drops and stray files wait
+        waiting = Tree(
+            {k: v for k, v in tree.drops.items() if k in complete},
+            {k: v for k, v in tree.kinds.items() if k in complete},
+        )
+        assert_every_byte_kept(LocalObjectStore(root, fsync=False), key_dir, waiting)
