@@ -251,3 +251,19 @@ def test_an_old_unkeyed_data_folder_is_refused_with_one_line(tmp_path: Path) -> 
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "old unkeyed layout" in lines[0] and "Traceback" not in proc.stderr
+
+
+def test_a_killed_runs_multipart_upload_is_aborted_on_s3(s3_store: ObjectStore) -> None:
+    from clinical_pipelines.storage.s3 import S3ObjectStore
+
+    assert isinstance(s3_store, S3ObjectStore)
+    client, bucket = s3_store.client, s3_store.bucket
+    client.create_multipart_upload(Bucket=bucket, Key="zones/raw/objects/hmac/ab/left-by-a-killed-run")
+    client.create_multipart_upload(Bucket=bucket, Key="elsewhere/not-ours")
+
+    def uploads() -> list[str]:
+        return sorted(u["Key"] for u in client.list_multipart_uploads(Bucket=bucket).get("Uploads", []))
+
+    # (moto reports every upload as begun in 2010, so the one-day guard for live uploads cannot be shown here)
+    assert s3_store.sweep_temp_files(min_age_s=0) == 1
+    assert uploads() == ["elsewhere/not-ours"]  # only under the store's own prefix

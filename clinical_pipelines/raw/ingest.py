@@ -104,6 +104,9 @@ class DropIngestor:
         self.quarantine = Quarantine(store, keyring, self.raw.names)
         self.workers = max(1, workers)
         self.max_files = max_files
+        sweep = getattr(store, "sweep_temp_files", None)  # what a killed run left (the local store sweeps on open)
+        if sweep is not None and not hasattr(store, "swept_temp_files"):
+            sweep()
 
     # -- the drop ------------------------------------------------------------
     def ingest(self, source: str, drop_id: str) -> IngestReport:

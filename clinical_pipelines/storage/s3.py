@@ -211,6 +211,25 @@ class S3ObjectStore:
         """Upload a small value; see :meth:`put_stream`."""
         return self.put_stream(key, io.BytesIO(data), write_once=write_once)
 
+    def sweep_temp_files(self, *, min_age_s: float = 24 * 3600) -> int:
+        """Abort multipart uploads under this store's prefix begun more than ``min_age_s`` ago.
+
+        A run killed mid-upload leaves its parts in the bucket, invisible and billed; this is the S3
+        side of the local store's temp-file sweep (live uploads are younger than the bound).
+        """
+        import time
+
+        removed, cutoff = 0, time.time() - min_age_s
+        paginator = self.client.get_paginator("list_multipart_uploads")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=f"{self.prefix}/" if self.prefix else ""):
+            for upload in page.get("Uploads", []):
+                if upload["Initiated"].timestamp() <= cutoff:
+                    self.client.abort_multipart_upload(
+                        Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+                    )
+                    removed += 1
+        return removed
+
     def delete(self, key: str) -> None:
         """Remove ``key`` (absent keys are fine)."""
         full = self._k_readable(key)
