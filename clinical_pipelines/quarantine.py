@@ -227,6 +227,7 @@ class Quarantine:
             if info.key.endswith(".json"):
                 doc = json.loads(read_all(self.store, info.key))
                 for item in doc["records"] if info.key.endswith(AGGREGATE_SUFFIX) else [doc]:
+                    item.pop("path_sha256", None)  # an earlier version's unkeyed field: not carried on
                     yield QuarantineRecord(**item)
 
     def original_path(self, record: QuarantineRecord) -> str | None:
