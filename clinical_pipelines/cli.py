@@ -128,6 +128,7 @@ def run(data_dir: Path | None, store_url: str | None, as_json: bool) -> None:
     from clinical_pipelines.cli_catalog import curated_json, print_curated
     from clinical_pipelines.headless import process_landing
     from clinical_pipelines.settings import Settings
+    from clinical_pipelines.storage.names import LegacyLayoutError
 
     settings = Settings.from_env(data_dir=data_dir, store_url=store_url)
     # Keys are checked before any run starts: a bad key is one line and exit 2, not a failed run per drop.
@@ -137,7 +138,10 @@ def run(data_dir: Path | None, store_url: str | None, as_json: bool) -> None:
     load_deid_key(settings.key_dir, create=settings.env != "production")
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     instance = _instance_for(settings.data_dir)
-    summary = process_landing(settings, instance)
+    try:
+        summary = process_landing(settings, instance)
+    except LegacyLayoutError as exc:
+        _fail(str(exc))
     total_files = sum(d.files for d in summary.drops)
     total_bytes = sum(d.bytes for d in summary.drops)
     quarantined = sum(d.quarantined for d in summary.drops)
@@ -194,6 +198,11 @@ def run(data_dir: Path | None, store_url: str | None, as_json: bool) -> None:
             f"Dagster instance:      {os.environ['DAGSTER_HOME']}"
         )
         for d in summary.failed:
+            if d.resent:
+                console.print(
+                    f"[red]{d.partition_key} was re-sent with different content:[/red] drops are immutable; the new "
+                    "content is quarantined as drop_conflict (send it as a new drop id)"
+                )
             console.print(f"[red]{d.partition_key} failed:[/red] {d.error}")
         print_curated(console, summary.curated)
     sys.exit(1 if summary.failed or (summary.curated and not summary.curated.success) else 0)

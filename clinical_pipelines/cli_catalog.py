@@ -350,7 +350,7 @@ def print_curated(console: Any, run: CurateRun | None) -> None:
         return
     for o in run.datasets:
         if o.version is None:
-            console.print(f"curated {o.dataset}: no matching objects yet")
+            console.print(f"curated {o.dataset}: {o.skipped or 'no matching objects'} yet, no version built")
             continue
         state = "new version" if o.new_version else "unchanged"
         console.print(

@@ -16,7 +16,8 @@ from clinical_pipelines.defs.curate.headless import CurateRun, run_curate
 from clinical_pipelines.defs.ingest.assets import raw_key
 from clinical_pipelines.defs.ingest.jobs import process_drop_job, reject_landing_job
 from clinical_pipelines.defs.partitions import drops_partitions
-from clinical_pipelines.landing.discovery import discover_drops, partition_key
+from clinical_pipelines.landing.discovery import discover_drops, parse_partition_key, partition_key
+from clinical_pipelines.raw.zone import RawZone
 from clinical_pipelines.settings import Settings
 
 PARTITION_BATCH = 500
@@ -40,6 +41,7 @@ class DropOutcome:
     checks_failed: list[str] = field(default_factory=list)
     stopped_by_checks: bool = False  # the run failed only because a blocking check failed: expected, visible
     error: str | None = None
+    resent: bool = False  # a known drop id whose drop.json changed: its new content goes to drop_conflict
 
     @property
     def promoted(self) -> bool:
@@ -97,17 +99,22 @@ def process_landing(settings: Settings, instance: dg.DagsterInstance) -> Headles
     started = time.perf_counter()
     defs = build_definitions(settings)
     summary = HeadlessSummary()
+    store = settings.open_store()
+    raw = RawZone(store, settings.keyring())
     done = set(instance.get_materialized_partitions(raw_key("dicom")))
-    found = discover_drops(settings.open_store(), known=done, first_seen={}, now=time.time())
+    found = discover_drops(store, names=raw.names, known=done, first_seen={}, now=time.time())
     unsafe = sorted(r.prefix_hash for r in found.rejections if r.reason == "unsafe_name")
     if unsafe:
         config = {
             **QUIET,
-            "ops": {"reject_landing_folders": {"config": {"prefix_sha256": unsafe, "reason": "unsafe_name"}}},
+            "ops": {"reject_landing_folders": {"config": {"folder_ids": unsafe, "reason": "unsafe_name"}}},
         }
         defs.resolve_job_def(reject_landing_job.name).execute_in_process(run_config=config, instance=instance)
         summary.rejected_folders = len(unsafe)
-    keys = [partition_key(s, d) for s, d in found.complete]
+    # Known drops whose drop.json changed since they were ingested: run them again, so the change is
+    # quarantined (drop_conflict) and reported, never skipped in silence.
+    resent = sorted(k for k in done if raw.landing_changed(*parse_partition_key(k)) is not None)
+    keys = [partition_key(s, d) for s, d in found.complete] + resent
     registered = set(instance.get_dynamic_partitions(drops_partitions.name))
     to_add = [k for k in keys if k not in registered]
     for i in range(0, len(to_add), PARTITION_BATCH):
@@ -115,7 +122,9 @@ def process_landing(settings: Settings, instance: dg.DagsterInstance) -> Headles
     job = defs.resolve_job_def(process_drop_job.name)
     for key in keys:
         result = job.execute_in_process(run_config=QUIET, instance=instance, partition_key=key, raise_on_error=False)
-        summary.drops.append(_outcome(key, result))
+        outcome = _outcome(key, result)
+        outcome.resent = key in resent
+        summary.drops.append(outcome)
     summary.curated = run_curate(defs, instance)
     summary.seconds = time.perf_counter() - started
     return summary

@@ -16,6 +16,8 @@ variable                                  default    exceeded -> quarantine reas
 ``CLINICAL_PIPELINES_MAX_NOTE_CHARS``     200000     a longer note -> ``note_too_long``
 ``CLINICAL_PIPELINES_MAX_TABLE_CELLS``    5000000    rows x columns past this -> ``table_too_large``
 ``CLINICAL_PIPELINES_NOTES_BATCH``        32         notes de-identified per batch (memory is per batch)
+``CLINICAL_PIPELINES_MAX_DROP_FILES``     100000     entries one drop.json may list; more -> the whole drop
+                                                     quarantined (``unreadable_drop_manifest``)
 ========================================  =========  ===================================================
 
 Object sizes are checked at ingest against the declared size before a byte is read (and again
@@ -40,6 +42,7 @@ ENV_MAX_PIXEL_MB = "CLINICAL_PIPELINES_MAX_PIXEL_MB"
 ENV_MAX_NOTE_CHARS = "CLINICAL_PIPELINES_MAX_NOTE_CHARS"
 ENV_MAX_TABLE_CELLS = "CLINICAL_PIPELINES_MAX_TABLE_CELLS"
 ENV_NOTES_BATCH = "CLINICAL_PIPELINES_NOTES_BATCH"
+ENV_MAX_DROP_FILES = "CLINICAL_PIPELINES_MAX_DROP_FILES"
 
 TOO_LARGE = "too_large"
 INFLATE_LIMIT = "inflate_limit"
@@ -64,6 +67,7 @@ class Limits:
     max_note_chars: int = 200_000
     max_table_cells: int = 5_000_000
     notes_batch: int = 32
+    max_drop_files: int = 100_000
 
     def max_object_bytes(self, modality: str | None) -> int:
         """The size bound of one object of ``modality`` (None: the largest of them, before sniffing)."""
@@ -105,5 +109,6 @@ _VARIABLES = (
     (ENV_MAX_NOTE_CHARS, "max_note_chars", 1),
     (ENV_MAX_TABLE_CELLS, "max_table_cells", 1),
     (ENV_NOTES_BATCH, "notes_batch", 1),
+    (ENV_MAX_DROP_FILES, "max_drop_files", 1),
 )
 assert {attr for _, attr, _ in _VARIABLES} == {f.name for f in fields(Limits)}

@@ -1,22 +1,28 @@
 """The quarantine zone: rejected items kept (encrypted) with a machine-readable reason.
 
-Each item is two objects under its drop's quarantine folder:
-``<item>.json`` (the reason record, no PHI: reason code, hashes, sizes) and
-``<item>.bin`` (the original bytes, envelope-encrypted, when there were any).
+Each item is a reason record (no PHI: reason code, keyed ids, sizes) and
+``<item>.bin`` (the original bytes, envelope-encrypted, when there were any)
+under its drop's quarantine folder. Records are ``<item>.json``, one per item,
+except inside :meth:`Quarantine.batch` (ingest, landing rejection), where a
+folder's records are aggregated into one ``<stage>-<reason>.records.json`` per
+reason, so a hostile drop.json with 20,000 bogus entries writes a handful of
+objects, not 20,000.
 The item's original path, which may itself carry PHI, is kept only encrypted
-inside the record.
+inside the record; items are named by a keyed id of the path (HMAC under the
+store's names secret, :mod:`clinical_pipelines.storage.names`), never a plain hash.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from typing import BinaryIO
 
-from clinical_pipelines.storage import ObjectStore, read_all
+from clinical_pipelines.storage import ObjectNotFound, ObjectStore, read_all
 from clinical_pipelines.storage.envelope import (
     DecryptingReader,
     EncryptingReader,
@@ -25,13 +31,21 @@ from clinical_pipelines.storage.envelope import (
 )
 from clinical_pipelines.storage.hashing import HashingReader
 from clinical_pipelines.storage.keys import KeyRing
-from clinical_pipelines.zones import quarantine_prefix, short_hash
+from clinical_pipelines.storage.names import NameKey, load_name_key
+from clinical_pipelines.zones import quarantine_prefix
+
+AGGREGATE_SUFFIX = ".records.json"
 
 # Machine-readable reasons. Stable strings: tools downstream match on them.
 REASONS = {
     "unreadable_drop_manifest": "drop.json is missing required structure or is not UTF-8 JSON",
     "drop_manifest_mismatch": "drop.json names a different source or drop id than its folder",
-    "unsafe_name": "source or drop id is not [A-Za-z0-9._-]{1,128} (or is a dot path)",
+    "unsafe_name": "a source or drop folder name that is not [A-Za-z0-9._-]{1,128} (or is a dot path), or a file "
+    "name with control characters, text that is not valid Unicode or over 1,024 bytes (bytes kept)",
+    "name_collision": "a file path equal to another of the drop after Unicode normalisation and case folding",
+    "drop_conflict": "a drop id re-sent with different content (drops are immutable): the new drop.json and files "
+    "are kept here, the drop's first content stays in raw",
+    "modality_mismatch": "the file's extension says DICOM but its content is not DICOM Part 10",
     "path_escapes_drop": "a listed path is absolute, contains '..', or is a symlink",
     "missing_file": "a listed file is not in the drop",
     "size_mismatch": "the file's size differs from drop.json (truncated or padded upload)",
@@ -42,6 +56,7 @@ REASONS = {
     "unlisted_file": "a file in the drop folder is not listed in drop.json",
     "unrecognised_content": "the content is neither DICOM, delimited text nor UTF-8 text",
     "stale_incomplete_drop": "the drop never received its drop.json before the stale timeout",
+    "stray_file": "a file outside any drop folder (directly in landing/ or landing/<source>/), past the stale timeout",
     # validated stage
     "not_dicom": "no DICOM Part 10 preamble / file meta",
     "malformed_dicom": "pydicom could not read the file (corrupt structure)",
@@ -94,7 +109,7 @@ class QuarantineRecord:
     stage: str
     source: str
     drop_id: str
-    path_sha256: str | None = None
+    path_id: str | None = None  # keyed id (HMAC) of the original path: links records, reveals nothing
     size_declared: int | None = None
     size_actual: int | None = None
     sha256_declared: str | None = None
@@ -112,9 +127,50 @@ class QuarantineRecord:
 class Quarantine:
     """Writes and reads quarantined items for one object store and key ring."""
 
-    def __init__(self, store: ObjectStore, keyring: KeyRing) -> None:
+    def __init__(self, store: ObjectStore, keyring: KeyRing, names: NameKey | None = None) -> None:
         self.store = store
         self.keyring = keyring
+        self._names = names
+        self._batch: dict[tuple[str, str, str], dict[str, dict[str, object]]] | None = None
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Within this block, records go into one aggregate object per (folder, stage, reason).
+
+        Bytes are still written item by item as they come (nothing is held back in memory); the
+        aggregates are written when the block ends, also when it ends with an error.
+        """
+        if self._batch is not None:  # nested: the outer block writes
+            yield
+            return
+        self._batch = {}
+        try:
+            yield
+        finally:
+            pending, self._batch = self._batch, None
+            for (folder, stage, reason), records in sorted(pending.items()):
+                self._write_aggregate(folder, stage, reason, records)
+
+    def _write_aggregate(self, folder: str, stage: str, reason: str, records: dict[str, dict[str, object]]) -> None:
+        key = f"{folder}{stage}-{reason}{AGGREGATE_SUFFIX}"
+        try:  # merge with an earlier run's aggregate (a re-run after a crash): never drop a record
+            earlier = json.loads(read_all(self.store, key)).get("records", [])
+        except ObjectNotFound:
+            earlier = []
+        merged = {str(r["item_id"]): r for r in earlier} | records
+        doc = {"reason": reason, "stage": stage, "count": len(merged), "records": [merged[k] for k in sorted(merged)]}
+        self.store.put_bytes(key, json.dumps(doc, sort_keys=True).encode())
+
+    @property
+    def names(self) -> NameKey:
+        """The store's names secret (loaded, or created on first use, once per object)."""
+        if self._names is None:
+            self._names = load_name_key(self.store, self.keyring)
+        return self._names
+
+    def item_id(self, path: str) -> str:
+        """The keyed id an item with this original path gets (the same in every record)."""
+        return self.names.name_id(path)
 
     def put(
         self,
@@ -140,7 +196,7 @@ class Quarantine:
         if reason not in REASONS:
             raise ValueError(f"unknown quarantine reason {reason!r}")
         folder = folder or quarantine_prefix(source, drop_id)
-        item = item_id or (short_hash(path) if path is not None else short_hash(f"{reason}:{detail}"))
+        item = item_id or self.names.name_id(path if path is not None else f"{reason}:{detail}")
         bytes_key = key_id = sha_actual = None
         size_actual = None
         if content is not None:
@@ -163,7 +219,7 @@ class Quarantine:
             stage=stage,
             source=source,
             drop_id=drop_id,
-            path_sha256=short_hash(path) if path is not None else None,
+            path_id=self.names.name_id(path) if path is not None else None,
             size_declared=size_declared,
             size_actual=size_actual,
             sha256_declared=sha256_declared,
@@ -173,14 +229,20 @@ class Quarantine:
             path_enc=path_enc,
             at=time.time(),
         )
-        self.store.put_bytes(f"{folder}{item}.json", json.dumps(asdict(record), sort_keys=True).encode())
+        if self._batch is not None:
+            self._batch.setdefault((folder, stage, reason), {})[item] = asdict(record)
+        else:
+            self.store.put_bytes(f"{folder}{item}.json", json.dumps(asdict(record), sort_keys=True).encode())
         return record
 
     def records(self, prefix: str = "quarantine/") -> Iterator[QuarantineRecord]:
         """Every quarantine record under ``prefix``."""
         for info in self.store.list(prefix):
             if info.key.endswith(".json"):
-                yield QuarantineRecord(**json.loads(read_all(self.store, info.key)))
+                doc = json.loads(read_all(self.store, info.key))
+                for item in doc["records"] if info.key.endswith(AGGREGATE_SUFFIX) else [doc]:
+                    item.pop("path_sha256", None)  # an earlier version's unkeyed field: not carried on
+                    yield QuarantineRecord(**item)
 
     def original_path(self, record: QuarantineRecord) -> str | None:
         """Decrypt the item's original path (PHI zone access: callers must be authorised)."""

@@ -16,6 +16,8 @@ Environment variables (a contract: keep the names):
 - ``CLINICAL_PIPELINES_STALE_AFTER_HOURS``: an incomplete drop older than this is quarantined
   (default 24; 0 disables).
 - ``CLINICAL_PIPELINES_INGEST_WORKERS``: files ingested in parallel per drop (default 4).
+- ``CLINICAL_PIPELINES_MAX_DROP_FILES``: entries one ``drop.json`` may list (default 100,000); a
+  drop listing more is quarantined whole with one ``unreadable_drop_manifest`` record.
 - ``CLINICAL_PIPELINES_MAX_ITEM_FAILURE_FRACTION``: share of a drop's items (per modality) that may
   fail validation and be quarantined while the rest goes on (default 0.2); above it the drop stops.
 - ``CLINICAL_PIPELINES_CACHE_DIR``: local cache folder of training shards (default
@@ -150,6 +152,11 @@ class Settings:
                     f"production needs {required} from your secret manager: it is not set "
                     f"({ENV}=production never generates keys)"
                 )
+
+    @property
+    def max_drop_files(self) -> int:
+        """Entries one ``drop.json`` may list (:class:`~clinical_pipelines.limits.Limits`)."""
+        return self.limits.max_drop_files
 
     @property
     def stale_after_s(self) -> float | None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-
 LANDING = "landing"
 RAW = "raw"
 QUARANTINE = "quarantine"
@@ -17,18 +15,25 @@ def landing_drop_prefix(source: str, drop_id: str) -> str:
     return f"{LANDING}/{source}/{drop_id}/"
 
 
-def raw_object_key(sha256: str) -> str:
-    """Content address of an accepted (encrypted) object in the raw zone.
+def raw_object_key(address: str) -> str:
+    """Where an accepted (encrypted) object lives in the raw zone, by its keyed address.
 
-    One level of 256 fan-out folders: creating a folder costs more than writing a
-    small object on common file systems, and 256 folders hold millions of objects.
+    ``address`` is :meth:`~clinical_pipelines.storage.names.NameKey.object_address` of the
+    plaintext sha256 (an HMAC: the layout cannot confirm whether a known file was ingested).
+    One level of 256 fan-out folders: creating a folder costs more than writing a small object
+    on common file systems, and 256 folders hold millions of objects.
     """
-    return f"{RAW}/objects/sha256/{sha256[:2]}/{sha256}"
+    return f"{RAW}/objects/hmac/{address[:2]}/{address}"
 
 
 def raw_drop_record_key(source: str, drop_id: str) -> str:
     """The encrypted record of what a drop contributed to the raw zone."""
     return f"{RAW}/drops/{source}/{drop_id}/record.json.enc"
+
+
+def raw_drop_landing_state_key(source: str, drop_id: str) -> str:
+    """Size and time of the drop.json a drop was ingested from: how a re-sent drop id is noticed."""
+    return f"{RAW}/drops/{source}/{drop_id}/landing.json"
 
 
 def validated_record_key(modality: str, source: str, drop_id: str) -> str:
@@ -51,19 +56,14 @@ def deid_lineage_key(modality: str, source: str, drop_id: str) -> str:
     return f"{RAW}/deid-map/{modality}/{source}/{drop_id}.json.enc"
 
 
-def short_hash(text: str) -> str:
-    """24 hex of sha256(text): names things whose real name may carry PHI."""
-    return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()[:24]
-
-
 def quarantine_prefix(source: str, drop_id: str) -> str:
     """Folder of a (safely named) drop's quarantined items."""
     return f"{QUARANTINE}/{source}/{drop_id}/"
 
 
-def quarantine_invalid_prefix(landing_prefix: str) -> str:
-    """Folder for a landing folder whose own name is unsafe: addressed by its hash only."""
-    return f"{QUARANTINE}/_invalid/{short_hash(landing_prefix)}/"
+def quarantine_invalid_prefix(folder_id: str) -> str:
+    """Folder for a landing folder whose own name is unsafe: addressed by its keyed id only."""
+    return f"{QUARANTINE}/_invalid/{folder_id}/"
 
 
 def training_version_prefix(dataset: str, version_id: str) -> str:

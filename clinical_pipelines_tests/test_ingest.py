@@ -17,7 +17,6 @@ from clinical_pipelines.raw.zone import DropConflict, RawZone
 from clinical_pipelines.storage import ObjectStore, read_all
 from clinical_pipelines.storage.keys import KeyRing
 from clinical_pipelines.storage.local import LocalObjectStore
-from clinical_pipelines.zones import raw_object_key
 from clinical_pipelines_tests.corpus import find_planted, put_drops, small_corpus
 
 
@@ -39,7 +38,7 @@ def test_good_drop_is_stored_encrypted_content_addressed_and_reads_back_exactly(
         for synth_file in drop.files:
             digest = hashlib.sha256(synth_file.data).hexdigest()
             assert raw.read_object(digest) == synth_file.data
-            stored = read_all(store, raw_object_key(digest))
+            stored = read_all(store, raw.object_key(digest))
             assert synth_file.data[:64] not in stored  # encrypted at rest
         modalities = {f.path: f.modality for f in report.files}
         assert modalities == {f.path: f.modality for f in drop.files}  # sniffed from content
@@ -126,8 +125,8 @@ def test_corrupted_content_never_appears_under_its_declared_address(store: Objec
     )
     report = DropIngestor(store, keyring).ingest("src", "d2")
     assert [r.reason for r in report.quarantined] == ["sha256_mismatch"]
-    assert store.head(raw_object_key(entry["sha256"])) is None
-    assert store.head(raw_object_key(hashlib.sha256(bytes(bad)).hexdigest())) is None
+    assert store.head(RawZone(store, keyring).object_key(entry["sha256"])) is None
+    assert store.head(RawZone(store, keyring).object_key(hashlib.sha256(bytes(bad)).hexdigest())) is None
 
 
 def test_unreadable_drop_manifest_quarantines_the_whole_drop(store: ObjectStore, keyring: KeyRing) -> None:
@@ -153,7 +152,7 @@ def test_symlink_in_a_local_drop_is_not_followed(tmp_path: Path, keyring: KeyRin
     report = DropIngestor(store, keyring).ingest("src", "d3")
     assert [f.path for f in report.files] == ["ok.txt"]
     assert [(r.reason, r.bytes_key) for r in report.quarantined] == [("path_escapes_drop", None)]
-    assert store.head(raw_object_key(hashlib.sha256(data).hexdigest())) is None
+    assert store.head(RawZone(store, keyring).object_key(hashlib.sha256(data).hexdigest())) is None
 
 
 def test_oversized_drop_manifest_is_quarantined_unread(local_store: LocalObjectStore, keyring: KeyRing) -> None:

@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,11 +16,14 @@ import pytest
 
 from clinical_pipelines.defs.ingest.sensors import landing_sensor
 from clinical_pipelines.defs.partitions import drops_partitions
-from clinical_pipelines.defs.resources import LandingSettingsResource, ObjectStoreResource
+from clinical_pipelines.defs.resources import KeyRingResource, LandingSettingsResource, ObjectStoreResource
 from clinical_pipelines.landing.discovery import discover_drops
 from clinical_pipelines.landing.writer import write_drop
 from clinical_pipelines.storage import ObjectInfo, ObjectStore
 from clinical_pipelines.storage.local import LocalObjectStore
+from clinical_pipelines.storage.names import NameKey
+
+_KEY_DIRS: dict[str, str] = {}  # one master-key folder per store across a test's ticks
 
 
 def tick(
@@ -29,6 +33,7 @@ def tick(
     *,
     endpoint: str | None = None,
     stale_hours: float = 24.0,
+    key_dir: Path | None = None,
 ) -> dg.SensorResult:
     """Evaluate the real sensor once and apply its partition requests, as the daemon would."""
     context = dg.build_sensor_context(
@@ -37,6 +42,7 @@ def tick(
         resources={
             "object_store": ObjectStoreResource(url=store_url, endpoint_url=endpoint),
             "landing": LandingSettingsResource(stale_after_hours=stale_hours),
+            "keyring": KeyRingResource(key_dir=str(key_dir or _KEY_DIRS.setdefault(store_url, tempfile.mkdtemp()))),
         },
     )
     result = landing_sensor(context)
@@ -128,13 +134,14 @@ def test_ten_thousand_objects_are_not_relisted_on_every_tick(tmp_path: Path, dro
         (folder / "drop.json").write_bytes(b"{}")
     assert sum(1 for _ in store.list("landing/")) == drops * files_per_drop
     counting = CountingStore(store)
-    first = discover_drops(counting, known=set(), first_seen={}, now=0.0)  # type: ignore[arg-type]
+    names = NameKey(b"k" * 32)
+    first = discover_drops(counting, names=names, known=set(), first_seen={}, now=0.0)  # type: ignore[arg-type]
     assert len(first.complete) == drops
     assert counting.listed_objects == 0  # no object listing at all, only folders
     assert counting.heads == drops and counting.children_calls == 1 + 4
     known = {f"{s}/{d}" for s, d in first.complete}
     counting.heads = counting.children_calls = 0
-    again = discover_drops(counting, known=known, first_seen={}, now=1.0)  # type: ignore[arg-type]
+    again = discover_drops(counting, names=names, known=known, first_seen={}, now=1.0)  # type: ignore[arg-type]
     assert again.complete == [] and counting.heads == 0 and counting.listed_objects == 0
     with dg.instance_for_test() as instance:  # and the real sensor over the same tree
         result = tick(instance, store.url, None)
@@ -174,21 +181,23 @@ def test_sensor_through_the_dagster_cli_code_server(tmp_path: Path) -> None:
 
 def test_reject_job_moves_unsafe_folders_to_quarantine_and_spares_drops_completed_since(tmp_path: Path) -> None:
     from clinical_pipelines.definitions import build_definitions
-    from clinical_pipelines.landing.discovery import Rejection
+    from clinical_pipelines.landing.discovery import folder_id
     from clinical_pipelines.quarantine import Quarantine
     from clinical_pipelines.settings import Settings
+    from clinical_pipelines.storage.names import load_name_key
 
     settings = Settings.from_env({}, data_dir=tmp_path / "data", key_dir=tmp_path / "keys")
     store = settings.open_store()
     store.put_bytes("landing/src/bad name/a.txt", b"bytes to keep\n")
     store.put_bytes("landing/src/bad name/drop.json", b"{}")
     write_drop(store, "src", "late", {"b.txt": b"arrived late but complete\n"})
-    unsafe = Rejection("landing/src/bad name/", "unsafe_name").prefix_hash
-    late = Rejection("landing/src/late/", "stale_incomplete_drop").prefix_hash
+    names = load_name_key(store, settings.keyring())
+    unsafe = folder_id(names, "landing/src/bad name/")
+    late = folder_id(names, "landing/src/late/")
     job = build_definitions(settings).resolve_job_def("reject_landing_job")
     with dg.instance_for_test() as instance:
         for hashes, reason in (([unsafe], "unsafe_name"), ([late], "stale_incomplete_drop")):
-            config = {"ops": {"reject_landing_folders": {"config": {"prefix_sha256": hashes, "reason": reason}}}}
+            config = {"ops": {"reject_landing_folders": {"config": {"folder_ids": hashes, "reason": reason}}}}
             assert job.execute_in_process(run_config=config, instance=instance).success
     assert list(store.list("landing/src/bad name/")) == []
     assert len(list(store.list("landing/src/late/"))) == 2  # completed meanwhile: left for the sensor

@@ -10,7 +10,6 @@ from clinical_pipelines.storage.keys import KeyRing
 from clinical_pipelines.validate.dicom import INFLATE_FLOOR_BYTES, inflate_limit
 from clinical_pipelines.validate.engine import DropValidator
 from clinical_pipelines.validate.items import check_dicom, check_note
-from clinical_pipelines.zones import short_hash
 from clinical_pipelines_tests.test_deid_cli import _deflate_bomb
 from clinical_pipelines_tests.test_validate import corpus_files, dicom_variant, ingest
 
@@ -55,11 +54,11 @@ def test_cli_checks_match_the_pipeline(local: ObjectStore, keyring: KeyRing) -> 
     validator = DropValidator(local, keyring, max_item_failure_fraction=0.9)
     for modality, items, check in (("dicom", files, check_dicom), ("notes", notes, check_note)):
         report = validator.validate("src", "mixed", modality)
-        pipeline = {r.path_sha256: (r.reason, r.detail) for r in report.quarantined}
+        pipeline = {r.path_id: (r.reason, r.detail) for r in report.quarantined}
         assert len(pipeline) >= 4
         cli = {}
         for path, data in items.items():
             verdict = check(data)
             if not isinstance(verdict, dict):
-                cli[short_hash(path)] = (verdict.reason, verdict.detail)
+                cli[validator.quarantine.item_id(path)] = (verdict.reason, verdict.detail)
         assert cli == pipeline, modality

@@ -56,6 +56,7 @@ class LandingSettingsResource(dg.ConfigurableResource):
 
     stale_after_hours: float = 24.0
     ingest_workers: int = 4
+    max_drop_files: int = 100_000  # entries one drop.json may list; beyond, the drop is quarantined whole
 
 
 class LimitsResource(dg.ConfigurableResource):
@@ -152,7 +153,9 @@ def resources_for(settings: Settings) -> dict[str, dg.ConfigurableResource]:
         "object_store": ObjectStoreResource(url=settings.store_url, endpoint_url=settings.s3_endpoint_url),
         "keyring": KeyRingResource(key_dir=str(settings.key_dir), production=settings.env == "production"),
         "landing": LandingSettingsResource(
-            stale_after_hours=settings.stale_after_hours, ingest_workers=settings.ingest_workers
+            stale_after_hours=settings.stale_after_hours,
+            ingest_workers=settings.ingest_workers,
+            max_drop_files=settings.max_drop_files,
         ),
         "limits": LimitsResource.of(settings.limits),
         "validation": ValidationSettingsResource(max_item_failure_fraction=settings.max_item_failure_fraction),

@@ -30,7 +30,7 @@ from clinical_pipelines.storage import ObjectAlreadyExists, ObjectStore
 from clinical_pipelines.storage.envelope import DecryptionError, encrypt_bytes
 from clinical_pipelines.storage.keys import KeyRing
 from clinical_pipelines.validate.engine import read_validated_record
-from clinical_pipelines.zones import curated_object_key, deid_lineage_key, deid_record_key, raw_object_key
+from clinical_pipelines.zones import curated_object_key, deid_lineage_key, deid_record_key
 
 STAGE = "deid"
 ENGINE_ERROR = "engine_error"
@@ -235,7 +235,7 @@ class DropDeidentifier:
         try:
             return self.raw.read_object(sha)
         except DecryptionError as exc:
-            with self.store.open_read(raw_object_key(original_sha or sha)) as stored:
+            with self.store.open_read(self.raw.object_key(original_sha or sha)) as stored:
                 report.quarantined.append(
                     self.quarantine.put(
                         reason=TAMPERED, detail=str(exc)[:300], stage=STAGE, source=report.source,

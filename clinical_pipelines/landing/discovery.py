@@ -12,8 +12,9 @@ from collections.abc import Container, Mapping
 from dataclasses import dataclass, field
 
 from clinical_pipelines.landing.manifest import DROP_MANIFEST, is_safe_name
-from clinical_pipelines.storage import ObjectStore
-from clinical_pipelines.zones import LANDING, landing_drop_prefix, short_hash
+from clinical_pipelines.storage import ObjectInfo, ObjectStore, StoreError
+from clinical_pipelines.storage.names import NameKey
+from clinical_pipelines.zones import LANDING, landing_drop_prefix
 
 PARTITION_SEPARATOR = "/"
 
@@ -36,12 +37,13 @@ class Rejection:
     """A landing folder that cannot become a partition, to be moved to quarantine."""
 
     landing_prefix: str  # may hold an unsafe (possibly PHI-bearing) name: never log it
-    reason: str  # "unsafe_name" | "stale_incomplete_drop"
+    reason: str  # "unsafe_name" | "stale_incomplete_drop" | "stray_file" (then landing_prefix is the file's key)
+    prefix_hash: str  # the folder's safe, stable handle: a keyed id of its prefix (never a plain hash)
 
-    @property
-    def prefix_hash(self) -> str:
-        """The folder's safe, stable handle."""
-        return short_hash(self.landing_prefix)
+
+def folder_id(names: NameKey, landing_prefix: str) -> str:
+    """The keyed id of a landing folder (what run config, cursors and ``quarantine/_invalid/`` name it by)."""
+    return names.name_id(landing_prefix)
 
 
 @dataclass
@@ -55,9 +57,23 @@ class Discovery:
     heads: int = 0
 
 
+def _has_manifest(store: ObjectStore, prefix: str) -> bool:
+    """Whether something named drop.json sits in the folder (a symlink or FIFO counts: ingest refuses it)."""
+    try:
+        return store.head(prefix + DROP_MANIFEST) is not None
+    except StoreError:  # not a regular file, or unreadable: the drop is there, and its manifest is bad
+        return True
+
+
+def _files_here(store: ObjectStore, prefix: str) -> list[ObjectInfo]:
+    listing = getattr(store, "list_files_here", None)  # stores without it (test doubles) have no strays
+    return list(listing(prefix)) if listing is not None else []
+
+
 def discover_drops(
     store: ObjectStore,
     *,
+    names: NameKey,
     known: Container[str],
     first_seen: Mapping[str, float],
     now: float,
@@ -66,29 +82,44 @@ def discover_drops(
     """Scan landing for drops not in ``known`` (partition keys already registered).
 
     A drop is complete when its ``drop.json`` exists. Incomplete drops are
-    remembered in ``first_seen`` (carry it in the sensor cursor); one still
-    incomplete after ``stale_after_s`` seconds is rejected as stale. Folders
-    with unsafe names are rejected once complete.
+    remembered in ``first_seen`` (carry it in the sensor cursor; unsafe folders
+    appear there only by keyed id); one still incomplete after ``stale_after_s``
+    seconds is rejected as stale. Folders with unsafe names are rejected once
+    complete. No folder name, however hostile, stops the scan of the others.
     """
     found = Discovery()
+
+    def stray(info: ObjectInfo) -> None:  # a file outside any drop folder: kept, once it is stale
+        key = folder_id(names, info.key)
+        seen_at = first_seen.get(key, now)
+        if stale_after_s is not None and now - seen_at >= stale_after_s:
+            found.rejections.append(Rejection(info.key, "stray_file", key))
+        else:
+            found.first_seen[key] = seen_at
+
+    for info in _files_here(store, LANDING):
+        stray(info)
     for source in store.list_children(LANDING):
         found.folders_listed += 1
+        for info in _files_here(store, f"{LANDING}/{source}"):
+            stray(info)
         for drop_id in store.list_children(f"{LANDING}/{source}"):
             found.folders_listed += 1
             safe = is_safe_name(source) and is_safe_name(drop_id)
-            key = partition_key(source, drop_id) if safe else short_hash(landing_drop_prefix(source, drop_id))
+            prefix = landing_drop_prefix(source, drop_id)
+            key = partition_key(source, drop_id) if safe else folder_id(names, prefix)
             if safe and key in known:
                 continue
             found.heads += 1
-            complete = store.head(landing_drop_prefix(source, drop_id) + DROP_MANIFEST) is not None
+            complete = _has_manifest(store, prefix)
             if complete and safe:
                 found.complete.append((source, drop_id))
             elif complete:
-                found.rejections.append(Rejection(landing_drop_prefix(source, drop_id), "unsafe_name"))
+                found.rejections.append(Rejection(prefix, "unsafe_name", folder_id(names, prefix)))
             else:
                 seen_at = first_seen.get(key, now)
                 if stale_after_s is not None and now - seen_at >= stale_after_s:
-                    found.rejections.append(Rejection(landing_drop_prefix(source, drop_id), "stale_incomplete_drop"))
+                    found.rejections.append(Rejection(prefix, "stale_incomplete_drop", folder_id(names, prefix)))
                 else:
                     found.first_seen[key] = seen_at
     return found

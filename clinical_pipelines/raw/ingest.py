@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from clinical_pipelines.landing.manifest import (
     DROP_MANIFEST,
+    MAX_DROP_FILES,
     MAX_MANIFEST_BYTES,
     DropManifest,
     DropManifestError,
@@ -25,19 +26,22 @@ from clinical_pipelines.landing.manifest import (
 from clinical_pipelines.landing.sniff import SNIFF_BYTES, sniff_modality
 from clinical_pipelines.limits import TOO_LARGE, Limits
 from clinical_pipelines.quarantine import Quarantine, QuarantineRecord, count_reasons
-from clinical_pipelines.raw.zone import RawDropRecord, RawFile, RawZone
+from clinical_pipelines.raw.zone import DropConflict, RawDropRecord, RawFile, RawZone
 from clinical_pipelines.storage import (
     ObjectAlreadyExists,
     ObjectInfo,
     ObjectNotFound,
     ObjectStore,
-    UnsafeKey,
+    StoreError,
     read_all,
 )
 from clinical_pipelines.storage.envelope import EncryptingReader
 from clinical_pipelines.storage.hashing import HashingReader
 from clinical_pipelines.storage.keys import KeyRing
-from clinical_pipelines.zones import landing_drop_prefix, raw_object_key
+from clinical_pipelines.zones import landing_drop_prefix, quarantine_prefix
+
+# Extensions that claim DICOM: a file so named whose content is not DICOM is a modality_mismatch.
+DICOM_SUFFIXES = (".dcm", ".dicom", ".dic")
 
 STAGE = "ingest"
 
@@ -92,13 +96,25 @@ class IngestReport:
 class DropIngestor:
     """Ingests drops from one store's landing zone into its raw and quarantine zones."""
 
-    def __init__(self, store: ObjectStore, keyring: KeyRing, *, workers: int = 4, limits: Limits | None = None) -> None:
+    def __init__(
+        self,
+        store: ObjectStore,
+        keyring: KeyRing,
+        *,
+        workers: int = 4,
+        limits: Limits | None = None,
+        max_files: int = MAX_DROP_FILES,
+    ) -> None:
         self.limits = limits or Limits()
         self.store = store
         self.keyring = keyring
         self.raw = RawZone(store, keyring)
-        self.quarantine = Quarantine(store, keyring)
+        self.quarantine = Quarantine(store, keyring, self.raw.names)
         self.workers = max(1, workers)
+        self.max_files = max_files
+        sweep = getattr(store, "sweep_temp_files", None)  # what a killed run left (the local store sweeps on open)
+        if sweep is not None and not hasattr(store, "swept_temp_files"):
+            sweep()
 
     # -- the drop ------------------------------------------------------------
     def ingest(self, source: str, drop_id: str) -> IngestReport:
@@ -112,32 +128,47 @@ class DropIngestor:
         started = time.perf_counter()
         prefix = landing_drop_prefix(source, drop_id)
         report = IngestReport(source=source, drop_id=drop_id)
-        manifest_info = self.store.head(prefix + DROP_MANIFEST)
+        try:
+            manifest_info = self.store.head(prefix + DROP_MANIFEST)
+        except StoreError:  # a symlink, FIFO or other non-file named drop.json: a bad manifest, not a crash
+            manifest_info = ObjectInfo(prefix + DROP_MANIFEST, -1, 0.0)
         if manifest_info is None:
             raise DropNotFound(f"drop {source}/{drop_id} has no {DROP_MANIFEST} in landing")
         listing = {info.key[len(prefix) :]: info for info in self.store.list(prefix)}
         listing.pop(DROP_MANIFEST, None)
         manifest_sha = ""
-        try:
-            if manifest_info.size > MAX_MANIFEST_BYTES:  # refused unread; quarantine streams it
-                raise DropManifestError("unreadable_drop_manifest", "drop.json is larger than 64 MiB")
-            manifest_bytes = read_all(self.store, prefix + DROP_MANIFEST)
-            manifest_sha = self.raw.put_small_object(manifest_bytes)
-            manifest = parse_drop_manifest(manifest_bytes, source=source, drop_id=drop_id)
-        except DropManifestError as exc:
-            report.manifest_error = exc.reason
-            self._quarantine_whole_drop(report, prefix, listing, exc)
-        else:
-            self._ingest_entries(report, prefix, manifest, listing)
-        report.files.sort(key=lambda f: f.path)
-        record = RawDropRecord(
-            source=source,
-            drop_id=drop_id,
-            manifest_sha256=manifest_sha,
-            files=tuple(report.files),
-            quarantined=tuple(sorted((q.item_id, q.reason) for q in report.quarantined)),
-        )
-        report.record_written = self.raw.write_drop_record(record)
+        manifest_bytes = b""
+        with self.quarantine.batch():  # one record per reason for the drop, however many items
+            try:
+                if manifest_info.size < 0:
+                    raise DropManifestError("unreadable_drop_manifest", "drop.json is not a regular file")
+                if manifest_info.size > MAX_MANIFEST_BYTES:  # refused unread; quarantine streams it
+                    raise DropManifestError("unreadable_drop_manifest", "drop.json is larger than 64 MiB")
+                try:
+                    manifest_bytes = read_all(self.store, prefix + DROP_MANIFEST)
+                except StoreError:
+                    raise DropManifestError("unreadable_drop_manifest", "drop.json is not a regular file") from None
+                manifest_sha = self.raw.put_small_object(manifest_bytes)
+                manifest = parse_drop_manifest(manifest_bytes, source=source, drop_id=drop_id, max_files=self.max_files)
+            except DropManifestError as exc:
+                report.manifest_error = exc.reason
+                self._quarantine_whole_drop(report, prefix, listing, exc)
+            else:
+                self._ingest_entries(report, prefix, manifest, listing)
+            report.files.sort(key=lambda f: f.path)
+            record = RawDropRecord(
+                source=source,
+                drop_id=drop_id,
+                manifest_sha256=manifest_sha,
+                files=tuple(report.files),
+                quarantined=tuple(sorted((q.item_id, q.reason) for q in report.quarantined)),
+            )
+            try:
+                report.record_written = self.raw.write_drop_record(record)
+            except DropConflict:
+                self._quarantine_conflict(report, prefix, listing, manifest_sha)
+                raise
+        self.raw.write_landing_state(source, drop_id, manifest_info)
         report.seconds = time.perf_counter() - started
         return report
 
@@ -145,8 +176,8 @@ class DropIngestor:
         self, report: IngestReport, prefix: str, manifest: DropManifest, listing: dict[str, ObjectInfo]
     ) -> None:
         for problem in manifest.problems:
-            # Bytes are kept only when the entry names a real file inside the drop.
-            inside = problem.path is not None and problem.reason != "path_escapes_drop" and problem.path in listing
+            # Bytes are kept whenever the entry names a real file of the drop's listing (so inside it).
+            inside = problem.path is not None and problem.path in listing
             self._quarantine(
                 report,
                 prefix,
@@ -195,7 +226,7 @@ class DropIngestor:
             source_stream = self.store.open_read(prefix + entry.path)
         except ObjectNotFound:
             return _Rejected("missing_file", "listed in drop.json but absent", keep_bytes=False)
-        except UnsafeKey:
+        except StoreError:
             return _Rejected("path_escapes_drop", "path is a symlink or resolves outside the drop", keep_bytes=False)
         if info is not None and info.size != entry.size:  # known from the listing: skip the encrypt pass
             source_stream.close()
@@ -213,6 +244,10 @@ class DropIngestor:
                 if hashing.hexdigest() != entry.sha256:
                     raise _Rejected("sha256_mismatch", "content hash differs from drop.json")
                 modality = entry.modality or sniff_modality(hashing.head, entry.path)
+                if modality != "dicom" and entry.path.lower().endswith(DICOM_SUFFIXES):
+                    # declared dicom goes on to validation (not_dicom there); otherwise a text file named
+                    # .dcm would silently become a note
+                    raise _Rejected("modality_mismatch", "named as DICOM, but the content is not DICOM Part 10")
                 if modality is None:
                     raise _Rejected("unrecognised_content", "not DICOM Part 10, delimited text or UTF-8 text")
                 if hashing.size > (limit := self.limits.max_object_bytes(modality)):  # per sniffed modality
@@ -226,11 +261,11 @@ class DropIngestor:
                 except _Rejected as rejected:
                     return rejected
                 return RawFile(entry.path, entry.sha256, entry.size, checked[0]), None, hashing.size, False
-            encrypting = EncryptingReader(hashing, self.keyring, context=raw_object_key(entry.sha256))  # type: ignore[arg-type]
+            encrypting = EncryptingReader(hashing, self.keyring, context=self.raw.object_key(entry.sha256))  # type: ignore[arg-type]
             new = True
             try:
                 self.store.put_stream(
-                    raw_object_key(entry.sha256),
+                    self.raw.object_key(entry.sha256),
                     encrypting,
                     write_once=True,
                     verify=verify,  # type: ignore[arg-type]
@@ -253,15 +288,17 @@ class DropIngestor:
         keep_bytes: bool = True,
         item_id: str | None = None,
         declared: FileEntry | None = None,
+        folder: str | None = None,
     ) -> None:
         content = None
         if keep_bytes and path is not None:
             try:
                 content = self.store.open_read(prefix + path)
-            except (ObjectNotFound, UnsafeKey):
+            except StoreError:
                 content = None
         try:
             record = self.quarantine.put(
+                folder,
                 reason=reason,
                 detail=detail,
                 stage=STAGE,
@@ -284,3 +321,12 @@ class DropIngestor:
         self._quarantine(report, prefix, exc.reason, exc.detail, DROP_MANIFEST)
         for path in sorted(listing):
             self._quarantine(report, prefix, exc.reason, "file of a drop whose drop.json was rejected", path)
+
+    def _quarantine_conflict(
+        self, report: IngestReport, prefix: str, listing: dict[str, ObjectInfo], manifest_sha: str
+    ) -> None:
+        """A re-sent drop id with other content: keep the new drop.json and files, visibly, beside the first."""
+        folder = f"{quarantine_prefix(report.source, report.drop_id)}conflict-{self.raw.names.name_id(manifest_sha)}/"
+        detail = "drop id ingested before with different content; drops are immutable: send it as a new drop id"
+        for path in [DROP_MANIFEST, *sorted(listing)]:
+            self._quarantine(report, prefix, "drop_conflict", detail, path, folder=folder)

@@ -12,6 +12,7 @@ Verify = Callable[[], None]
 # Keys are POSIX-style, relative, with no empty, "." or ".." segments. Zones
 # are the first segment ("landing/", "raw/", ...).
 _SEGMENT_FORBIDDEN = re.compile(r"[\x00-\x1f\\]")
+_FOREIGN_FORBIDDEN = re.compile(r"\x00")
 
 DEFAULT_CHUNK_SIZE = 8 * 1024 * 1024
 
@@ -42,16 +43,23 @@ class ObjectInfo:
     etag: str = ""
 
 
-def validate_key(key: str) -> str:
+def validate_key(key: str, *, foreign: bool = False) -> str:
     """Return ``key`` unchanged if it is a safe relative object key, else raise :class:`UnsafeKey`.
 
     Safe means: non-empty, relative, '/'-separated, no empty / '.' / '..' segment,
-    no control characters or backslashes.
+    no control characters or backslashes. Keys we write are always held to that.
+
+    ``foreign=True`` is for reading, listing and removing keys a source chose (landing):
+    control characters, backslashes and bytes that are not UTF-8 are only characters there,
+    so such a key is allowed as long as it cannot leave its folder (no NUL, no empty, '.' or
+    '..' segment, not absolute). Without this, one badly named folder would make every
+    scan of landing fail before the folder could be quarantined.
     """
     if not key or key.startswith("/"):
         raise UnsafeKey("object key must be relative and non-empty")
+    forbidden = _FOREIGN_FORBIDDEN if foreign else _SEGMENT_FORBIDDEN
     for segment in key.split("/"):
-        if segment in ("", ".", "..") or _SEGMENT_FORBIDDEN.search(segment):
+        if segment in ("", ".", "..") or forbidden.search(segment):
             raise UnsafeKey("object key has an empty, '.', '..' or control-character segment")
     return key
 
@@ -105,6 +113,10 @@ class ObjectStore(Protocol):
 
         This is a delimiter listing: it costs one entry per child, not per object below it.
         """
+        ...
+
+    def list_files_here(self, prefix: str) -> Iterator[ObjectInfo]:
+        """The objects directly in the "folder" ``prefix``, not below it (a delimiter listing)."""
         ...
 
     def delete(self, key: str) -> None:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
 import os
 import secrets
 import stat
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -20,13 +24,17 @@ from clinical_pipelines.storage.base import (
 )
 
 _TMP_PREFIX = ".cp-tmp-"
+# Every write goes through one temp folder (hidden from listings by the prefix), so a killed
+# run's leftovers are found with one folder scan.
+_TMP_DIR = f"{_TMP_PREFIX}work"
 
 
 class LocalObjectStore:
     """Objects are files below ``root``; keys are their relative POSIX paths.
 
-    Writes go to a hidden temp file in the target folder and are renamed into
-    place, so a reader sees either nothing or the whole object. Write-once puts
+    Writes go to a locked temp file in the store's hidden temp folder and are
+    renamed into place, so a reader sees either nothing or the whole object; a
+    killed writer's temp file is removed when the store is next opened. Write-once puts
     use ``link()``, which fails atomically when the key exists. Keys that
     resolve outside ``root`` or through a symlink are refused.
     """
@@ -37,24 +45,33 @@ class LocalObjectStore:
         self.url = self.root.as_uri()
         self._fsync = fsync
         self._safe_dirs: set[str] = set()
+        self._tmp_dir = self.root / _TMP_DIR
+        self.swept_temp_files = self.sweep_temp_files()
 
     # -- paths ---------------------------------------------------------------
-    def _path(self, key: str) -> Path:
-        validate_key(key)
+    def _path(self, key: str, *, foreign: bool = False) -> Path:
+        validate_key(key, foreign=foreign)
         if key.rsplit("/", 1)[-1].startswith(_TMP_PREFIX):
             raise UnsafeKey("object key uses the reserved temp-file prefix")
         return self.root / key
 
     def _checked_existing(self, key: str) -> Path:
-        """The path of an existing regular file for ``key`` that resolves inside root."""
-        path = self._path(key)
+        """The path of an existing regular file for ``key`` that resolves inside root.
+
+        Reads accept foreign keys (names a source chose, see :func:`validate_key`).
+        """
+        path = self._path(key, foreign=True)
         real = os.path.realpath(path)
         if real != str(path):
             raise UnsafeKey("object key resolves through a symlink")
         try:
             st = os.lstat(path)
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             raise ObjectNotFound(key) from None
+        except OSError as exc:  # ENAMETOOLONG and friends: nothing can be stored under such a key
+            if exc.errno == errno.ENAMETOOLONG:
+                raise ObjectNotFound(key) from None
+            raise UnsafeKey(f"object key cannot be examined ({type(exc).__name__})") from None
         if not stat.S_ISREG(st.st_mode):
             raise (
                 ObjectNotFound(key)
@@ -71,8 +88,8 @@ class LocalObjectStore:
             fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
         except FileNotFoundError:
             raise ObjectNotFound(key) from None
-        except OSError as exc:  # ELOOP: swapped for a symlink after the check
-            raise UnsafeKey("object key resolves through a symlink") from exc
+        except OSError as exc:  # ELOOP: swapped for a symlink after the check; EACCES: unreadable
+            raise UnsafeKey("object key resolves through a symlink or cannot be opened") from exc
         # Unbuffered: callers read in large chunks, and an 8 MiB buffer per open costs more than
         # reading a typical 0.5 MB DICOM object.
         return os.fdopen(fd, "rb", buffering=0)
@@ -83,50 +100,84 @@ class LocalObjectStore:
             path = self._checked_existing(key)
         except ObjectNotFound:
             return None
-        st = path.stat()
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            return None
         return ObjectInfo(key=key, size=st.st_size, last_modified=st.st_mtime)
 
     def list(self, prefix: str, *, start_after: str = "", page_size: int = 1000) -> Iterator[ObjectInfo]:
-        """Every object whose key starts with ``prefix``, in S3 key order."""
+        """Every object whose key starts with ``prefix``, in S3 key order.
+
+        Anything that is not a folder is listed (a symlink, a FIFO too: reading it is refused, but
+        it is seen, so a landing scan can account for it). The walk is iterative, so a hostile
+        folder depth cannot exhaust the interpreter's stack.
+        """
         del page_size  # a directory walk has no pages
         folder, _, name_prefix = prefix.rpartition("/")
         base = self.root / folder if folder else self.root
         if folder:
-            validate_key(folder)
-        yield from self._walk(base, folder, name_prefix, start_after)
-
-    def _walk(self, folder: Path, folder_key: str, name_prefix: str, start_after: str) -> Iterator[ObjectInfo]:
-        try:
-            with os.scandir(folder) as it:
-                entries = [e for e in it if e.name.startswith(name_prefix) and not e.name.startswith(_TMP_PREFIX)]
-        except (FileNotFoundError, NotADirectoryError):
-            return
-        # S3 orders by full key; a folder's keys continue with "/", so sort it as name + "/".
-        entries.sort(key=lambda e: e.name + "/" if e.is_dir(follow_symlinks=False) else e.name)
-        for entry in entries:
-            key = f"{folder_key}/{entry.name}" if folder_key else entry.name
+            validate_key(folder, foreign=True)
+        stack = [iter(self._entries(base, name_prefix))]
+        folder_keys = [folder]
+        while stack:
+            entry = next(stack[-1], None)
+            if entry is None:
+                stack.pop()
+                folder_keys.pop()
+                continue
+            key = f"{folder_keys[-1]}/{entry.name}" if folder_keys[-1] else entry.name
             if entry.is_dir(follow_symlinks=False):
                 if start_after and not (key + "/" > start_after or start_after.startswith(key + "/")):
                     continue
-                yield from self._walk(Path(entry.path), key, "", start_after)
-            elif entry.is_file(follow_symlinks=False) or entry.is_symlink():
-                if key <= start_after:
-                    continue
+                stack.append(iter(self._entries(Path(entry.path), "")))
+                folder_keys.append(key)
+                continue
+            if key <= start_after:
+                continue
+            try:
                 st = entry.stat(follow_symlinks=False)
-                yield ObjectInfo(key=key, size=st.st_size, last_modified=st.st_mtime)
+            except OSError:
+                continue  # removed meanwhile
+            yield ObjectInfo(key=key, size=st.st_size, last_modified=st.st_mtime)
+
+    @staticmethod
+    def _entries(folder: Path, name_prefix: str) -> list[os.DirEntry[str]]:
+        try:
+            with os.scandir(folder) as it:
+                entries = [e for e in it if e.name.startswith(name_prefix) and not e.name.startswith(_TMP_PREFIX)]
+        except OSError:  # absent, not a folder, or a path past the system's limit
+            return []
+        # S3 orders by full key; a folder's keys continue with "/", so sort it as name + "/".
+        entries.sort(key=lambda e: e.name + "/" if e.is_dir(follow_symlinks=False) else e.name)
+        return entries
 
     def list_children(self, prefix: str) -> Iterator[str]:
         """Names of the immediate sub-folders of ``prefix``, sorted."""
         folder = prefix.strip("/")
-        base = self.root / validate_key(folder) if folder else self.root
+        base = self.root / validate_key(folder, foreign=True) if folder else self.root
         try:
             with os.scandir(base) as it:
                 names = sorted(
                     e.name for e in it if e.is_dir(follow_symlinks=False) and not e.name.startswith(_TMP_PREFIX)
                 )
-        except (FileNotFoundError, NotADirectoryError):
+        except OSError:
             return
         yield from names
+
+    def list_files_here(self, prefix: str) -> Iterator[ObjectInfo]:
+        """The objects directly in the folder ``prefix`` (not below it), sorted: one folder scan."""
+        folder = prefix.strip("/")
+        base = self.root / validate_key(folder, foreign=True) if folder else self.root
+        for entry in self._entries(base, ""):
+            if not entry.is_dir(follow_symlinks=False):
+                try:
+                    st = entry.stat(follow_symlinks=False)
+                except OSError:
+                    continue
+                yield ObjectInfo(
+                    key=f"{folder}/{entry.name}" if folder else entry.name, size=st.st_size, last_modified=st.st_mtime
+                )
 
     # -- writes --------------------------------------------------------------
     def put_stream(
@@ -136,7 +187,8 @@ class LocalObjectStore:
         path = self._path(key)
         if write_once and os.path.lexists(path):
             raise ObjectAlreadyExists(key)
-        tmp = path.parent / f"{_TMP_PREFIX}{secrets.token_hex(8)}"
+        self._ensure_folder(self._tmp_dir)
+        tmp = self._tmp_dir / f"{_TMP_PREFIX}{secrets.token_hex(8)}"
         size = 0
         try:
             with self._create_temp(tmp) as out:
@@ -145,9 +197,15 @@ class LocalObjectStore:
                     size += len(chunk)
                 if self._fsync:
                     os.fsync(out.fileno())
-            if verify is not None:
-                verify()
-            self._publish(tmp, path, key, write_once)
+                if verify is not None:
+                    verify()
+                self._ensure_folder(path.parent)
+                try:
+                    self._publish(tmp, path, key, write_once)
+                except FileNotFoundError:  # the folder was removed behind our back: check it again
+                    self._safe_dirs.discard(str(path.parent))
+                    self._ensure_folder(path.parent)
+                    self._publish(tmp, path, key, write_once)
         finally:
             tmp.unlink(missing_ok=True)
         return ObjectInfo(key=key, size=size, last_modified=path.stat().st_mtime)
@@ -158,23 +216,62 @@ class LocalObjectStore:
 
         return self.put_stream(key, io.BytesIO(data), write_once=write_once)
 
-    def _create_temp(self, tmp: Path) -> BinaryIO:
-        """Create the temp file in a folder known to exist and to resolve inside root.
+    def _ensure_folder(self, folder_path: Path) -> None:
+        """Make sure a folder exists and resolves inside root (no symlink on the way).
 
         Folders are checked once per store (mkdir and realpath cost more than the
         write of a small object on some file systems) and re-checked if one vanished.
         """
-        folder = str(tmp.parent)
+        folder = str(folder_path)
         if folder not in self._safe_dirs:
-            tmp.parent.mkdir(parents=True, exist_ok=True)
+            folder_path.mkdir(parents=True, exist_ok=True)
             if os.path.realpath(folder) != folder:
                 raise UnsafeKey("object key resolves through a symlink")
             self._safe_dirs.add(folder)
+
+    def _create_temp(self, tmp: Path) -> BinaryIO:
+        """Create the temp file, locked (``flock``) for as long as this process writes it.
+
+        The lock dies with the process (``kill -9`` included), which is how
+        :meth:`sweep_temp_files` tells a dead writer's leftover from a live write.
+        """
         try:
-            return open(tmp, "xb", buffering=0)
-        except FileNotFoundError:  # removed behind our back: check it again
-            self._safe_dirs.discard(folder)
-            return self._create_temp(tmp)
+            out = open(tmp, "xb", buffering=0)  # noqa: SIM115 (returned to the caller's with)
+        except FileNotFoundError:  # the temp folder was removed behind our back: check it again
+            self._safe_dirs.discard(str(tmp.parent))
+            self._ensure_folder(tmp.parent)
+            out = open(tmp, "xb", buffering=0)  # noqa: SIM115 (returned to the caller's with)
+        fcntl.flock(out.fileno(), fcntl.LOCK_EX)
+        return out
+
+    def sweep_temp_files(self, *, min_age_s: float = 10.0) -> int:
+        """Remove temp files left by writers that died (killed runs); returns how many.
+
+        A temp file still locked belongs to a live writer and is kept; so is one younger than
+        ``min_age_s`` (its writer may not have taken the lock yet). Runs whenever a store is opened.
+        """
+        try:
+            with os.scandir(self._tmp_dir) as it:
+                entries = [e for e in it if e.name.startswith(_TMP_PREFIX)]
+        except OSError:
+            return 0
+        removed, now = 0, time.time()
+        for entry in entries:
+            try:
+                if now - entry.stat(follow_symlinks=False).st_mtime < min_age_s:
+                    continue
+                fd = os.open(entry.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+            except OSError:
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                os.unlink(entry.path)
+                removed += 1
+            except OSError:
+                pass  # locked by a live writer, or gone already
+            finally:
+                os.close(fd)
+        return removed
 
     def _publish(self, tmp: Path, path: Path, key: str, write_once: bool) -> None:
         if write_once:
@@ -185,9 +282,24 @@ class LocalObjectStore:
         else:
             os.replace(tmp, path)
 
+    def remove_empty_folders(self, prefix: str) -> None:
+        """Remove the folder ``prefix`` names and the folders below it, if they hold no file (bottom-up)."""
+        top = self.root / validate_key(prefix.strip("/"), foreign=True)
+        if os.path.islink(top) or not top.is_dir():
+            return
+        folders, stack = [], [str(top)]
+        while stack:  # iterative: a hostile depth cannot exhaust the stack
+            folder = stack.pop()
+            folders.append(folder)
+            with contextlib.suppress(OSError), os.scandir(folder) as it:
+                stack.extend(e.path for e in it if e.is_dir(follow_symlinks=False))
+        for folder in reversed(folders):  # children were appended after their parents
+            with contextlib.suppress(OSError):  # not empty, or gone: leave it
+                os.rmdir(folder)
+
     def delete(self, key: str) -> None:
-        """Remove ``key`` if present (a symlink is removed, never followed)."""
-        path = self._path(key)
+        """Remove ``key`` if present (a symlink is removed, never followed; foreign keys allowed)."""
+        path = self._path(key, foreign=True)
         try:
             if os.path.isdir(path) and not os.path.islink(path):
                 raise UnsafeKey("object key names a folder")

@@ -18,6 +18,7 @@ from clinical_pipelines.storage.base import (
 
 # S3 parts must be >= 5 MiB except the last; 8 MiB keeps memory bounded per upload.
 PART_SIZE = DEFAULT_CHUNK_SIZE
+MAX_KEY_BYTES = 1024  # S3's limit on a key's UTF-8 length
 
 
 class _BodyReader(io.RawIOBase):
@@ -69,8 +70,16 @@ class S3ObjectStore:
         self.url = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
         self.client = client or boto3.client("s3", endpoint_url=endpoint_url, region_name=region_name)
 
-    def _k(self, key: str) -> str:
-        return join_key(self.prefix, validate_key(key))
+    def _k(self, key: str, *, foreign: bool = False) -> str:
+        return join_key(self.prefix, validate_key(key, foreign=foreign))
+
+    def _k_readable(self, key: str) -> str | None:
+        """The full key for a read of a (possibly source-chosen) key, or None if S3 cannot hold it."""
+        full = self._k(key, foreign=True)
+        try:
+            return full if len(full.encode("utf-8")) <= MAX_KEY_BYTES else None
+        except UnicodeEncodeError:  # bytes that are not UTF-8: no S3 key has them
+            return None
 
     def _rel(self, full_key: str) -> str:
         return full_key[len(self.prefix) + 1 :] if self.prefix else full_key
@@ -78,16 +87,22 @@ class S3ObjectStore:
     # -- reads ---------------------------------------------------------------
     def open_read(self, key: str) -> BinaryIO:
         """Stream ``key`` from the bucket."""
+        full = self._k_readable(key)
+        if full is None:
+            raise ObjectNotFound(key)
         try:
-            response = self.client.get_object(Bucket=self.bucket, Key=self._k(key))
+            response = self.client.get_object(Bucket=self.bucket, Key=full)
         except self.client.exceptions.NoSuchKey:
             raise ObjectNotFound(key) from None
         return io.BufferedReader(_BodyReader(response["Body"]), buffer_size=DEFAULT_CHUNK_SIZE)  # type: ignore[return-value]
 
     def head(self, key: str) -> ObjectInfo | None:
         """Size and mtime of ``key``, or None when absent."""
+        full = self._k_readable(key)
+        if full is None:
+            return None
         try:
-            r = self.client.head_object(Bucket=self.bucket, Key=self._k(key))
+            r = self.client.head_object(Bucket=self.bucket, Key=full)
         except Exception as exc:
             if _error_code(exc) in ("404", "NoSuchKey", "NotFound"):
                 return None
@@ -123,6 +138,20 @@ class S3ObjectStore:
         for page in paginator.paginate(Bucket=self.bucket, Prefix=full_prefix, Delimiter="/"):
             for cp in page.get("CommonPrefixes", []):
                 yield cp["Prefix"][len(full_prefix) :].rstrip("/")
+
+    def list_files_here(self, prefix: str) -> Iterator[ObjectInfo]:
+        """The objects directly under ``prefix`` (not in its sub-folders), through a delimiter listing."""
+        folder = join_key(self.prefix, prefix.strip("/"))
+        full_prefix = f"{folder}/" if folder else ""
+        paginator = self.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=full_prefix, Delimiter="/"):
+            for obj in page.get("Contents", []):
+                yield ObjectInfo(
+                    key=self._rel(obj["Key"]),
+                    size=int(obj["Size"]),
+                    last_modified=obj["LastModified"].timestamp(),
+                    etag=str(obj.get("ETag", "")).strip('"'),
+                )
 
     # -- writes --------------------------------------------------------------
     def put_stream(
@@ -182,9 +211,30 @@ class S3ObjectStore:
         """Upload a small value; see :meth:`put_stream`."""
         return self.put_stream(key, io.BytesIO(data), write_once=write_once)
 
+    def sweep_temp_files(self, *, min_age_s: float = 24 * 3600) -> int:
+        """Abort multipart uploads under this store's prefix begun more than ``min_age_s`` ago.
+
+        A run killed mid-upload leaves its parts in the bucket, invisible and billed; this is the S3
+        side of the local store's temp-file sweep (live uploads are younger than the bound).
+        """
+        import time
+
+        removed, cutoff = 0, time.time() - min_age_s
+        paginator = self.client.get_paginator("list_multipart_uploads")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=f"{self.prefix}/" if self.prefix else ""):
+            for upload in page.get("Uploads", []):
+                if upload["Initiated"].timestamp() <= cutoff:
+                    self.client.abort_multipart_upload(
+                        Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+                    )
+                    removed += 1
+        return removed
+
     def delete(self, key: str) -> None:
         """Remove ``key`` (absent keys are fine)."""
-        self.client.delete_object(Bucket=self.bucket, Key=self._k(key))
+        full = self._k_readable(key)
+        if full is not None:
+            self.client.delete_object(Bucket=self.bucket, Key=full)
 
 
 def _read_full(stream: BinaryIO, size: int) -> bytes:

@@ -28,7 +28,7 @@ from clinical_pipelines.validate.expectations import ITEM_COLUMN, RuleOutcome, r
 from clinical_pipelines.validate.notes import parse_note
 from clinical_pipelines.validate.suites import dicom_rules, note_rules, table_rules
 from clinical_pipelines.validate.tables import ParsedTable, parse_table
-from clinical_pipelines.zones import raw_object_key, validated_record_key
+from clinical_pipelines.zones import validated_record_key
 
 STAGE = "validate"
 DEFAULT_MAX_ITEM_FAILURE_FRACTION = 0.2
@@ -208,7 +208,7 @@ class DropValidator:
 
     def _quarantine_tampered(self, report: ValidationReport, raw_file: RawFile, detail: str) -> None:
         """Quarantine an object that fails authentication, keeping its stored bytes exactly as found."""
-        with self.store.open_read(raw_object_key(raw_file.sha256)) as stored:
+        with self.store.open_read(self.raw.object_key(raw_file.sha256)) as stored:
             self._quarantine(report, raw_file, "tampered_object", detail[:300], stored)
 
     def _judge(self, report: ValidationReport, outcomes: list[RuleOutcome], prefix: str = "") -> dict[str, set[str]]:
@@ -299,7 +299,7 @@ class DropValidator:
         try:
             record = self._put(report, raw_file, reason, detail, data, path_suffix)
         except DecryptionError:  # the original fails authentication while being copied: keep it as stored
-            with self.store.open_read(raw_object_key(raw_file.sha256)) as stored:
+            with self.store.open_read(self.raw.object_key(raw_file.sha256)) as stored:
                 record = self._put(report, raw_file, "tampered_object", "failed authentication", stored, path_suffix)
         finally:
             if isinstance(data, DecryptingReader):

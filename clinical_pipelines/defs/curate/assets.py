@@ -13,6 +13,7 @@ from clinical_pipelines.defs.resources import CatalogResource, ObjectStoreResour
 from clinical_pipelines.zones import curated_provenance_key
 
 QUALITY_CHECK = "version_quality"
+NO_MATCHING_OBJECTS = "no matching objects"
 # Build after any de-identified partition lands, even while some drops are missing (stopped by a gate).
 AUTOMATION = dg.AutomationCondition.eager().without(~dg.AutomationCondition.any_deps_missing())
 
@@ -80,7 +81,16 @@ def _build(spec: DatasetSpec) -> dg.AssetsDefinition:
         try:
             result = build_version(object_store.get_store(), spec, catalog=catalog.get_catalog())
         except NothingToBuild as exc:
-            context.log.warning(f"{exc}: no version built")
+            # Nothing matches yet (e.g. a spec needing tables while landing holds only DICOM): no new
+            # version, nothing for the shards to read; the check says so, and the run succeeds.
+            context.log.info(f"{exc}: no matching objects, no version built")
+            yield dg.AssetCheckResult(
+                check_name=QUALITY_CHECK,
+                passed=True,
+                severity=dg.AssetCheckSeverity.WARN,
+                description=f"skipped: no matching objects for spec {spec.name} (no new version)",
+                metadata={"skipped": dg.MetadataValue.text(NO_MATCHING_OBJECTS)},
+            )
             return
         verb = "built new" if result.created else "unchanged:"
         context.log.info(f"{spec.name}: {verb} version {result.number} ({result.version_id[:12]})")

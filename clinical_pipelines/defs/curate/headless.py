@@ -26,6 +26,7 @@ class CuratedOutcome:
     shards: int = 0  # training-ready shards of the version
     samples_per_split: dict[str, int] | None = None
     index: str | None = None
+    skipped: str | None = None  # why no version was built this run ("no matching objects")
 
 
 @dataclass
@@ -60,8 +61,13 @@ def run_curate(defs: dg.Definitions, instance: dg.DagsterInstance) -> CurateRun:
         outcome.objects, outcome.bytes = int(meta["object_count"]), int(meta["bytes"])  # type: ignore[arg-type]
         outcome.patients, outcome.manifest = int(meta["patients"]), str(meta["manifest"])  # type: ignore[arg-type]
     for evaluation in result.get_asset_check_evaluations():
-        if not evaluation.passed and evaluation.asset_key.path[0] == CURATED_GROUP:
+        if evaluation.asset_key.path[0] != CURATED_GROUP:
+            continue
+        if not evaluation.passed:
             outcomes[evaluation.asset_key.path[-1]].quality_failed += (evaluation.check_name,)
+        skipped = evaluation.metadata.get("skipped")
+        if skipped is not None:
+            outcomes[evaluation.asset_key.path[-1]].skipped = str(skipped.value)
     failures = [e for e in result.all_events if e.is_step_failure]
     error = failures[0].message if failures else None
     return CurateRun(result.run_id, result.success, [outcomes[n] for n in names], error)

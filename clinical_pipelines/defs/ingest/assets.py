@@ -60,7 +60,11 @@ def ingest_drop(
     """Verify, encrypt and store one drop; quarantine what fails and count it."""
     source, drop_id = parse_partition_key(context.partition_key)
     ingestor = DropIngestor(
-        object_store.get_store(), keyring.get_keyring(), workers=landing.ingest_workers, limits=limits.limits()
+        object_store.get_store(),
+        keyring.get_keyring(),
+        workers=landing.ingest_workers,
+        limits=limits.limits(),
+        max_files=landing.max_drop_files,
     )
     report = ingestor.ingest(source, drop_id)
     context.log.info(
