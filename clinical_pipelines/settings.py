@@ -154,11 +154,6 @@ class Settings:
                 )
 
     @property
-    def max_drop_files(self) -> int:
-        """Entries one ``drop.json`` may list (:class:`~clinical_pipelines.limits.Limits`)."""
-        return self.limits.max_drop_files
-
-    @property
     def stale_after_s(self) -> float | None:
         """Seconds after which an incomplete drop is quarantined, or None when disabled."""
         return self.stale_after_hours * 3600 if self.stale_after_hours > 0 else None

@@ -56,7 +56,6 @@ class LandingSettingsResource(dg.ConfigurableResource):
 
     stale_after_hours: float = 24.0
     ingest_workers: int = 4
-    max_drop_files: int = 100_000  # entries one drop.json may list; beyond, the drop is quarantined whole
 
 
 class LimitsResource(dg.ConfigurableResource):
@@ -70,6 +69,7 @@ class LimitsResource(dg.ConfigurableResource):
     max_note_chars: int
     max_table_cells: int
     notes_batch: int
+    max_drop_files: int  # entries one drop.json may list; beyond, the drop is quarantined whole
 
     def limits(self) -> "Limits":
         """The engines' view of these limits."""
@@ -155,7 +155,6 @@ def resources_for(settings: Settings) -> dict[str, dg.ConfigurableResource]:
         "landing": LandingSettingsResource(
             stale_after_hours=settings.stale_after_hours,
             ingest_workers=settings.ingest_workers,
-            max_drop_files=settings.max_drop_files,
         ),
         "limits": LimitsResource.of(settings.limits),
         "validation": ValidationSettingsResource(max_item_failure_fraction=settings.max_item_failure_fraction),

@@ -64,7 +64,7 @@ def ingest_drop(
         keyring.get_keyring(),
         workers=landing.ingest_workers,
         limits=limits.limits(),
-        max_files=landing.max_drop_files,
+        max_files=limits.max_drop_files,
     )
     report = ingestor.ingest(source, drop_id)
     context.log.info(
