@@ -23,7 +23,6 @@ from clinical_pipelines.storage.envelope import (
     encrypt_bytes,
 )
 from clinical_pipelines.storage.keys import KeyRing
-from clinical_pipelines.zones import raw_object_key
 
 
 def test_swapped_raw_objects_fail_as_tampered(store: ObjectStore, keyring: KeyRing) -> None:
@@ -31,9 +30,10 @@ def test_swapped_raw_objects_fail_as_tampered(store: ObjectStore, keyring: KeyRi
     a, b = os.urandom(3000), os.urandom(3000)
     sha_a, sha_b = raw.put_small_object(a), raw.put_small_object(b)
     assert raw.read_object(sha_a) == a
-    blob_a, blob_b = read_all(store, raw_object_key(sha_a)), read_all(store, raw_object_key(sha_b))
-    store.put_bytes(raw_object_key(sha_a), blob_b)  # someone with write access swaps two records
-    store.put_bytes(raw_object_key(sha_b), blob_a)
+    key_a, key_b = raw.object_key(sha_a), raw.object_key(sha_b)
+    blob_a, blob_b = read_all(store, key_a), read_all(store, key_b)
+    store.put_bytes(key_a, blob_b)  # someone with write access swaps two records
+    store.put_bytes(key_b, blob_a)
     for sha in (sha_a, sha_b):
         with pytest.raises(TamperedObject, match="tampered_object"):
             raw.read_object(sha)

@@ -19,6 +19,7 @@ from clinical_pipelines.landing.writer import write_drop
 from clinical_pipelines.limits import Limits, LimitsError
 from clinical_pipelines.quarantine import Quarantine
 from clinical_pipelines.raw.ingest import DropIngestor
+from clinical_pipelines.raw.zone import RawZone
 from clinical_pipelines.settings import Settings
 from clinical_pipelines.storage import ObjectStore, read_all
 from clinical_pipelines.storage.envelope import CHUNK_SIZE
@@ -28,7 +29,6 @@ from clinical_pipelines.validate.dicom import parse_dicom
 from clinical_pipelines.validate.engine import DropValidator
 from clinical_pipelines.validate.notes import parse_note
 from clinical_pipelines.validate.tables import parse_table
-from clinical_pipelines.zones import raw_object_key
 from clinical_pipelines_tests.corpus import put_drops, small_corpus
 from clinical_pipelines_tests.hostile import CLI, deflate_bomb, deflated, run_measured
 
@@ -130,8 +130,8 @@ def test_deflated_dicom_is_validated_inflated_and_refused_past_the_cap(
     assert refused.quarantined_by_reason() == {"inflate_limit": 5}
 
 
-def _flip_late_byte(store: ObjectStore, sha: str) -> None:
-    key = raw_object_key(sha)
+def _flip_late_byte(store: ObjectStore, keyring: KeyRing, sha: str) -> None:
+    key = RawZone(store, keyring).object_key(sha)
     blob = bytearray(read_all(store, key))
     blob[-20] ^= 0x40  # inside the last chunk: past the first 64 KiB the validator parses
     store.put_bytes(key, bytes(blob))
@@ -165,7 +165,7 @@ def test_tampered_raw_object_quarantines_that_item_and_the_drop_goes_on(tmp_path
         dicoms = record.by_modality("dicom")
         victim = max(dicoms, key=lambda f: f.size)
         assert victim.size > CHUNK_SIZE
-        _flip_late_byte(store, victim.sha256)
+        _flip_late_byte(store, keyring, victim.sha256)
         selection = [validated_key("dicom"), deidentified_key("dicom")]
         result = job.execute_in_process(
             instance=instance, partition_key=key, raise_on_error=False, asset_selection=selection
@@ -188,7 +188,7 @@ def test_tampered_after_validation_is_quarantined_by_the_deid_stage(local_store:
     dicoms = _dicoms(5)
     report = _ingest(local_store, keyring, "t", {f"dicom/{i}.dcm": d for i, d in enumerate(dicoms)})
     assert DropValidator(local_store, keyring).validate("src", "t", "dicom").passed
-    _flip_late_byte(local_store, report.files[0].sha256)
+    _flip_late_byte(local_store, keyring, report.files[0].sha256)
     pseudonymizer = Pseudonymizer(b"k" * 32)
     out = DropDeidentifier(local_store, keyring, pseudonymizer, DicomDeidentifier(pseudonymizer)).deidentify(
         "src", "t", "dicom"
