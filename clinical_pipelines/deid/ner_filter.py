@@ -70,6 +70,14 @@ def has_date_element(value: str) -> bool:
     return False
 
 
+def _given_name(value: str) -> bool:
+    """A census given name that is no ordinary English word ("Michael:" is a speaker, "Plan:" a heading)."""
+    from clinical_pipelines.deid import lexicons
+
+    low = value.lower()
+    return low in lexicons.given_names() and low not in lexicons.common_words()
+
+
 def is_eponym(text: str, start: int, end: int) -> bool:
     """True when ``text[start:end]`` is (part of) an eponymous clinical term, not a person named by a title."""
     if _TITLE_BEFORE.search(text, max(0, start - 12), start):
@@ -105,7 +113,7 @@ def is_clinical_ner_guess(text: str, result: RecognizerResult, *, case_informati
     if case_informative and value.islower():
         return True
     line_start = result.start == 0 or text[result.start - 1] == "\n"
-    if line_start and " " not in value and text[result.end : result.end + 1] == ":":
+    if line_start and " " not in value and text[result.end : result.end + 1] == ":" and not _given_name(value):
         return True
     return is_eponym(text, result.start, result.end)
 

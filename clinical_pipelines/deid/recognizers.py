@@ -60,8 +60,10 @@ class RegexRecognizer(LocalRecognizer):
         context: Iterable[str] = (),
         context_window: int = 40,
         context_boost: float = 0.35,
+        context_after: int = 0,
     ) -> None:
         self.patterns = list(patterns)
+        self.context_after = context_after
         words = sorted({w.lower() for w in context}, key=len, reverse=True)
         self._context = _rx(r"\b(?:" + "|".join(re.escape(w) for w in words) + r")\b", re.I) if words else None
         self.context_window = context_window
@@ -71,10 +73,12 @@ class RegexRecognizer(LocalRecognizer):
     def load(self) -> None:  # nothing to load
         pass
 
-    def _has_context(self, text: str, start: int) -> bool:
+    def _has_context(self, text: str, start: int, end: int | None = None) -> bool:
         if self._context is None:
             return False
         window = text[max(0, start - self.context_window) : start]
+        if self.context_after and end is not None:  # a label written after the value ("555 0100 office")
+            window += " " + text[end : end + self.context_after]
         return self._context.search(window) is not None
 
     def analyze(
@@ -92,7 +96,7 @@ class RegexRecognizer(LocalRecognizer):
                 if pattern.validate is not None and not pattern.validate(text[start:end]):
                     continue
                 score = pattern.score
-                if self._has_context(text, match.start()):
+                if self._has_context(text, match.start(), match.end()):
                     score = min(1.0, score + self.context_boost)
                 results.append(
                     RecognizerResult(
@@ -309,12 +313,12 @@ def ssn_recognizer() -> RegexRecognizer:
 
 _PHONE = (
     r"(?<![\d\-])(?:\+?1[ .\-]?)?(?:\(\d{3}\)[ \t]?|\d{3}[ .\-])\d{3}[ .\-]\d{4}"
-    r"(?:[ \t]*(?:x|ext\.?)[ \t]*\d{1,5})?(?![\d\-])"
+    r"(?:[ \t]*(?:x|ext\.?)[ \t]*\d{1,5})?(?!\d|-\d)"
 )
 
 
 _INTL = r"\+\d{1,3}(?:[ .\-]?\(\d{1,4}\))?(?:[ .\-]?\d{1,5}){2,5}"
-_GROUPED = r"(?:\(\d{1,4}\)[ .\-]?)?\d{2,5}(?:[ .\-]\d{2,5}){1,4}"
+_GROUPED = r"(?:\(\d{1,4}\)[ .\-]?)?\d{2,6}(?:[ .\-]\d{2,6}){1,4}"
 
 
 def _phone_digits(value: str) -> bool:
@@ -329,9 +333,11 @@ def phone_recognizer() -> RegexRecognizer:
             RegexPattern("phone", _rx(_PHONE), 0.55),
             RegexPattern("phone bare 10 digits", _rx(r"(?<!\d)\d{10}(?!\d)"), 0.2),
             # International forms: "+41 53 147 37 99", "+44 (0)20 7946 0958"
-            RegexPattern("phone international", _rx(rf"(?<![\w+]){_INTL}(?![\d\-])"), 0.6, 0, _phone_digits),
+            RegexPattern("phone international", _rx(rf"(?<![\w+]){_INTL}(?!\d|-\d)"), 0.6, 0, _phone_digits),
             # Other groupings ("730 064 218", "0380 7558505", "(72) 583-350"): a phone only with a context word
-            RegexPattern("phone grouped", _rx(rf"(?<![\w+.,/\-]){_GROUPED}(?![\w\-]|[.,/]\d)"), 0.2, 0, _phone_digits),
+            RegexPattern(
+                "phone grouped", _rx(rf"(?<![\w+.,/\-]){_GROUPED}(?!\w|-\d|[.,/]\d)"), 0.2, 0, _phone_digits
+            ),
         ],
         name="ClinicalPhoneRecognizer",
         context=[
@@ -356,8 +362,15 @@ def phone_recognizer() -> RegexRecognizer:
             "messages",
             "text",
             "sms",
+            "answer",
+            "answering",
+            "dial",
+            "ring",
+            "landline",
+            "voicemail",
         ],
         context_boost=0.4,
+        context_after=12,
     )
 
 

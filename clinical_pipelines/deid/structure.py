@@ -45,7 +45,9 @@ _L = r"[^\W\d_]"
 _CAPWORD = rf"(?:{_U}(?:{_L}|['\u2019\-])*{_L}|{_U})"
 _CAPWORD_LONG = rf"{_U}(?:{_L}|['\u2019\-])*{_L}"
 #: Lower-case particles inside place names ("Tarazona de Guareña", "Puch bei Hallein").
-_PARTICLE = r"(?:de|del|de la|la|le|les|di|da|do|dos|das|du|des|von|van|der|den|bei|am|an|im|sur|sous|en|upon|on)"
+_PARTICLE = (
+    r"(?:de[ \t]+la|del|des|de|la|les|le|di|dos|das|da|do|du|von|van|der|den|bei|am|an|im|sur|sous|en|upon|on)\b"
+)
 _CITY = rf"{_CAPWORD_LONG}(?:(?:[ \t]+|-)(?:{_PARTICLE}[ \t]+)?{_CAPWORD_LONG}){{0,3}}"
 
 #: Street-type words that precede the name (Romance, Slavic, Greek conventions), case-insensitive.
