@@ -522,6 +522,13 @@ def facility_recognizer() -> RegexRecognizer:
 # Ages over 89 (HIPAA Safe Harbor): only the number is reported, so "93-year-old" -> "90+-year-old"
 
 _OLD = r"(?P<n>9\d|1[0-2]\d)"
+_UNITS_WORDS = r"one|two|three|four|five|six|seven|eight|nine"
+_TEENS_WORDS = r"ten|eleven|twelve|thirteen|fourteen|fifteen|sixteen|seventeen|eighteen|nineteen|twenty"
+#: 90..129 in words: "ninety", "ninety-three", "one hundred", "a hundred and two", "one hundred twenty-one".
+_OLD_WORDS = (
+    rf"(?P<n>(?i:ninety(?:[ \t\-]+(?:{_UNITS_WORDS}))?"
+    rf"|(?:one|a)[ \t\-]+hundred(?:[ \t\-]+(?:and[ \t\-]+)?(?:(?:twenty[ \t\-]+)?(?:{_UNITS_WORDS})|{_TEENS_WORDS}))?))"
+)
 
 
 def age_recognizer() -> RegexRecognizer:
@@ -538,6 +545,16 @@ def age_recognizer() -> RegexRecognizer:
             RegexPattern("n y/o", _rx(rf"(?<![\d.]){_OLD}[ \t]*(?i:y/o|y\.o\.?|yo\b|yof\b|yom\b)"), 0.9, "n"),
             RegexPattern(
                 "age n", _rx(rf"(?i:\bage[ds]?)[ \t]*(?:of[ \t]+|:[ \t]*|is[ \t]+)?{_OLD}(?![\d.])"), 0.9, "n"
+            ),
+            # In words: "ninety-two-year-old", "aged one hundred and one"
+            RegexPattern(
+                "words-year-old",
+                _rx(rf"\b{_OLD_WORDS}[ \t]*-?[ \t]*(?i:years?|yrs?)[ \t]*-?[ \t]*(?i:old)\b"),
+                0.9,
+                "n",
+            ),
+            RegexPattern(
+                "age words", _rx(rf"(?i:\bage[ds]?)[ \t]*(?:of[ \t]+|:[ \t]*|is[ \t]+)?{_OLD_WORDS}\b"), 0.9, "n"
             ),
         ],
         name="AgeOver89Recognizer",
@@ -569,6 +586,22 @@ DATE_PATTERNS: dict[str, re.Pattern[str]] = {
     "month_day": _rx(rf"\b(?=[A-Z]){_MONTH_RX}[ \t]+(?P<d>\d{{1,2}}){_ORD}\b(?![.,:/]?\d)"),
     "day_month": _rx(rf"\b(?P<d>\d{{1,2}}){_ORD}(?P<of>[ \t]+of)?[ \t]+(?=[A-Z]){_MONTH_RX}\b"),
 }
+#: Month/day without a year ("11/19", "6/7"): parsed and shifted like other dates, but only recognised in a date
+#: position (a date word just before it, or a time of day just after), never after a dose or a score.
+YEARLESS_PATTERNS: dict[str, re.Pattern[str]] = {
+    "md": _rx(r"(?<![\d/\-.:])(?P<m>1[0-2]|0?[1-9])(?P<sep>/)(?P<d>3[01]|[12]\d|0?[1-9])(?![\d/]|[.,:]\d)"),
+}
+_NOT_A_DATE_AFTER = (
+    r"(?![ \t]*(?i:tabs?\b|tablets?|caps?\b|capsules?|pills?|mg|mcg|ml|g\b|units?|strength|murmur|vision|ns\b|dose"
+    r"|of\b|x\b|%|mm|cm|times|scale|score|power|motor|reflex))"
+)
+_DATE_WORDS = [
+    "on", "since", "from", "until", "till", "through", "thru", "dated", "date", "dos", "seen", "visit", "admitted",
+    "admission", "discharged", "discharge", "returned", "return", "follow-up", "f/u", "scheduled", "appointment",
+    "appt", "surgery", "procedure", "last", "next", "started", "stopped", "began", "onset", "dob", "by", "before",
+    "after", "due", "effective", "as of", "starting", "ending", "between", "and", "drawn", "collected", "received",
+    "reported", "expired", "died", "death", "born", "week of", "planned", "called",
+]  # fmt: skip
 #: Year given to dates written without one (a leap year, so 29 February parses); only month and day are written.
 _NO_YEAR = 2000
 
@@ -612,13 +645,13 @@ def parse_date(text: str) -> tuple[datetime.date, Callable[[datetime.date], str]
 
     Returns ``None`` when ``text`` is no valid date in a known format.
     """
-    for kind, rx in DATE_PATTERNS.items():
+    for kind, rx in {**DATE_PATTERNS, **YEARLESS_PATTERNS}.items():
         m = rx.fullmatch(text)
         if m is None:
             continue
         g = m.groupdict()
         try:
-            month = int(g["m"]) if kind in ("iso", "mdy") else _month_number(g["month"])
+            month = int(g["m"]) if kind in ("iso", "mdy", "md") else _month_number(g["month"])
             value = datetime.date(_year(g["y"]) if g.get("y") else _NO_YEAR, month, int(g["d"]))
         except (ValueError, StopIteration):
             return None
@@ -631,6 +664,8 @@ def _renderer(kind: str, g: dict[str, str]) -> Callable[[datetime.date], str]:
         y = "" if not g.get("y") else f"{d.year:04d}" if len(g["y"]) == 4 else f"{d.year % 100:02d}"
         if kind == "iso":
             return f"{y}{g['sep']}{_pad(d.month, g['m'], numeric=True)}{g['sep']}{_pad(d.day, g['d'], numeric=True)}"
+        if kind == "md":
+            return f"{_pad(d.month, g['m'], numeric=True)}{g['sep']}{_pad(d.day, g['d'], numeric=True)}"
         if kind == "mdy":
             return f"{_pad(d.month, g['m'], numeric=True)}{g['sep']}{_pad(d.day, g['d'], numeric=True)}{g['sep']}{y}"
         month = _render_month(d.month, g["month"]) + g["dot"]
@@ -693,6 +728,46 @@ def date_recognizer() -> RegexRecognizer:
     return RegexRecognizer("DATE", patterns, name="ClinicalDateRecognizer")
 
 
+def yearless_date_recognizer() -> RegexRecognizer:
+    """Month/day without a year ("seen 11/19", "returned on 6/7", "6/7 at 14:30"): scored below the threshold
+    unless a date word stands just before it; with a time of day after it, a date outright. Never before a dose,
+    a unit or a score word ("1/2 tab", "5/5 strength", "2/6 murmur")."""
+    md = YEARLESS_PATTERNS["md"].pattern
+    valid = lambda s: parse_date(s) is not None  # noqa: E731
+    return RegexRecognizer(
+        "DATE",
+        [
+            RegexPattern("month/day", _rx(md + _NOT_A_DATE_AFTER), 0.3, 0, valid),
+            RegexPattern(
+                "month/day time",
+                _rx(rf"(?P<date>{md})[ \t]+(?:at[ \t]+|@[ \t]*)?(?:[01]?\d|2[0-3]):?[0-5]\d\b"),
+                0.75,
+                "date",
+                valid,
+            ),
+        ],
+        name="YearlessDateRecognizer",
+        context=_DATE_WORDS,
+        context_window=14,
+        context_boost=0.45,
+    )
+
+
+def county_recognizer() -> RegexRecognizer:
+    """US counties and their equivalents: "Cook County", "St. Tammany Parish", "Matanuska-Susitna Borough"."""
+    return RegexRecognizer(
+        "LOCATION",
+        [
+            RegexPattern(
+                "county",
+                _rx(r"\b(?:St\.?[ \t]+)?[A-Z][a-z'\-]+(?:[ \t\-][A-Z][a-z'\-]+){0,2}[ \t]+(?:County|Parish|Borough)\b"),
+                0.85,
+            )
+        ],
+        name="CountyRecognizer",
+    )
+
+
 def clinical_recognizers() -> list[EntityRecognizer]:
     """All recognizers used for clinical notes (spaCy's PERSON recognizer is added by the engine)."""
     return [
@@ -711,4 +786,6 @@ def clinical_recognizers() -> list[EntityRecognizer]:
         facility_recognizer(),
         age_recognizer(),
         date_recognizer(),
+        yearless_date_recognizer(),
+        county_recognizer(),
     ]

@@ -10,7 +10,7 @@
   such a block (with a unit, postal code or country) or after an address word ("lives at", "address").
 - :class:`PlaceNameRecognizer`: city and US state names from GeoNames (cities of 15,000 or more), written with
   a capital, that are not ordinary English words, after a locative word ("in", "from", "near"...), alone on a
-  line, or before ", Region"; and "<Name> County/Parish/Borough".
+  line, or before ", Region".
 - :class:`DictionaryNameRecognizer`: person names from the US census name lists: a given name followed by one or
   two capitalised words ("Teresa Okafor"), "Surname, Given", and given names alone when they are not ordinary
   English words ("Molly"); sequences of capitalised words written with letters outside ASCII that are not
@@ -252,7 +252,7 @@ def _ordinary(word: str) -> bool:
 
 
 class PlaceNameRecognizer(_Base):
-    """GeoNames city and US state names in a locative position; "<Name> County"."""
+    """GeoNames city and US state names in a locative position."""
 
     ENTITY = "LOCATION"
 
@@ -274,10 +274,6 @@ class PlaceNameRecognizer(_Base):
                 continue
             taken = end
             yield start, end, 0.6
-        for m in re.finditer(rf"(?<![\w\-]){_CAPWORD_LONG}(?:[ \t]+{_CAPWORD_LONG})?[ \t]+(?:County|Parish|Borough)\b",
-                             text):  # fmt: skip
-            if m.group().split()[0].lower() not in STOP_WORDS:
-                yield m.start(), m.end(), 0.85
 
 
 def _non_ascii_name_word(word: str) -> bool:
