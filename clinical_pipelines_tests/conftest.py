@@ -95,6 +95,16 @@ def test_output(request: pytest.FixtureRequest) -> Path:
 @pytest.fixture
 def pg_database() -> Iterator[str]:
     """A fresh database on the machine's PostgreSQL, dropped afterwards; yields its name."""
+    yield from _fresh_pg_database()
+
+
+@pytest.fixture
+def second_pg_database() -> Iterator[str]:
+    """Another fresh database beside :func:`pg_database` (e.g. the catalog's, when it is not Dagster's)."""
+    yield from _fresh_pg_database()
+
+
+def _fresh_pg_database() -> Iterator[str]:
     name = f"cp_test_{uuid.uuid4().hex[:10]}"
     admin = psycopg2.connect(dbname="postgres", **PG)
     admin.autocommit = True

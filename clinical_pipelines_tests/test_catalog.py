@@ -9,14 +9,15 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 
-from clinical_pipelines.catalog.db import current_revision, head_revision, make_engine, migrate
+from clinical_pipelines.catalog.db import VERSION_TABLE, current_revision, head_revision, make_engine, migrate
 from clinical_pipelines.catalog.models import Base
 from clinical_pipelines.catalog.repository import Catalog, CatalogError
 from clinical_pipelines.catalog.search import SearchFilters, search
 from clinical_pipelines.curate.build import build_version
 from clinical_pipelines.storage.local import LocalObjectStore
+from clinical_pipelines_tests.conftest import PG
 from clinical_pipelines_tests.test_curate_support import (
     SPEC_TEXT,
     FakeDrop,
@@ -75,9 +76,50 @@ def test_migrations_create_every_table_and_match_the_models(db_url: str) -> None
     assert current_revision(engine) == head_revision()
     assert set(inspect(engine).get_table_names()) >= TABLES
     with engine.connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+        context = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE})
+        diff = compare_metadata(context, Base.metadata)
     assert diff == [], diff  # a model change without a migration fails here
     migrate(engine)  # idempotent
+    engine.dispose()
+
+
+def test_a_catalog_migrated_into_alembic_version_by_an_older_release_is_moved_to_its_own_table(db_url: str) -> None:
+    engine = make_engine(db_url)
+    migrate(engine)
+    with engine.begin() as conn:  # the layout an older release left: the revision in Alembic's default table
+        conn.execute(text(f"DROP TABLE {VERSION_TABLE}"))
+        conn.execute(text("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL PRIMARY KEY)"))
+        conn.execute(text("INSERT INTO alembic_version VALUES (:r)"), {"r": head_revision()})
+    assert current_revision(engine) is None
+    Catalog.open(db_url).close()  # must not try to create the existing tables again
+    assert current_revision(engine) == head_revision()
+    assert "alembic_version" not in inspect(engine).get_table_names()  # it held only ours
+    engine.dispose()
+
+
+@pytest.mark.postgres
+def test_the_catalog_shares_a_database_with_dagster_storage(pg_database: str, pg_url: str, tmp_path: Path) -> None:
+    import dagster as dg
+
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text(
+        "storage:\n  postgres:\n    postgres_db:\n"
+        f"      hostname: {PG['host']}\n      username: {PG['user']}\n      password: ''\n"
+        f"      db_name: {pg_database}\n      scheme: postgresql+psycopg2\n"
+    )
+    with dg.DagsterInstance.from_config(str(home)):
+        pass  # creates Dagster's tables and its alembic_version row
+    engine = make_engine(pg_url)
+    with engine.connect() as conn:
+        dagster_revisions = [r[0] for r in conn.execute(text("SELECT version_num FROM alembic_version"))]
+    assert dagster_revisions and head_revision() not in dagster_revisions
+    Catalog.open(pg_url).close()
+    assert current_revision(engine) == head_revision()
+    with engine.connect() as conn:  # Dagster's revision untouched
+        assert [r[0] for r in conn.execute(text("SELECT version_num FROM alembic_version"))] == dagster_revisions
+    with dg.DagsterInstance.from_config(str(home)) as instance:  # and Dagster still opens on it
+        assert instance.get_runs() == []
     engine.dispose()
 
 

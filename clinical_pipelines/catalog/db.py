@@ -1,6 +1,9 @@
 """Catalog database connections and migrations: SQLite by default, PostgreSQL when configured.
 
 Migrations are Alembic scripts shipped inside the package (``catalog/migrations``) and run on
+open. They keep their revision in their own table, ``catalog_alembic_version``, so the catalog can share
+a database with anything else that uses Alembic (Dagster's PostgreSQL storage keeps ``alembic_version``);
+a catalog migrated by an older release, whose revision sits in ``alembic_version``, is moved over on
 open. Concurrent openers are serialised: SQLite transactions start with ``BEGIN IMMEDIATE`` (one
 writer at a time, others wait), PostgreSQL migrations hold a transaction-level advisory lock.
 """
@@ -10,11 +13,14 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import URL, make_url
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 _PG_LOCK = 0x6361_7461  # "cata"
+#: Where the catalog's Alembic keeps its revision (never Alembic's default ``alembic_version``).
+VERSION_TABLE = "catalog_alembic_version"
+_LEGACY_VERSION_TABLE = "alembic_version"
 
 
 def _sqlite_immediate(engine: Engine) -> None:
@@ -75,7 +81,35 @@ def current_revision(engine: Engine) -> str | None:
     from alembic.runtime.migration import MigrationContext
 
     with engine.connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision()
+        return MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE}).get_current_revision()
+
+
+def _catalog_revisions() -> set[str]:
+    from alembic.script import ScriptDirectory
+
+    return {s.revision for s in ScriptDirectory.from_config(_config(None)).walk_revisions()}
+
+
+def _adopt_legacy_revision(conn: Connection) -> None:
+    """Move a catalog revision an older release stored in ``alembic_version`` into :data:`VERSION_TABLE`.
+
+    Only rows naming one of the catalog's own revisions move; anybody else's (Dagster's) stay untouched,
+    and the legacy table is dropped only when nothing else is left in it.
+    """
+    tables = set(inspect(conn).get_table_names())
+    if VERSION_TABLE in tables or _LEGACY_VERSION_TABLE not in tables:
+        return
+    rows = [r[0] for r in conn.execute(text(f"SELECT version_num FROM {_LEGACY_VERSION_TABLE}"))]
+    ours = [r for r in rows if r in _catalog_revisions()]
+    if not ours:
+        return
+    from alembic import command
+
+    command.stamp(_config(conn), ours)  # env.py writes VERSION_TABLE
+    for revision in ours:
+        conn.execute(text(f"DELETE FROM {_LEGACY_VERSION_TABLE} WHERE version_num = :r"), {"r": revision})
+    if len(ours) == len(rows):
+        conn.execute(text(f"DROP TABLE {_LEGACY_VERSION_TABLE}"))
 
 
 def migrate(engine: Engine, revision: str = "head") -> None:
@@ -87,6 +121,7 @@ def migrate(engine: Engine, revision: str = "head") -> None:
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK})
+        _adopt_legacy_revision(conn)
         command.upgrade(_config(conn), revision)
 
 
