@@ -35,6 +35,9 @@ EPONYM_HEADS = (
     "catheter", "tube", "line", "drain", "forceps", "retractor", "procedure", "operation", "maneuver",
     "manoeuvre", "test", "reflex", "repair", "fracture", "palsy", "lymphoma", "sarcoma", "tumor", "tumour", "ulcer",
     "phenomenon", "triad", "node", "nodes", "method", "technique", "rule", "rules", "equation", "formula",
+    "protocol", "incision", "position", "point", "hernia", "cyst", "diverticulum", "contracture", "chorea",
+    "encephalopathy", "thyroiditis", "esophagus", "oesophagus", "tear", "cell", "cells", "body", "bodies",
+    "dementia", "effect", "law", "valve", "duct", "gland", "canal", "space", "membrane", "ligament",
 )  # fmt: skip
 _HEAD = r"(?:" + "|".join(EPONYM_HEADS) + r")\b"
 _FOLLOWED_BY_HEAD = re.compile(rf"(?:'s)?(?:[ \t]*(?:-|/|and|&)[ \t]*[A-Z][\w'\-]*)*[ \t]+{_HEAD}", re.IGNORECASE)

@@ -69,6 +69,10 @@ _STREET_WORD = (
     r"|lane|drive|way|square|sq\.?|place|row)"
 )
 _HOUSE = r"\d{1,5}[A-Za-z]?\b\.?"
+#: A number followed by one of these is a dose or a measurement, not a house number or a name's neighbour.
+_DOSE_UNIT = (
+    r"(?i:mg|mcg|µg|g|kg|ml|l|units?|iu|tabs?|tablets?|caps?|puffs?|drops?|mmol|meq|%|mm|cm|bid|tid|qid|qd|prn)\b"
+)
 _LEAD = r"(?:\d{1,6}[A-Za-z]?[ \t]+){0,2}"
 _US_SUFFIX = (
     r"(?i:Street|St|Avenue|Ave|Road|Rd|Lane|Ln|Drive|Dr|Boulevard|Blvd|Court|Ct|Way|Place|Pl|Terrace|Ter|Circle"
@@ -89,8 +93,10 @@ _STREET_LINE = re.compile(
     rf"|(?:{_CAPWORD}[ \t]+){{1,3}}{_STREET_WORD}[ \t]+{_HOUSE}"
     r")"
 )
-#: "12 Linden 4", "Linden 4": a street only with more evidence (a block, or an address word before it).
-_WEAK_STREET = re.compile(rf"(?<![\w\-/.,]){_LEAD}(?:{_CAPWORD}[ \t]+){{1,4}}{_HOUSE}")
+#: "12 Linden 4", "Linden 4": a street only with more evidence (a block, or an address word before it). The words
+#: are written in title case (not acronyms: "CPT 99213", "HR 88").
+_TITLEWORD = rf"{_U}(?=(?:{_L}|['\u2019\-])*[a-zß-ÿ\u0101-\u024f])(?:{_L}|['\u2019\-])+"
+_WEAK_STREET = re.compile(rf"(?<![\w\-/.,]){_LEAD}(?:{_TITLEWORD}[ \t]+){{1,4}}{_HOUSE}(?![ \t]*{_DOSE_UNIT})")
 _MILITARY_FIRST = re.compile(
     rf"(?<![\w\-])(?:(?:PSC|CMR|Unit)[ \t]+\d{{3,5}},?[ \t]+Box[ \t]+\d{{2,5}}|(?:USS|USNS)[ \t]+{_CITY})"
 )
@@ -98,6 +104,9 @@ _MILITARY_POST = r"(?:APO|FPO|DPO)[ \t]+(?:AA|AE|AP)[ \t]+\d{5}(?:-\d{4})?"
 _UNIT = (
     r"(?:(?i:Apt|Apartment|Suite|Ste|Unit|Flat|Floor|Fl|Room|Rm|Bldg|Building)\.?|\#)[ \t]*[A-Za-z]?\d{1,5}[A-Za-z]?\b"
 )
+#: Unit designators of dwellings and offices: evidence of a postal address on their own ("Room 4", "Unit 5 West"
+#: and "Floor 3" are also wards and beds in a hospital, so they only continue a block).
+_DWELLING = r"(?i:Apt|Apartment|Suite|Ste|Flat)\.?[ \t]*[A-Za-z]?\d{1,5}[A-Za-z]?\b"
 _POSTAL = (
     r"(?:\d{5}-\d{4}|\d{2}-\d{3}|\d{3}[ ]\d{2}(?!\d)|\d{4}[ ]?[A-Z]{2}\b|[A-Z]\d[A-Z][ ]?\d[A-Z]\d"
     r"|[A-Z]{1,2}\d[A-Z\d]?[ ]\d[A-Z]{2}|\d{4,6})(?![\w\-])"
@@ -110,15 +119,14 @@ _TAIL = re.compile(rf"(?:(?:[ \t]*,[ \t]*|[ \t]+){_PIECE})*")
 #: A line that continues a block: pieces only (leading punctuation of lists and quotes is ignored).
 _CONTINUATION = re.compile(rf"[ \t]*,?[ \t]*{_PIECE}(?:(?:[ \t]*,[ \t]*|[ \t]+){_PIECE})*[ \t]*[.,;]?[ \t]*")
 _ADDRESS_WORDS = re.compile(
-    r"(?i:\b(?:address|lives?|lived|living|resides?|resided|residing|located|moved|relocated|sent|send|mail"
-    r"|deliver(?:ed|y)?|street)\b[^.\n]{0,20}$)"
+    r"(?i:\b(?:address|lives?|lived|living|resides?|resided|residing|located|moved|relocated)\b[^.\n]{0,20}$)"
 )
 _LINE_PREFIX = re.compile(r"[^\w\n(#]*")
 
 
 def _strong_piece(text: str) -> bool:
     """Whether an address tail holds a unit, postal code, military post office or country (not only words)."""
-    if re.search(rf"{_UNIT}|{_MILITARY_POST}|(?<![\w\-]){_POSTAL}", text):
+    if re.search(rf"{_DWELLING}|{_MILITARY_POST}|(?<![\w\-]){_POSTAL}", text):
         return True
     return any(m.group().lower() in lexicons.country_names() for m in re.finditer(_CITY, text))
 
@@ -167,7 +175,7 @@ class AddressBlockRecognizer(_Base):
             pos += len(line) + 1
         anchors: list[tuple[int, int, bool]] = []  # (start, end, strong)
         for rx, strong in ((_STREET_LINE, True), (_MILITARY_FIRST, True), (re.compile(_MILITARY_POST), True),
-                           (re.compile(rf"(?<![\w\-]){_UNIT}"), False), (_WEAK_STREET, False)):  # fmt: skip
+                           (re.compile(rf"(?<![\w\-]){_DWELLING}"), False), (_WEAK_STREET, False)):  # fmt: skip
             for m in rx.finditer(text):
                 anchors.append((m.start(), m.end(), strong))
         anchors.sort(key=lambda a: (a[0], -a[1]))
@@ -178,7 +186,7 @@ class AddressBlockRecognizer(_Base):
             block_end, extended = self._extend(text, lines, end)
             if not strong:
                 evidence = _strong_piece(text[end:block_end]) or _ADDRESS_WORDS.search(text, max(0, start - 40), start)
-                unit_only = re.fullmatch(rf"[ \t]*{_UNIT}", text[start:end]) is not None
+                unit_only = re.fullmatch(rf"[ \t]*{_DWELLING}", text[start:end]) is not None
                 if not evidence or (unit_only and not extended):
                     continue
             # A street or a military first line on the line before a unit/postal anchor belongs to the block.
@@ -236,6 +244,10 @@ _LOCATIVE = re.compile(
 )
 
 
+#: ", IL", ", Ontario", ", Spain" after a place name.
+_REGION_AFTER = re.compile(rf",[ \t]*(?:[A-Z]{{2}}\b|{_CITY})")
+
+
 def _capitalised_runs(text: str, max_words: int = 3) -> Iterator[tuple[int, int, str]]:
     """Every run of 1..max_words capitalised words (single spaces or hyphens between), longest first per start."""
     words = [(m.start(), m.end()) for m in re.finditer(rf"(?<![\w\-]){_CAPWORD_LONG}(?![\w])", text)]
@@ -260,8 +272,8 @@ class PlaceNameRecognizer(_Base):
         places = lexicons.place_names()
         taken = -1
         for start, end, value in _capitalised_runs(text):
-            if start < taken or value.lower() not in places:
-                continue
+            if start < taken or value.lower() not in places or (value.isupper() and len(value) <= 3):
+                continue  # three capitals are an abbreviation ("PRN"), not a place
             if " " not in value and "-" not in value and _ordinary(value):
                 continue
             line_start = text.rfind("\n", 0, start) + 1
@@ -269,7 +281,7 @@ class PlaceNameRecognizer(_Base):
             line_end = len(text) if line_end < 0 else line_end
             before = text[max(line_start, start - 30) : start]
             alone = not text[line_start:start].strip(" \t-*•>}?|:") and not text[end:line_end].strip(" \t,.;:")
-            region_after = re.match(r",[ \t]*[A-Z]", text[end : end + 4]) is not None
+            region_after = _REGION_AFTER.match(text, end) is not None
             if not (_LOCATIVE.search(before) or alone or region_after) or is_eponym(text, start, end):
                 continue
             taken = end
@@ -280,6 +292,7 @@ def _non_ascii_name_word(word: str) -> bool:
     return any(ord(c) > 127 for c in word) and word.lower() not in lexicons.common_words()
 
 
+_DOSE_AFTER = re.compile(rf"[ \t]+\d+(?:[.,/]\d+)*[ \t]*{_DOSE_UNIT}")
 _BETWEEN_NAMES = re.compile(r"[ \t]+(?:[A-Z]\.?[ \t]+)?")
 _LABELLED_NAME = re.compile(
     rf"{_CAPWORD}(?:[ \t]+(?:[A-Z]\.?[ \t]+)?{_CAPWORD}){{0,3}}|{_CAPWORD_LONG},[ \t]*{_CAPWORD_LONG}"
@@ -309,7 +322,7 @@ class DictionaryNameRecognizer(_Base):
             is_given = low in given and low not in _MONTHS_AND_DAYS
             strange = _non_ascii_name_word(w) or any(_non_ascii_name_word(x[2]) for x in words[i + 1 : j + 1])
             end = words[j][1]
-            if is_eponym(text, s, end):
+            if is_eponym(text, s, end) or _DOSE_AFTER.match(text, end):
                 i = j + 1
                 continue
             rest = [x[2] for x in words[i + 1 : j + 1]]
