@@ -11,7 +11,9 @@ filtered here. Each rule is a property of the language, not of any particular te
 - an eponym is a capitalised word followed by the kind of thing named after it (sign, syndrome,
   catheter, score...), or a span that ends with such a word;
 - an age ("96-year-old") is no date, nor are words without a digit or a month ("today", "weekly");
-- a one-word span at the start of a line followed by ``:`` is a section heading ("Neuro:");
+- a one-word span at the start of a line followed by ``:`` is a section heading ("Neuro:"), unless it is a
+  census given name that is no English word (a speaker, "Jeremiah:");
+- a span holding or followed by a dose ("Tylenol 650 mg", "Augmentin 875 BID") is a medication order;
 - an organisation or group guess that is one acronym of two to five capitals ("COPD", "ER") or a single
   initial is an abbreviation, and so is a place guess of that form right after a measurement ("40 mg IV",
   "96% RA"); person names are not filtered this way, and facility names are found by the facility
@@ -50,6 +52,12 @@ _AGE_EXPRESSION = re.compile(
 )
 _PLACEHOLDERS_ONLY = re.compile(r"(?:[\s,;:()]*\[?[A-Z_]+\]|[\s,;:()]*\[[A-Z_]+\]?)+[\s,;:()]*")
 _CODE_OR_MEASURE = re.compile(r"[A-Za-z]\d|\d[.,/:]\d")
+_DOSE = (
+    r"\d+(?:[.,/]\d+)*[ \t]*(?i:mg|mcg|µg|g|ml|units?|iu|tabs?|tablets?|caps?|puffs?|drops?|meq|mmol)\b"
+    r"|\d+(?:[.,/]\d+)*[ \t]+(?i:bid|tid|qid|qd|qhs|prn|daily|nightly)\b"
+)
+_DOSE_AT_END = re.compile(rf"[ \t](?:{_DOSE})$")
+_DOSE_NEXT = re.compile(rf"[ \t]+(?:{_DOSE})")
 _AFTER_A_NUMBER = re.compile(r"\d\S*(?:[ \t]+[A-Za-z/]{1,4}\.?)?[ \t]+(?:on[ \t]+)?$")
 _TITLE_BEFORE = re.compile(r"\b(?:Dr|Mr|Mrs|Ms|Miss|Mx|Prof|Doctor)\.?[ \t]*$", re.IGNORECASE)
 
@@ -104,6 +112,8 @@ def is_clinical_ner_guess(text: str, result: RecognizerResult, *, case_informati
         return _AGE_EXPRESSION.search(value) is not None or not any(c.isdigit() for c in value)
     if entity not in _NAMED:
         return False
+    if _DOSE_AT_END.search(value) or _DOSE_NEXT.match(text, result.end):
+        return True  # a medication order ("Tylenol 650 mg", "Augmentin 875 BID"), not a name or a place
     if any(c.isdigit() for c in value):
         # A person's name has no digit; an organisation or place may ("Castelao 66"), unless the digits make a
         # code or a measurement ("G20", "N40.0", "INR 2.4", "MoCA 24/30").

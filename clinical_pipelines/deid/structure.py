@@ -46,7 +46,8 @@ _CAPWORD = rf"(?:{_U}(?:{_L}|['\u2019\-])*{_L}|{_U})"
 _CAPWORD_LONG = rf"{_U}(?:{_L}|['\u2019\-])*{_L}"
 #: Lower-case particles inside place names ("Tarazona de Guareña", "Puch bei Hallein").
 _PARTICLE = (
-    r"(?:de[ \t]+la|del|des|de|la|les|le|di|dos|das|da|do|du|von|van|der|den|bei|am|an|im|sur|sous|en|upon|on)\b"
+    r"(?:de[ \t]+la|de[ \t]+los|de[ \t]+las|del|dei|degli|della|delle|dello|des|de|la|les|le|di|dos|das|da|do|du|aux"
+    r"|von|van|der|den|ter|ten|zum|zur|bei|am|an|im|sur|sous|en|upon|on)\b"
 )
 _CITY = rf"{_CAPWORD_LONG}(?:(?:[ \t]+|-)(?:{_PARTICLE}[ \t]+)?{_CAPWORD_LONG}){{0,3}}"
 
