@@ -14,6 +14,9 @@ filtered here. Each rule is a property of the language, not of any particular te
 - a one-word span at the start of a line followed by ``:`` is a section heading ("Neuro:"), unless it is a
   census given name that is no English word (a speaker, "Jeremiah:");
 - a span holding or followed by a dose ("Tylenol 650 mg", "Augmentin 875 BID") is a medication order;
+- a span made only of ordinary English words (``web2``'s lower-case entries) none of which is a census given name
+  or surname or a GeoNames place is a service, finding or heading ("Physical Therapy", "Normal Sinus Rhythm");
+- a duration or count ("2 weeks", "48 hours", "Day 5", "POD 2") or a bare number of up to three digits is no date;
 - an organisation or group guess that is one acronym of two to five capitals ("COPD", "ER") or a single
   initial is an abbreviation, and so is a place guess of that form right after a measurement ("40 mg IV",
   "96% RA"); person names are not filtered this way, and facility names are found by the facility
@@ -44,6 +47,8 @@ EPONYM_HEADS = (
 _HEAD = r"(?:" + "|".join(EPONYM_HEADS) + r")\b"
 _FOLLOWED_BY_HEAD = re.compile(rf"(?:'s)?(?:[ \t]*(?:-|/|and|&)[ \t]*[A-Z][\w'\-]*)*[ \t]+{_HEAD}", re.IGNORECASE)
 _ENDS_WITH_HEAD = re.compile(rf"\b{_HEAD}$", re.IGNORECASE)
+_NUMBER_NEXT = re.compile(r"[ \t]*[:=]?[ \t]*\d")
+_TRAILING_NUMBER = re.compile(r"[ \t]+[\d.,/:+=\-]+$")
 _ACRONYM = re.compile(r"[A-Z]{2,5}s?|[A-Z]\.?")
 _AGE_EXPRESSION = re.compile(
     r"\d+\+?[ \t]*-?[ \t]*(?:years?|yrs?|y)[ \t]*-?[ \t]*(?:old|o\b)|\d+\+?[ \t]*y/?o\b"
@@ -51,7 +56,7 @@ _AGE_EXPRESSION = re.compile(
     re.IGNORECASE,
 )
 _PLACEHOLDERS_ONLY = re.compile(r"(?:[\s,;:()]*\[?[A-Z_]+\]|[\s,;:()]*\[[A-Z_]+\]?)+[\s,;:()]*")
-_CODE_OR_MEASURE = re.compile(r"[A-Za-z]\d|\d[.,/:]\d")
+_CODE_OR_MEASURE = re.compile(r"[A-Za-z]\d|\d[.,/:]\d|\d[ \t]*(?:%|(?:L|mL|mg|kg|cm|mm|mmHg|bpm)\b)")
 _DOSE = (
     r"\d+(?:[.,/]\d+)*[ \t]*(?i:mg|mcg|µg|g|ml|units?|iu|tabs?|tablets?|caps?|puffs?|drops?|meq|mmol)\b"
     r"|\d+(?:[.,/]\d+)*[ \t]+(?i:bid|tid|qid|qd|qhs|prn|daily|nightly)\b"
@@ -81,6 +86,31 @@ def has_date_element(value: str) -> bool:
     return False
 
 
+_DURATION_UNIT = r"(?:sec(?:ond)?s?|min(?:ute)?s?|h(?:ou)?rs?|h|days?|d|nights?|weeks?|wks?|months?|mos?|years?|yrs?)"
+_DURATION = re.compile(
+    rf"(?i:(?:(?:for|over|x|the[ \t]+(?:past|last|next)|past|last|next|within|about|approx\.?|~)[ \t]*)?"
+    rf"\d+(?:\.\d+)?(?:[ \t]*(?:-|to)[ \t]*\d+(?:\.\d+)?)?\+?[ \t]*-?[ \t]*{_DURATION_UNIT}\b\.?"
+    rf"(?:[ \t]+(?:ago|prior|later|earlier|post-?op))?"
+    r"|(?:hospital[ \t]+|post-?op(?:erative)?[ \t]+)?(?:day|pod|hd|cycle|week|wk|month|year)[ \t]*#?[ \t]*\d{1,3})"
+)
+_SHORT_NUMBER = re.compile(r"[x~]?\d{1,3}(?:\.\d+)?\+?")
+_WORDS = re.compile(r"[^\W\d_]+")
+
+
+def _ordinary_words_only(value: str) -> bool:
+    """Every word of ``value`` is an ordinary English word (``web2``), none is a census given name or surname and the
+    whole is no GeoNames place ("Flagstaff"): a service, a finding or a heading written in title case, not a name."""
+    from clinical_pipelines.deid import lexicons
+
+    words = [w.lower() for w in _WORDS.findall(value)]
+    if not words:
+        return False
+    common, given, family = lexicons.common_words(), lexicons.given_names(), lexicons.surnames()
+    if " ".join(words) in lexicons.place_names():
+        return False
+    return all(w in common and w not in given and w not in family for w in words)
+
+
 def _given_name(value: str) -> bool:
     """A census given name that is no ordinary English word ("Michael:" is a speaker, "Plan:" a heading)."""
     from clinical_pipelines.deid import lexicons
@@ -93,7 +123,8 @@ def is_eponym(text: str, start: int, end: int) -> bool:
     """True when ``text[start:end]`` is (part of) an eponymous clinical term, not a person named by a title."""
     if _TITLE_BEFORE.search(text, max(0, start - 12), start):
         return False
-    return bool(_FOLLOWED_BY_HEAD.match(text, end) or _ENDS_WITH_HEAD.search(text[start:end]))
+    value = _TRAILING_NUMBER.sub("", text[start:end])  # "Wells score 4"
+    return bool(_FOLLOWED_BY_HEAD.match(text, end) or _ENDS_WITH_HEAD.search(value))
 
 
 def is_clinical_ner_guess(text: str, result: RecognizerResult, *, case_informative: bool) -> bool:
@@ -109,6 +140,8 @@ def is_clinical_ner_guess(text: str, result: RecognizerResult, *, case_informati
         # "in 2159" may be a house number as well as a year.
         if has_date_element(value):
             return False
+        if _DURATION.fullmatch(value) or _SHORT_NUMBER.fullmatch(value):
+            return True  # a duration or a count ("2 weeks", "x3 days", "Day 5", "48 hours"), a bare "40"
         return _AGE_EXPRESSION.search(value) is not None or not any(c.isdigit() for c in value)
     if entity not in _NAMED:
         return False
@@ -117,14 +150,20 @@ def is_clinical_ner_guess(text: str, result: RecognizerResult, *, case_informati
     if any(c.isdigit() for c in value):
         # A person's name has no digit; an organisation or place may ("Castelao 66"), unless the digits make a
         # code or a measurement ("G20", "N40.0", "INR 2.4", "MoCA 24/30").
-        return entity in ("PERSON", "NRP") or _CODE_OR_MEASURE.search(value) is not None
+        return entity in ("PERSON", "NRP") or _CODE_OR_MEASURE.search(value) is not None or is_eponym(
+            text, result.start, result.end
+        )
     if entity in ("ORGANIZATION", "NRP") and _ACRONYM.fullmatch(value):
         return True
+    if _ACRONYM.fullmatch(value) and _NUMBER_NEXT.match(text, result.end):
+        return True  # the name of a measurement before its value ("EF 35%", "FiO2 40")
     if entity == "LOCATION" and _ACRONYM.fullmatch(value) and _AFTER_A_NUMBER.search(text, max(0, result.start - 16),
                                                                                     result.start):  # fmt: skip
         return True  # a route or unit after a measurement ("40 mg IV", "96% RA", "2L NC"), not a place
     if case_informative and value.islower():
         return True
+    if _ordinary_words_only(value):
+        return True  # "Physical Therapy", "Skilled Nursing Facility", "Normal Sinus Rhythm": no name in it
     line_start = result.start == 0 or text[result.start - 1] == "\n"
     if line_start and " " not in value and text[result.end : result.end + 1] == ":" and not _given_name(value):
         return True
