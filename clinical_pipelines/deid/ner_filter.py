@@ -14,8 +14,9 @@ filtered here. Each rule is a property of the language, not of any particular te
 - a one-word span at the start of a line followed by ``:`` is a section heading ("Neuro:"), unless it is a
   census given name that is no English word (a speaker, "Jeremiah:");
 - a span holding or followed by a dose ("Tylenol 650 mg", "Augmentin 875 BID") is a medication order;
-- a span made only of ordinary English words (``web2``'s lower-case entries) none of which is a census given name
-  or surname or a GeoNames place is a service, finding or heading ("Physical Therapy", "Normal Sinus Rhythm");
+- a person or group guess made only of ordinary English words (``web2``'s lower-case entries), none of them a
+  census given name or surname, is a service, finding or heading ("Physical Therapy", "Neurology"); place and
+  organisation guesses are not filtered so (their names are often made of words: "Twin Falls", facilities);
 - a duration or count ("2 weeks", "48 hours", "Day 5", "POD 2") or a bare number of up to three digits is no date;
 - an organisation or group guess that is one acronym of two to five capitals ("COPD", "ER") or a single
   initial is an abbreviation, and so is a place guess of that form right after a measurement ("40 mg IV",
@@ -40,14 +41,15 @@ EPONYM_HEADS = (
     "catheter", "tube", "line", "drain", "forceps", "retractor", "procedure", "operation", "maneuver",
     "manoeuvre", "test", "reflex", "repair", "fracture", "palsy", "lymphoma", "sarcoma", "tumor", "tumour", "ulcer",
     "phenomenon", "triad", "node", "nodes", "method", "technique", "rule", "rules", "equation", "formula",
-    "protocol", "incision", "position", "point", "hernia", "cyst", "diverticulum", "contracture", "chorea",
-    "encephalopathy", "thyroiditis", "esophagus", "oesophagus", "tear", "cell", "cells", "body", "bodies",
-    "dementia", "effect", "law", "valve", "duct", "gland", "canal", "space", "membrane", "ligament",
+    "protocol", "incision", "hernia", "cyst", "diverticulum", "contracture", "chorea", "encephalopathy",
+    "thyroiditis", "esophagus", "oesophagus", "cell", "cells", "dementia", "duct", "gland", "membrane", "ligament",
 )  # fmt: skip
 _HEAD = r"(?:" + "|".join(EPONYM_HEADS) + r")\b"
 _FOLLOWED_BY_HEAD = re.compile(rf"(?:'s)?(?:[ \t]*(?:-|/|and|&)[ \t]*[A-Z][\w'\-]*)*[ \t]+{_HEAD}", re.IGNORECASE)
 _ENDS_WITH_HEAD = re.compile(rf"\b{_HEAD}$", re.IGNORECASE)
-_NUMBER_NEXT = re.compile(r"[ \t]*[:=]?[ \t]*\d")
+#: A measurement's value: up to three digits, a decimal or a percentage; not a postcode after a state or region
+#: abbreviation ("NY 10027", "NSW 2000").
+_NUMBER_NEXT = re.compile(r"[ \t]*[:=]?[ \t]*\d{1,3}(?![\d])")
 _TRAILING_NUMBER = re.compile(r"[ \t]+[\d.,/:+=\-]+$")
 _ACRONYM = re.compile(r"[A-Z]{2,5}s?|[A-Z]\.?")
 _AGE_EXPRESSION = re.compile(
@@ -162,7 +164,9 @@ def is_clinical_ner_guess(text: str, result: RecognizerResult, *, case_informati
         return True  # a route or unit after a measurement ("40 mg IV", "96% RA", "2L NC"), not a place
     if case_informative and value.islower():
         return True
-    if _ordinary_words_only(value):
+    # Places and organisations (facilities are identifiers) are often made of ordinary words ("Twin Falls",
+    # "Valley Family Practice"); a person's name is not.
+    if entity in ("PERSON", "NRP") and _ordinary_words_only(value):
         return True  # "Physical Therapy", "Skilled Nursing Facility", "Normal Sinus Rhythm": no name in it
     line_start = result.start == 0 or text[result.start - 1] == "\n"
     if line_start and " " not in value and text[result.end : result.end + 1] == ":" and not _given_name(value):
