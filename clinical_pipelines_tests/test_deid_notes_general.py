@@ -199,3 +199,43 @@ def test_fractions_doses_scores_and_blood_pressure_are_no_dates(deid) -> None:
 )
 def test_ages_over_89_in_words(deid, text, expected) -> None:
     assert _out(deid, text) == expected
+
+
+def test_month_day_opening_a_log_entry_is_a_date(deid) -> None:
+    out = _out(deid, "Phone log\n3/22: left a message.\n- 3/23 - daughter returned the call.\nRatio 3/4 of usual.")
+    assert "3/22" not in out and "3/23" not in out
+    assert "3/4 of usual" in out
+
+
+@pytest.mark.parametrize(
+    ("text", "gone"),
+    [
+        ("Grievance reference 20914477 filed.", "20914477"),
+        ("Claim no. 5530219 was denied.", "5530219"),
+        ("Authorization # 77104 expires soon.", "77104"),
+        ("Subscriber ID: XJQ40817731", "XJQ40817731"),
+    ],
+)
+def test_ids_after_any_identifier_noun(deid, text, gone) -> None:
+    assert gone not in _out(deid, text)
+
+
+def test_short_numbers_and_clinical_codes_after_nouns_are_kept(deid) -> None:
+    out = _out(deid, "Room number 412. CPT code 99213. Case 2 of 3. Reference range 3.5-5.0.")
+    _assert_kept(out, "Room number 412", "99213", "Case 2 of 3", "3.5-5.0")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Patient is 97 years of age.", "Patient is 90+ years of age."),
+        ("Triage: 92F with dyspnea.", "Triage: 90+F with dyspnea."),
+    ],
+)
+def test_ages_over_89_in_other_written_forms(deid, text, expected) -> None:
+    assert _out(deid, text) == expected
+
+
+def test_surname_comma_given_name_in_capitals(deid) -> None:
+    out = _out(deid, "Specimen labelled BRANDT, WINIFRED at the bedside.")
+    _assert_gone(out, "BRANDT", "WINIFRED")

@@ -53,7 +53,7 @@ _NUMBER_NEXT = re.compile(r"[ \t]*[:=]?[ \t]*\d{1,3}(?![\d])")
 _TRAILING_NUMBER = re.compile(r"[ \t]+[\d.,/:+=\-]+$")
 _ACRONYM = re.compile(r"[A-Z]{2,5}s?|[A-Z]\.?")
 _AGE_EXPRESSION = re.compile(
-    r"\d+\+?[ \t]*-?[ \t]*(?:years?|yrs?|y)[ \t]*-?[ \t]*(?:old|o\b)|\d+\+?[ \t]*y/?o\b"
+    r"\d+\+?[ \t]*-?[ \t]*(?:years?|yrs?|y)[ \t]*-?[ \t]*(?:old|o\b|of[ \t]+age\b)|\d+\+?[ \t]*y/?o\b"
     r"|\bage[ds]?\b[ \t:]*(?:of|is)?[ \t]*\d+",
     re.IGNORECASE,
 )

@@ -239,9 +239,26 @@ def other_id_recognizer() -> RegexRecognizer:
         r"|policy[ \t]+(?:number|no\.?|#)|health[ \t]+plan[ \t]+(?:id|number)|device[ \t]+serial(?:[ \t]+number)?"
         r"|serial[ \t]+(?:number|no\.?|#)|license[ \t]+(?:number|no\.?|#)|NPI))"
     )
+    # Any label that ends in an identifier noun ("Claim no.", "Authorization #", "Medicare number", "Badge ID"):
+    # the value after it, when it holds four digits or more (room and bed numbers have fewer).
+    generic = (
+        r"(?i:\b[a-z][a-z\-]*(?:[ \t]+[a-z][a-z\-]*){0,2}[ \t]+(?:id|no\.?|number|num\.?|\#|ref(?:erence)?)"
+        r"|\b(?:claim|authori[sz]ation|auth|confirmation|ticket|case|reference|ref|tracking|certificate|badge"
+        r"|employee|subscriber|member|group|policy|insurance|medicare|medicaid|beneficiary|passport|licen[cs]e)"
+        r"[ \t]*(?:\#|no\.?|number|id)?)"
+    )
     return RegexRecognizer(
         "ID",
-        [RegexPattern("labelled id", _rx(rf"{label}[ \t]*[:#]?[ \t]*{_ID}"), 0.85, "id", _has_digit)],
+        [
+            RegexPattern("labelled id", _rx(rf"{label}[ \t]*[:#]?[ \t]*{_ID}"), 0.85, "id", _has_digit),
+            RegexPattern(
+                "id after an id noun",
+                _rx(rf"{generic}[ \t]*[:#]?[ \t]*(?P<id>[A-Za-z]{{0,4}}\d[\d\-]{{2,18}}\d[A-Za-z]?)\b(?![.,/]\d)"),
+                0.6,
+                "id",
+                lambda v: sum(c.isdigit() for c in v) >= 4,
+            ),
+        ],
         name="LabelledIdRecognizer",
     )
 
@@ -543,6 +560,14 @@ def age_recognizer() -> RegexRecognizer:
                 "n",
             ),
             RegexPattern("n y/o", _rx(rf"(?<![\d.]){_OLD}[ \t]*(?i:y/o|y\.o\.?|yo\b|yof\b|yom\b)"), 0.9, "n"),
+            # "93 years of age", "93-yr", and the triage shorthand "93M", "93 y F"
+            RegexPattern(
+                "n years of age",
+                _rx(rf"(?<![\d.]){_OLD}[ \t]*-?[ \t]*(?i:years?|yrs?)[ \t]+(?i:of[ \t]+age)"),
+                0.9,
+                "n",
+            ),
+            RegexPattern("n sex", _rx(rf"(?<![\w.]){_OLD}[ \t]?(?:y[ \t]?)?[MF]\b(?![\w.]|[ \t]*\d)"), 0.6, "n"),
             RegexPattern(
                 "age n", _rx(rf"(?i:\bage[ds]?)[ \t]*(?:of[ \t]+|:[ \t]*|is[ \t]+)?{_OLD}(?![\d.])"), 0.9, "n"
             ),
@@ -738,6 +763,14 @@ def yearless_date_recognizer() -> RegexRecognizer:
         "DATE",
         [
             RegexPattern("month/day", _rx(md + _NOT_A_DATE_AFTER), 0.3, 0, valid),
+            # A month/day that opens a line of a log or list, followed by ":" or a dash ("11/19: called", "6/7 - seen")
+            RegexPattern(
+                "month/day entry",
+                _rx(rf"(?m)^[ \t*\-\u2022>|]*(?P<date>{md})(?=[ \t]*(?::|[\-\u2013\u2014][ \t]))"),
+                0.7,
+                "date",
+                valid,
+            ),
             RegexPattern(
                 "month/day time",
                 _rx(rf"(?P<date>{md})[ \t]+(?:at[ \t]+|@[ \t]*)?(?:[01]?\d|2[0-3]):?[0-5]\d\b"),

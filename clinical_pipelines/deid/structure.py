@@ -336,10 +336,10 @@ class DictionaryNameRecognizer(_Base):
                 yield s, e, 0.5  # a given name alone, not an English word ("Molly")
             elif strange and not _ordinary(w) and w.lower() not in lexicons.country_names():
                 yield s, e, 0.5  # one word spelt outside English ("Møller")
-            elif low in family and not _ordinary(w):
+            elif low in family and low not in STOP_WORDS:
                 m = re.match(rf",[ \t]*({_CAPWORD_LONG})", text[e : e + 40])
-                if m and m.group(1).lower() in given:
-                    yield s, e + m.end(), 0.6  # "Okafor, Teresa"
+                if m and m.group(1).lower() in given and m.group(1).lower() not in lexicons.common_words():
+                    yield s, e + m.end(), 0.6  # "Okafor, Teresa", "SMITH, GWENDOLYN"
             i = j + 1
         # "Decedent: Hjalmar Lind": a label, then capitalised words of which one is a dictionary name.
         for m in _LABEL.finditer(text):
