@@ -5,6 +5,7 @@ written for these tests (not taken from any evaluation set); each checks both wh
 from __future__ import annotations
 
 import datetime
+import re
 
 import pytest
 
@@ -239,3 +240,23 @@ def test_ages_over_89_in_other_written_forms(deid, text, expected) -> None:
 def test_surname_comma_given_name_in_capitals(deid) -> None:
     out = _out(deid, "Specimen labelled BRANDT, WINIFRED at the bedside.")
     _assert_gone(out, "BRANDT", "WINIFRED")
+
+
+def test_month_day_ranges_and_dated_studies(deid) -> None:
+    text = "Vancomycin 5/2-5/9, then cefazolin 5/10 through 5/16. CXR 5/3 clear. Dictated 5/17."
+    out = _out(deid, text)
+    before, after = re.findall(r"\d+/\d+", text), re.findall(r"\d+/\d+", out)
+    assert len(before) == len(after) == 6
+    assert all(parse_date(a)[0] != parse_date(b)[0] for a, b in zip(before, after, strict=True)), out  # type: ignore[index]
+
+
+def test_fraction_ranges_and_counts_are_kept(deid) -> None:
+    out = _out(deid, "Strength 4-5/5 in the legs. Pain 3-4/10. Lymph nodes 0/12 and 2/14 positive.")
+    _assert_kept(out, "4-5/5", "3-4/10", "0/12", "2/14")
+
+
+def test_month_day_in_a_date_column_of_a_table(deid) -> None:
+    text = "| Day | Weight | Intake |\n|---|---|---|\n| 8/14 | 70.1 | 3/4 tray |\n| 8/15 | 69.8 | 1/2 tray |"
+    out = _out(deid, text)
+    assert "8/14" not in out and "8/15" not in out
+    _assert_kept(out, "3/4 tray", "1/2 tray", "70.1")

@@ -616,6 +616,8 @@ DATE_PATTERNS: dict[str, re.Pattern[str]] = {
 YEARLESS_PATTERNS: dict[str, re.Pattern[str]] = {
     "md": _rx(r"(?<![\d/\-.:])(?P<m>1[0-2]|0?[1-9])(?P<sep>/)(?P<d>3[01]|[12]\d|0?[1-9])(?![\d/]|[.,:]\d)"),
 }
+_MD_PLAIN = r"(?:1[0-2]|0?[1-9])/(?:3[01]|[12]\d|0?[1-9])(?![\d/]|[.,:]\d)"
+_RANGE_TO = r"[ \t]*(?:-|\u2013|to|through|thru)[ \t]*"
 _NOT_A_DATE_AFTER = (
     r"(?![ \t]*(?i:tabs?\b|tablets?|caps?\b|capsules?|pills?|mg|mcg|ml|g\b|units?|strength|murmur|vision|ns\b|dose"
     r"|of\b|x\b|%|mm|cm|times|scale|score|power|motor|reflex))"
@@ -624,8 +626,13 @@ _DATE_WORDS = [
     "on", "since", "from", "until", "till", "through", "thru", "dated", "date", "dos", "seen", "visit", "admitted",
     "admission", "discharged", "discharge", "returned", "return", "follow-up", "f/u", "scheduled", "appointment",
     "appt", "surgery", "procedure", "last", "next", "started", "stopped", "began", "onset", "dob", "by", "before",
-    "after", "due", "effective", "as of", "starting", "ending", "between", "and", "drawn", "collected", "received",
+    "after", "due", "effective", "as of", "starting", "ending", "between", "drawn", "collected", "received",
     "reported", "expired", "died", "death", "born", "week of", "planned", "called",
+    # studies and documents, which are dated ("CXR 11/19", "labs 6/7", "dictated 6/7")
+    "labs", "lab", "cxr", "xr", "x-ray", "ct", "cta", "mri", "mra", "echo", "tte", "tee", "ekg", "ecg", "eeg",
+    "ultrasound", "us", "culture", "cultures", "biopsy", "scan", "imaging", "study", "egd", "colonoscopy",
+    "dictated", "transcribed", "signed", "reviewed", "entered", "noted", "documented", "resulted", "performed",
+    "done", "obtained", "updated",
 ]  # fmt: skip
 #: Year given to dates written without one (a leap year, so 29 February parses); only month and day are written.
 _NO_YEAR = 2000
@@ -763,6 +770,11 @@ def yearless_date_recognizer() -> RegexRecognizer:
         "DATE",
         [
             RegexPattern("month/day", _rx(md + _NOT_A_DATE_AFTER), 0.3, 0, valid),
+            # A range of two month/days ("6/7-6/9", "11/28 to 12/2"): both ends are dates
+            RegexPattern(
+                "month/day range start", _rx(rf"(?P<date>{md})(?={_RANGE_TO}{_MD_PLAIN})"), 0.7, "date", valid
+            ),
+            RegexPattern("month/day range end", _rx(rf"{md}{_RANGE_TO}(?P<date>{_MD_PLAIN})"), 0.7, "date", valid),
             # A month/day that opens a line of a log or list, followed by ":" or a dash ("11/19: called", "6/7 - seen")
             RegexPattern(
                 "month/day entry",

@@ -356,6 +356,46 @@ class DictionaryNameRecognizer(_Base):
                 yield m.end(), m.end() + run.end(), 0.85
 
 
+_DATE_HEADER = re.compile(r"(?i)\b(?:date|day|dos|when|dated)\b")
+_CELL_MONTH_DAY = re.compile(r"(?:1[0-2]|0?[1-9])/(?:3[01]|[12]\d|0?[1-9])(?:[ \t]+(?:[01]?\d|2[0-3]):?[0-5]\d)?")
+
+
+class TableDateColumnRecognizer(_Base):
+    """Month/day values without a year in a table column whose header names a date ("Date", "Day", "DOS"), in
+    tables with ``|`` or tab separated cells: a flowsheet's "6/7" is a date, not a fraction."""
+
+    ENTITY = "DATE"
+
+    def spans(self, text: str) -> Iterator[tuple[int, int, float]]:
+        if "|" not in text and "\t" not in text:
+            return
+        date_columns: set[int] | None = None
+        separator = ""
+        pos = 0
+        for line in text.split("\n"):
+            sep = "|" if line.count("|") >= 2 else "\t" if line.count("\t") >= 1 else ""
+            if not sep:
+                date_columns, pos = None, pos + len(line) + 1
+                continue
+            cells, start = [], pos
+            for cell in line.split(sep):
+                cells.append((start, start + len(cell), cell))
+                start += len(cell) + 1
+            if date_columns is None or sep != separator:
+                found = {i for i, (_, _, c) in enumerate(cells) if _DATE_HEADER.search(c)}
+                date_columns, separator = (found or None), sep
+            else:
+                for i in date_columns:
+                    if i < len(cells):
+                        s, _, cell = cells[i]
+                        m = _CELL_MONTH_DAY.fullmatch(cell.strip())
+                        if m:
+                            offset = s + len(cell) - len(cell.lstrip())
+                            date_end = offset + len(m.group().split()[0])
+                            yield offset, date_end, 0.7
+            pos += len(line) + 1
+
+
 def structure_recognizers() -> list[EntityRecognizer]:
     """The structural and dictionary recognizers (the engine adds them beside ``clinical_recognizers``)."""
-    return [AddressBlockRecognizer(), PlaceNameRecognizer(), DictionaryNameRecognizer()]
+    return [AddressBlockRecognizer(), PlaceNameRecognizer(), DictionaryNameRecognizer(), TableDateColumnRecognizer()]
