@@ -260,3 +260,9 @@ def test_month_day_in_a_date_column_of_a_table(deid) -> None:
     out = _out(deid, text)
     assert "8/14" not in out and "8/15" not in out
     _assert_kept(out, "3/4 tray", "1/2 tray", "70.1")
+
+
+def test_medicine_names_from_the_drug_dictionary_are_kept(deid) -> None:
+    out = _out(deid, "Continue Spiriva and Flonase. Restart Keppra. Metoprolol held. Digoxin level pending.")
+    _assert_kept(out, "Spiriva", "Flonase", "Keppra", "Metoprolol", "Digoxin")
+    assert "spiriva" in lexicons.drug_names() and "allegra" in lexicons.given_names()

