@@ -120,13 +120,27 @@ _DOSE_FORM = re.compile(r"[ \t]+(?i:ds|ss|xr|xl|er|sr|cr|la|hfa|odt|ec|inj|iv|po
 
 def is_medicine(value: str) -> bool:
     """A medicine's name (generic or brand, optionally with a release or dose-form suffix: "Toprol XL") that is
-    not also a census given name or surname or a GeoNames place ("Allegra" is both)."""
+    not also a census given name or surname or a GeoNames place ("Allegra" is both), alone or among ordinary
+    English words ("Restart Keppra")."""
     from clinical_pipelines.deid import lexicons
 
+    def medicine(low: str) -> bool:
+        names = (lexicons.given_names(), lexicons.surnames(), lexicons.place_names())
+        return low in lexicons.drug_names() and not any(low in known for known in names)
+
     low = _DOSE_FORM.sub("", value).lower().strip()
-    if low not in lexicons.drug_names():
-        return False
-    return low not in lexicons.given_names() and low not in lexicons.surnames() and low not in lexicons.place_names()
+    if medicine(low):
+        return True
+    # "Restart Keppra": medicines among ordinary English words, and no name
+    words = [w.lower() for w in _WORDS.findall(low)]
+    common = lexicons.common_words()
+    return any(medicine(w) for w in words) and all(medicine(w) or (w in common and not _named(w)) for w in words)
+
+
+def _named(word: str) -> bool:
+    from clinical_pipelines.deid import lexicons
+
+    return word in lexicons.given_names() or word in lexicons.surnames()
 
 
 _medicine = is_medicine
