@@ -266,3 +266,9 @@ def test_medicine_names_from_the_drug_dictionary_are_kept(deid) -> None:
     out = _out(deid, "Continue Spiriva and Flonase. Restart Keppra. Metoprolol held. Digoxin level pending.")
     _assert_kept(out, "Spiriva", "Flonase", "Keppra", "Metoprolol", "Digoxin")
     assert "spiriva" in lexicons.drug_names() and "allegra" in lexicons.given_names()
+
+
+def test_abbreviations_clock_positions_and_graded_eponyms_are_kept(deid) -> None:
+    text = "ED TRIAGE: to the ER. Mass at 2 o'clock. Bosniak IIF cyst. Hasson trocar placed. Seen in PACU."
+    out = _out(deid, text)
+    _assert_kept(out, "ED TRIAGE", "the ER", "2 o'clock", "Bosniak IIF cyst", "Hasson trocar", "PACU")

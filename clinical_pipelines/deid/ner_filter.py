@@ -45,9 +45,15 @@ EPONYM_HEADS = (
     "phenomenon", "triad", "node", "nodes", "method", "technique", "rule", "rules", "equation", "formula",
     "protocol", "incision", "hernia", "cyst", "diverticulum", "contracture", "chorea", "encephalopathy",
     "thyroiditis", "esophagus", "oesophagus", "cell", "cells", "dementia", "duct", "gland", "membrane", "ligament",
+    "trocar", "needle", "clamp", "suture", "stitch", "flap", "graft", "shunt", "stent", "pump", "mask", "splint",
+    "valve", "class",
 )  # fmt: skip
 _HEAD = r"(?:" + "|".join(EPONYM_HEADS) + r")\b"
-_FOLLOWED_BY_HEAD = re.compile(rf"(?:'s)?(?:[ \t]*(?:-|/|and|&)[ \t]*[A-Z][\w'\-]*)*[ \t]+{_HEAD}", re.IGNORECASE)
+# A grade or class may stand between the name and the head ("Bosniak IIF cyst", "Salter-Harris II fracture").
+_FOLLOWED_BY_HEAD = re.compile(
+    rf"(?:'s)?(?:[ \t]*(?:-|/|and|&)[ \t]*[A-Z][\w'\-]*)*(?:[ \t]+(?:[IVX]{{1,4}}[A-F]?|\d[A-Za-z]?))?[ \t]+{_HEAD}",
+    re.IGNORECASE,
+)
 _ENDS_WITH_HEAD = re.compile(rf"\b{_HEAD}$", re.IGNORECASE)
 #: A measurement's value: up to three digits, a decimal or a percentage; not a postcode after a state or region
 #: abbreviation ("NY 10027", "NSW 2000").
@@ -97,6 +103,7 @@ _DURATION = re.compile(
     rf"(?:[ \t]+(?:ago|prior|later|earlier|post-?op))?"
     r"|(?:hospital[ \t]+|post-?op(?:erative)?[ \t]+)?(?:day|pod|hd|cycle|week|wk|month|year)[ \t]*#?[ \t]*\d{1,3})"
 )
+_CLOCK = re.compile(r"(?i:\d{1,2}(?::[0-5]\d)?[ \t]*o['\u2019]?[ \t]*clock)")
 _SHORT_NUMBER = re.compile(r"[x~]?\d{1,3}(?:\.\d+)?\+?")
 _WORDS = re.compile(r"[^\W\d_]+")
 
@@ -146,6 +153,14 @@ def _named(word: str) -> bool:
 _medicine = is_medicine
 
 
+def _region_code(value: str) -> bool:
+    """A US state or territory code, or a country written as letters ("UK", "USA"); ISO's other two-letter codes
+    are not counted ("ER" is Eritrea's code and the emergency room)."""
+    from clinical_pipelines.deid.recognizers import US_STATES
+
+    return value.rstrip("s.") in US_STATES or value.rstrip(".") in {"US", "USA", "UK", "UAE", "EU"}
+
+
 def _given_name(value: str) -> bool:
     """A census given name that is no ordinary English word ("Michael:" is a speaker, "Plan:" a heading)."""
     from clinical_pipelines.deid import lexicons
@@ -175,7 +190,7 @@ def is_clinical_ner_guess(text: str, result: RecognizerResult, *, case_informati
         # "in 2159" may be a house number as well as a year.
         if has_date_element(value):
             return False
-        if _DURATION.fullmatch(value) or _SHORT_NUMBER.fullmatch(value):
+        if _DURATION.fullmatch(value) or _SHORT_NUMBER.fullmatch(value) or _CLOCK.fullmatch(value):
             return True  # a duration or a count ("2 weeks", "x3 days", "Day 5", "48 hours"), a bare "40"
         return _AGE_EXPRESSION.search(value) is not None or not any(c.isdigit() for c in value)
     if entity not in _NAMED:
@@ -192,6 +207,8 @@ def is_clinical_ner_guess(text: str, result: RecognizerResult, *, case_informati
         )
     if entity in ("ORGANIZATION", "NRP") and _ACRONYM.fullmatch(value):
         return True
+    if entity == "LOCATION" and _ACRONYM.fullmatch(value) and not _region_code(value):
+        return True  # "ER", "ICU", "PACU": an abbreviation, not a state or country code
     if _ACRONYM.fullmatch(value) and _NUMBER_NEXT.match(text, result.end):
         return True  # the name of a measurement before its value ("EF 35%", "FiO2 40")
     if entity == "LOCATION" and _ACRONYM.fullmatch(value) and _AFTER_A_NUMBER.search(text, max(0, result.start - 16),

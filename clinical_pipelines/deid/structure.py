@@ -320,7 +320,8 @@ class DictionaryNameRecognizer(_Base):
                 if nxt.lower() in STOP_WORDS or (_ordinary(nxt) and nxt.lower() not in family):
                     break
                 j += 1
-            is_given = low in given and low not in _MONTHS_AND_DAYS
+            # Three capitals or fewer are an abbreviation ("ED", "AL"), not a given name.
+            is_given = low in given and low not in _MONTHS_AND_DAYS and not (w.isupper() and len(w) <= 3)
             strange = _non_ascii_name_word(w) or any(_non_ascii_name_word(x[2]) for x in words[i + 1 : j + 1])
             end = words[j][1]
             if is_eponym(text, s, end) or _DOSE_AFTER.match(text, end) or (j == i and low in lexicons.drug_names()):
