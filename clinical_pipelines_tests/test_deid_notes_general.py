@@ -272,3 +272,19 @@ def test_abbreviations_clock_positions_and_graded_eponyms_are_kept(deid) -> None
     text = "ED TRIAGE: to the ER. Mass at 2 o'clock. Bosniak IIF cyst. Hasson trocar placed. Seen in PACU."
     out = _out(deid, text)
     _assert_kept(out, "ED TRIAGE", "the ER", "2 o'clock", "Bosniak IIF cyst", "Hasson trocar", "PACU")
+
+
+def test_words_in_other_scripts_are_removed_and_greek_symbols_kept(deid) -> None:
+    text = "Started β-blocker; 5 μg daily. Grandson Алексей Морозов visits from Θεσσαλονίκη, Οδός Εγνατίας 12."
+    out = _out(deid, text)
+    _assert_gone(out, "Алексей", "Морозов", "Θεσσαλονίκη", "Εγνατίας")
+    _assert_kept(out, "β-blocker", "5 μg")
+
+
+@pytest.mark.parametrize(
+    ("text", "gone"),
+    [("Postcode: 4870, Queensland.", "4870"), ("Mail to Ottawa ON K2P 1L4.", "K2P 1L4"),
+     ("Lives near Leeds LS6 2QT.", "LS6 2QT"), ("Sent to Lindauer Str. 9, Kempten", "Lindauer")],
+)  # fmt: skip
+def test_postcodes_of_other_countries_and_abbreviated_street_types(deid, text, gone) -> None:
+    assert gone not in _out(deid, text)

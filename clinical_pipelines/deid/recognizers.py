@@ -480,6 +480,10 @@ def address_recognizer() -> RegexRecognizer:
     )
 
 
+_UK_POST = r"[A-PR-UWYZ][A-HK-Y]?\d[A-Z\d]?[ \t]\d[ABD-HJLNP-UW-Z]{2}"
+_CA_POST = r"[A-CEGHJ-NPR-TVXY]\d[A-CEGHJ-NPR-TV-Z][ \t]?\d[A-CEGHJ-NPR-TV-Z]\d"
+
+
 def zip_recognizer() -> RegexRecognizer:
     """ZIP codes: after a state code ("CO 80234") or with a context word (zip, postal)."""
     return RegexRecognizer(
@@ -487,6 +491,11 @@ def zip_recognizer() -> RegexRecognizer:
         [
             RegexPattern("state zip", _rx(rf"\b{_STATE}[ \t]+(?P<zip>{_ZIP})\b"), 0.8, "zip"),
             RegexPattern("zip", _rx(rf"(?<![\d\-/.]){_ZIP}(?![\d\-/.])"), 0.1),
+            # Four-digit postcodes (Australia, Denmark, Norway, Switzerland...): only with a postal context word
+            RegexPattern("postcode 4", _rx(r"(?<![\d\-/.,])\d{4}(?![\d\-/.,])"), 0.05),
+            # Canadian ("K1A 0B1") and British ("SW1A 1AA") postcodes have shapes of their own
+            RegexPattern("canadian postcode", _rx(rf"\b{_CA_POST}\b"), 0.5),
+            RegexPattern("british postcode", _rx(rf"\b{_UK_POST}\b"), 0.45),
         ],
         name="ZipCodeRecognizer",
         context=["zip", "zipcode", "zip code", "postal", "postcode"],

@@ -89,7 +89,7 @@ _STREET_LINE = re.compile(
     # Rue des Buissons 386, 12 Rue de la Paix, ul. Siostrzana 48
     rf"|{_STREET_PREFIX}(?:[ \t]+{_NAME_PART}){{1,5}}(?:[ \t]+{_HOUSE})?"
     # Hauptstrasse 75, Doctor Gravemeijerstraat 91, Eichendorffstr. 41
-    rf"|(?:{_CAPWORD}[ \t]+){{0,3}}{_U}{_L}*{_STREET_END}\b\.?[ \t]+{_HOUSE}"
+    rf"|(?:{_CAPWORD}\.?[ \t]+){{0,3}}{_U}{_L}*{_STREET_END}(?:\b|(?<=\.))\.?[ \t]+{_HOUSE}"
     # Bécsi utca 35., Stensås terrasse 38
     rf"|(?:{_CAPWORD}[ \t]+){{1,3}}{_STREET_WORD}[ \t]+{_HOUSE}"
     r")"
@@ -397,6 +397,32 @@ class TableDateColumnRecognizer(_Base):
             pos += len(line) + 1
 
 
+#: Words of three letters or more in a script other than Latin (Greek, Cyrillic, Armenian, Hebrew, Arabic, Indic,
+#: CJK...), with numbers between them: in an English note these are proper names and addresses, while Greek letters
+#: used as symbols stand alone or in one- or two-letter words ("beta-blocker" written with the Greek letter, "ug").
+_FOREIGN = (
+    r"[\u0370-\u03ff\u1f00-\u1fff\u0400-\u052f\u0530-\u058f\u0590-\u06ff\u0900-\u0dff\u3040-\u30ff"
+    r"\u4e00-\u9fff\uac00-\ud7af]"
+)
+_FOREIGN_WORD = rf"{_FOREIGN}(?:{_FOREIGN}|['.\-])*{_FOREIGN}{_FOREIGN}"
+_FOREIGN_RUN = re.compile(
+    rf"(?:\d{{1,6}}[ \t]+)?{_FOREIGN_WORD}(?:[ \t]+(?:{_FOREIGN_WORD}|{_FOREIGN}\.|\d{{1,6}}\b|\([^()\n]{{1,30}}\)))*"
+)
+
+
+class ForeignScriptRecognizer(_Base):
+    """Runs of words written in a non-Latin script (names, places, street addresses)."""
+
+    ENTITY = "LOCATION"
+
+    def spans(self, text: str) -> Iterator[tuple[int, int, float]]:
+        if text.isascii():
+            return
+        for m in _FOREIGN_RUN.finditer(text):
+            yield m.start(), m.end(), 0.6
+
+
 def structure_recognizers() -> list[EntityRecognizer]:
     """The structural and dictionary recognizers (the engine adds them beside ``clinical_recognizers``)."""
-    return [AddressBlockRecognizer(), PlaceNameRecognizer(), DictionaryNameRecognizer(), TableDateColumnRecognizer()]
+    return [AddressBlockRecognizer(), PlaceNameRecognizer(), DictionaryNameRecognizer(), TableDateColumnRecognizer(),
+            ForeignScriptRecognizer()]  # fmt: skip
