@@ -150,8 +150,6 @@ def _named(word: str) -> bool:
     return word in lexicons.given_names() or word in lexicons.surnames()
 
 
-_medicine = is_medicine
-
 
 def _region_code(value: str) -> bool:
     """A US state or territory code, or a country written as letters ("UK", "USA"); ISO's other two-letter codes
@@ -197,7 +195,7 @@ def is_clinical_ner_guess(text: str, result: RecognizerResult, *, case_informati
         return False
     if _DOSE_AT_END.search(value) or _DOSE_NEXT.match(text, result.end):
         return True  # a medication order ("Tylenol 650 mg", "Augmentin 875 BID"), not a name or a place
-    if _medicine(value):
+    if is_medicine(value):
         return True  # "Spiriva", "Keytruda", "Bactrim DS"
     if any(c.isdigit() for c in value):
         # A person's name has no digit; an organisation or place may ("Castelao 66"), unless the digits make a
