@@ -4,12 +4,14 @@
 
 Generates --files synthetic 512x512 CT/MR slices with planted identifiers, then times:
 
-- floor: ``pydicom.dcmread`` + ``save_as`` of every file, changing nothing;
+- floor, in memory: ``pydicom.dcmread`` + ``save_as`` of every file's bytes, changing nothing;
+- floor, folder to folder: the same loop reading each input file and writing it to an output folder
+  (the like-for-like baseline of every folder-to-folder row: same reads, same writes, no process start);
 - ours, one process: the PS3.15 Basic Profile (default options) via ``deidentify_bytes``;
 - ours, CLI: ``clinical-pipelines deid dicom`` folder to folder, process start included, with 1
   worker (residual scan on, the default, and off) and with --workers processes (scan on).
 
-Prints files/s, ratios to the floor and to the fastest peer's in-process API, and the planted
+Prints files/s, ratios to both floors and to the fastest peer's in-process API, and the planted
 identifiers found in our outputs (must be 0). Peer tools (dicognito, pydicom/deid,
 dicom-anonymizer) are compared when installed in the environment given by --peers-python
 (``make bench-peers`` builds ``.venv-peers``); dicognito also through its API, one ``Anonymizer``
@@ -45,6 +47,8 @@ from clinical_pipelines.synth import SynthCorpus
 
 KEY = b"benchmark de-identification secret (32+ bytes)"
 PEER_API = "peer: dicognito 0.19.0 (API, Anonymizer per file)"
+FLOOR = "floor: dcmread + save_as, in memory (no change)"
+FLOOR_FOLDER = "floor: dcmread + save_as, folder to folder"
 
 
 def main() -> None:
@@ -88,6 +92,16 @@ def main() -> None:
             started = time.perf_counter()
             for data in files:
                 pydicom.dcmread(io.BytesIO(data)).save_as(io.BytesIO(), enforce_file_format=True)
+            return time.perf_counter() - started
+
+        floor_out = work / "floor-out"
+        floor_out.mkdir()
+        in_paths = sorted(in_dir.iterdir())
+
+        def floor_folder() -> float:
+            started = time.perf_counter()
+            for path in in_paths:
+                pydicom.dcmread(path).save_as(floor_out / path.name, enforce_file_format=True)
             return time.perf_counter() - started
 
         outputs: list[bytes] = []
@@ -164,7 +178,8 @@ def main() -> None:
 
         variants = {
             **peers,
-            "floor: dcmread + save_as (no change)": floor,
+            FLOOR: floor,
+            FLOOR_FOLDER: floor_folder,
             "ours, 1 process (in memory)": ours,
             "ours, CLI folder to folder, 1 worker": lambda: ours_cli(1),
             "ours, CLI folder to folder, 1 worker, --no-residual-scan": lambda: ours_cli(1, "--no-residual-scan"),
@@ -174,12 +189,13 @@ def main() -> None:
         for _ in range(args.repeat):
             for name, run in variants.items():
                 times[name].append(run())
-        base = min(times["floor: dcmread + save_as (no change)"])
+        base, base_folder = min(times[FLOOR]), min(times[FLOOR_FOLDER])
         peer_base = min(times[PEER_API]) if PEER_API in times else None
-        print(f"results, best of {args.repeat} interleaved rounds:")
+        print(f"results, best of {args.repeat} interleaved rounds (x floor: in memory / folder to folder):")
         for name, t in times.items():
             vs_peer = f"   {peer_base / min(t):4.2f}x dicognito API" if peer_base else ""
-            print(f"  {name:<58} {len(files) / min(t):7.0f} files/s   {base / min(t):4.2f}x floor{vs_peer}")
+            print(f"  {name:<58} {len(files) / min(t):7.0f} files/s   {base / min(t):4.2f}x / "
+                  f"{base_folder / min(t):4.2f}x floor{vs_peer}")  # fmt: skip
         left = sorted({v for v in planted for out in outputs if v.encode() in out})
         print(f"planted identifiers left in our output: {len(left)} of {len(planted)}")
         for name, folder in cli_outputs.items():

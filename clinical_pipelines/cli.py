@@ -20,7 +20,28 @@ if TYPE_CHECKING:
     from clinical_pipelines.settings import Settings
 
 
-@click.group()
+def _config_errors() -> tuple[type[BaseException], ...]:
+    """Errors that mean "the configuration is wrong" (variables, key folder, key files): one line, exit 2."""
+    from clinical_pipelines.limits import LimitsError
+    from clinical_pipelines.settings import SettingsError
+    from clinical_pipelines.storage.envelope import LegacyEnvelope
+    from clinical_pipelines.storage.keys import KeyError_
+
+    return (SettingsError, LimitsError, KeyError_, LegacyEnvelope)
+
+
+class _Main(click.Group):
+    """The top-level group: a configuration error in any command is one line naming the variable or file
+    and the fix, exit status 2, never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except _config_errors() as exc:
+            _fail(" ".join(str(exc).split()))
+
+
+@click.group(cls=_Main)
 @click.version_option(package_name="clinical-pipelines")
 def main() -> None:
     """Governed, versioned, training-ready clinical datasets."""
@@ -109,6 +130,11 @@ def run(data_dir: Path | None, store_url: str | None, as_json: bool) -> None:
     from clinical_pipelines.settings import Settings
 
     settings = Settings.from_env(data_dir=data_dir, store_url=store_url)
+    # Keys are checked before any run starts: a bad key is one line and exit 2, not a failed run per drop.
+    from clinical_pipelines.deid.secret import load_deid_key
+
+    settings.keyring()
+    load_deid_key(settings.key_dir, create=settings.env != "production")
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     instance = _instance_for(settings.data_dir)
     summary = process_landing(settings, instance)
@@ -233,17 +259,20 @@ def _check_mapping_path(mapping: Path | None, in_dir: Path) -> None:
         raise click.UsageError("the mapping file must not lie inside the input folder")
 
 
+_MAPPING_CONTEXT = b"clinical-pipelines/envelope/2\x00deid-mapping"  # a mapping file may be renamed freely
+
+
 def _write_mapping(path: Path, mapping: dict[str, str]) -> None:
     """The input -> output mapping, encrypted under the master key (envelope encryption), written atomically."""
     from clinical_pipelines.deid.outputs import OutputFolder, OutputFolderError
     from clinical_pipelines.storage.envelope import encrypt_bytes
-    from clinical_pipelines.storage.keys import KeyError_, load_keyring
+    from clinical_pipelines.storage.keys import KeyError_
 
     try:
-        keyring = load_keyring(_settings().key_dir)
+        keyring = _settings().keyring()
     except (KeyError_, ValueError, OSError) as exc:
         _fail(f"no master key to encrypt the mapping ({exc}); set CLINICAL_PIPELINES_MASTER_KEY or the key folder")
-    blob = encrypt_bytes(json.dumps(mapping, sort_keys=True, indent=1).encode(), keyring)
+    blob = encrypt_bytes(json.dumps(mapping, sort_keys=True, indent=1).encode(), keyring, context=_MAPPING_CONTEXT)
     folder = OutputFolder(path.parent)
     try:
         folder.create()
@@ -338,10 +367,22 @@ def _run_batch(
     help="PS3.15 profile option (repeatable), e.g. rtnDevIdOpt. Default: modified dates, patient characteristics, "
     "clean descriptors.",
 )
+@click.option(
+    "--keep-time-of-day",
+    is_flag=True,
+    help="Keep clock times (TM, the time in DT) and move dates by whole days only. A re-identification risk: "
+    "a date plus its clock times is what RIS/PACS logs are searched by. Default: times move with the dates.",
+)
 @_residual_option
 @_mapping_option
 def deid_dicom(
-    in_dir: Path, out_dir: Path, workers: int, options: tuple[str, ...], residual_scan: bool, mapping: Path | None
+    in_dir: Path,
+    out_dir: Path,
+    workers: int,
+    options: tuple[str, ...],
+    keep_time_of_day: bool,
+    residual_scan: bool,
+    mapping: Path | None,
 ) -> None:
     """Apply the PS3.15 Basic Profile to every file in IN_DIR, writing OUT_DIR/<new SOP Instance UID>.dcm."""
     from clinical_pipelines.deid.batch import deidentify_dicom_folder
@@ -351,12 +392,14 @@ def deid_dicom(
     key = _deid_key()
     summary = _run_batch(
         lambda pairs, advance: deidentify_dicom_folder(in_dir, out_dir, key, options=chosen, workers=workers,
-                                                       residual_scan=residual_scan, mapping=pairs, progress=advance),
+                                                       residual_scan=residual_scan, mapping=pairs, progress=advance,
+                                                       keep_time_of_day=keep_time_of_day),
         in_dir,
         mapping,
     )  # fmt: skip
+    kept = "; times of day kept (a re-identification risk)" if keep_time_of_day else ""
     click.echo(f"{_report(summary, 'file(s)')}; {summary.files_per_s:.0f} files/s with {workers} worker(s); "
-               f"options: {', '.join(chosen)}")  # fmt: skip
+               f"options: {', '.join(chosen)}{kept}")  # fmt: skip
     sys.exit(_exit_status(summary))
 
 
@@ -441,11 +484,11 @@ def deid_table(in_csv: Path, out_csv: Path, residual_scan: bool) -> None:
 def deid_mapping(mapping_file: Path) -> None:
     """Decrypt a --mapping file (needs the master key that wrote it) and print it as JSON: it names input files."""
     from clinical_pipelines.storage.envelope import DecryptionError, decrypt_bytes
-    from clinical_pipelines.storage.keys import KeyError_, load_keyring
+    from clinical_pipelines.storage.keys import KeyError_
 
     try:
-        keyring = load_keyring(_settings().key_dir)
-        click.echo(decrypt_bytes(mapping_file.read_bytes(), keyring).decode())
+        keyring = _settings().keyring()
+        click.echo(decrypt_bytes(mapping_file.read_bytes(), keyring, context=_MAPPING_CONTEXT).decode())
     except (KeyError_, DecryptionError) as exc:
         _fail(f"cannot decrypt {mapping_file} ({exc}); use the master key (CLINICAL_PIPELINES_MASTER_KEY or the "
               "key folder) that wrote it")  # fmt: skip

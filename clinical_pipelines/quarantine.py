@@ -69,7 +69,19 @@ REASONS = {
     "deid_failed": "the profile could not be applied to a value (odd VR or unconvertible value)",
     "pixel_cleaning_unsupported": "pixel cleaning was asked for, but the pixel data is compressed or unusual",
     "residual_phi": "an identifier of the original was still found after de-identification",
+    # limits and faults (any stage; see clinical_pipelines/limits.py)
+    "too_large": "the object is larger than its modality's size limit (CLINICAL_PIPELINES_MAX_<MODALITY>_MB)",
+    "geometry_too_large": "declared Rows x Columns x Frames x Samples x Bits exceeds CLINICAL_PIPELINES_MAX_PIXEL_MB",
+    "note_too_long": "a note longer than CLINICAL_PIPELINES_MAX_NOTE_CHARS",
+    "table_too_large": "a table with more cells than CLINICAL_PIPELINES_MAX_TABLE_CELLS",
+    "tampered_object": "a stored object failed authentication (altered, truncated, swapped or renamed)",
+    "engine_error": "an unexpected error on this item (its exception type only); the rest of the drop went on",
 }
+
+
+def _path_context(item_id: str) -> bytes:
+    """AAD of a record's encrypted path: bound to its item (a path moved to another record fails)."""
+    return b"clinical-pipelines/envelope/2\x00quarantine-path\x00" + item_id.encode()
 
 
 @dataclass(frozen=True)
@@ -133,12 +145,14 @@ class Quarantine:
         size_actual = None
         if content is not None:
             hashing = HashingReader(content)
-            encrypting = EncryptingReader(hashing, self.keyring)  # type: ignore[arg-type]
             bytes_key = f"{folder}{item}.bin"
+            encrypting = EncryptingReader(hashing, self.keyring, context=bytes_key)  # type: ignore[arg-type]
             self.store.put_stream(bytes_key, encrypting)  # type: ignore[arg-type]
             key_id, sha_actual, size_actual = encrypting.key_id, hashing.hexdigest(), hashing.size
         path_enc = (
-            base64.b64encode(encrypt_bytes(path.encode("utf-8", "surrogateescape"), self.keyring)).decode()
+            base64.b64encode(
+                encrypt_bytes(path.encode("utf-8", "surrogateescape"), self.keyring, context=_path_context(item))
+            ).decode()
             if path is not None
             else None
         )
@@ -172,13 +186,16 @@ class Quarantine:
         """Decrypt the item's original path (PHI zone access: callers must be authorised)."""
         if record.path_enc is None:
             return None
-        return decrypt_bytes(base64.b64decode(record.path_enc), self.keyring).decode("utf-8", "surrogateescape")
+        blob = base64.b64decode(record.path_enc)
+        return decrypt_bytes(blob, self.keyring, context=_path_context(record.item_id)).decode(
+            "utf-8", "surrogateescape"
+        )
 
     def open_original(self, record: QuarantineRecord) -> DecryptingReader:
         """Stream the item's original bytes, decrypted."""
         if record.bytes_key is None:
             raise FileNotFoundError(f"quarantine item {record.item_id} kept no bytes ({record.reason})")
-        return DecryptingReader(self.store.open_read(record.bytes_key), self.keyring)
+        return DecryptingReader(self.store.open_read(record.bytes_key), self.keyring, context=record.bytes_key)
 
 
 def count_reasons(records: Iterable[QuarantineRecord]) -> dict[str, int]:

@@ -25,6 +25,8 @@ Environment variables (a contract: keep the names):
 - ``CLINICAL_PIPELINES_SHARD_MB``: target size of a training shard in MiB (default 256).
 - ``CLINICAL_PIPELINES_SPECS_DIR``: folder of curated dataset specs (``*.yaml``); default: the sample
   specs shipped in ``clinical_pipelines/curate/specs``.
+- ``CLINICAL_PIPELINES_MAX_*`` / ``CLINICAL_PIPELINES_NOTES_BATCH``: resource limits on what a source
+  may send, each with its own quarantine reason (see :mod:`clinical_pipelines.limits`).
 - ``CLINICAL_PIPELINES_CATALOG_URL``: the catalog database (SQLAlchemy URL), e.g.
   ``postgresql+psycopg2://catalog@db/catalog`` (give the password through ``PGPASSWORD`` or
   ``~/.pgpass``, not the URL); default ``sqlite:///<data dir>/catalog.sqlite``.
@@ -34,10 +36,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from clinical_pipelines.limits import Limits
 from clinical_pipelines.storage.keys import ENV_MASTER_KEY, KeyRing, load_keyring
 
 if TYPE_CHECKING:
@@ -89,11 +92,20 @@ class Settings:
     shard_mb: int = 256
     specs_dir: Path = SHIPPED_SPECS_DIR
     catalog_url: str = ""  # empty: sqlite:///<data_dir>/catalog.sqlite
+    limits: Limits = field(default_factory=Limits)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
         """Read the environment (``overrides`` win), check it, and return the settings."""
         env = os.environ if env is None else env
+
+        def number(kind: type, attr: str, name: str, default: float) -> float:
+            raw = overrides.get(attr) or env.get(name) or default
+            try:
+                return kind(str(raw))
+            except ValueError:
+                raise SettingsError(f"{name} must be a number, got {str(raw)[:32]!r}; fix or unset it") from None
+
         data_dir = Path(str(overrides.get("data_dir") or env.get(ENV_DATA_DIR) or DEFAULT_DATA_DIR)).absolute()
         settings = cls(
             env=str(overrides.get("env") or env.get(ENV) or "local"),
@@ -101,21 +113,20 @@ class Settings:
             store_url=str(overrides.get("store_url") or env.get(ENV_STORE_URL) or data_dir),
             s3_endpoint_url=str(overrides.get("s3_endpoint_url") or env.get(ENV_S3_ENDPOINT_URL) or "") or None,
             key_dir=Path(str(overrides.get("key_dir") or env.get(ENV_KEY_DIR) or _default_key_dir(env))).absolute(),
-            stale_after_hours=float(str(overrides.get("stale_after_hours") or env.get(ENV_STALE_AFTER_HOURS) or 24)),
-            ingest_workers=int(str(overrides.get("ingest_workers") or env.get(ENV_INGEST_WORKERS) or 4)),
-            max_item_failure_fraction=float(
-                str(overrides.get("max_item_failure_fraction") or env.get(ENV_MAX_ITEM_FAILURE_FRACTION) or 0.2)
-            ),
+            stale_after_hours=number(float, "stale_after_hours", ENV_STALE_AFTER_HOURS, 24),
+            ingest_workers=int(number(int, "ingest_workers", ENV_INGEST_WORKERS, 4)),
+            max_item_failure_fraction=number(float, "max_item_failure_fraction", ENV_MAX_ITEM_FAILURE_FRACTION, 0.2),
             cache_dir=Path(
                 str(overrides.get("cache_dir") or env.get(ENV_CACHE_DIR) or data_dir / ".cache" / "shards")
             ).absolute(),
-            cache_max_gb=float(str(overrides.get("cache_max_gb") or env.get(ENV_CACHE_MAX_GB) or 50)),
-            cache_ttl_hours=float(str(overrides.get("cache_ttl_hours") or env.get(ENV_CACHE_TTL_HOURS) or 0)),
-            shard_mb=int(str(overrides.get("shard_mb") or env.get(ENV_SHARD_MB) or 256)),
+            cache_max_gb=number(float, "cache_max_gb", ENV_CACHE_MAX_GB, 50),
+            cache_ttl_hours=number(float, "cache_ttl_hours", ENV_CACHE_TTL_HOURS, 0),
+            shard_mb=int(number(int, "shard_mb", ENV_SHARD_MB, 256)),
             specs_dir=Path(str(overrides.get("specs_dir") or env.get(ENV_SPECS_DIR) or SHIPPED_SPECS_DIR)).absolute(),
             catalog_url=str(
                 overrides.get("catalog_url") or env.get(ENV_CATALOG_URL) or f"sqlite:///{data_dir / 'catalog.sqlite'}"
             ),
+            limits=overrides.get("limits") or Limits.from_env(env),  # type: ignore[arg-type]
         )
         settings.check(env)
         return settings
@@ -124,13 +135,21 @@ class Settings:
         """Refuse configurations that would put keys beside data or run production on defaults."""
         if self.env not in ("local", "production"):
             raise SettingsError(f"{ENV} must be 'local' or 'production', got {self.env!r}")
-        if self.key_dir == self.data_dir or self.data_dir in self.key_dir.parents:
-            raise SettingsError(f"{ENV_KEY_DIR} must lie outside the data folder {self.data_dir}")
+        # resolve(): a symlink (or a `..` path) that points into the data folder is inside it.
+        key_dir, data_dir = self.key_dir.resolve(), self.data_dir.resolve()
+        if key_dir == data_dir or data_dir in key_dir.parents:
+            raise SettingsError(
+                f"{ENV_KEY_DIR} must lie outside the data folder {data_dir} (symlinks resolved; "
+                f"{self.key_dir} is inside it): point it at a folder outside"
+            )
         if not 0.0 <= self.max_item_failure_fraction <= 1.0:
             raise SettingsError(f"{ENV_MAX_ITEM_FAILURE_FRACTION} must be between 0 and 1")
         for required in (ENV_MASTER_KEY, "CLINICAL_PIPELINES_DEID_KEY"):
             if self.env == "production" and not env.get(required):
-                raise SettingsError(f"production needs {required} from your secret manager")
+                raise SettingsError(
+                    f"production needs {required} from your secret manager: it is not set "
+                    f"({ENV}=production never generates keys)"
+                )
 
     @property
     def stale_after_s(self) -> float | None:
@@ -145,4 +164,4 @@ class Settings:
 
     def keyring(self) -> KeyRing:
         """The master-key ring: the environment's key if set, else the local key folder (created once)."""
-        return load_keyring(self.key_dir)
+        return load_keyring(self.key_dir, production=self.env == "production")

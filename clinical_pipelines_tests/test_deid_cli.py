@@ -257,14 +257,14 @@ def test_deid_notes(tmp_path: Path, env: dict[str, str]) -> None:
     (notes / "latin1.txt").write_bytes("Röntgen des Thorax ohne Befund, Patient beschwerdefrei.".encode("latin-1"))
     (notes / "empty.txt").write_bytes(b"  \n")
     (notes / "nul.txt").write_bytes(b"Seen today in clinic.\x00\x00 Follow up in two weeks.")
-    (notes / "huge.txt").write_bytes(b"Patient stable. " * 20_000)  # 320,000 characters: over the suite's bound
+    (notes / "huge.txt").write_bytes(b"Patient stable. " * 20_000)  # 320,000 characters: over the note limit
     outputs = {}
     for workers in (1, 2):
         out = tmp_path / f"notes-out-{workers}"
         proc = run_cli("deid", "notes", str(notes), str(out), "--workers", str(workers), "--batch-size", "3", env=env)
         assert proc.returncode == 0, proc.stderr
         assert (f"{good + 4} note(s), {good} written, 4 refused (binary_note: 1, empty_note: 1, not_utf8: 1, "
-                "validation_failed: 1), 0 with residual findings") in proc.stdout  # fmt: skip
+                "note_too_long: 1), 0 with residual findings") in proc.stdout  # fmt: skip
         assert "PERSON" in proc.stdout and f"{workers} worker(s)" in proc.stdout
         outputs[workers] = {p.name: p.read_bytes() for p in out.iterdir()}
     assert len(outputs[1]) == good and outputs[1] == outputs[2]
@@ -287,3 +287,18 @@ def test_deid_path_never_imports_dagster(tmp_path: Path, env: dict[str, str]) ->
     assert proc.returncode == 0, proc.stderr[-2000:]
     imported = [line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if "|" in line]
     assert "pydicom" in imported and not [m for m in imported if m.split(".")[0] in ("dagster", "great_expectations")]
+
+
+def test_deid_dicom_moves_times_of_day_unless_asked_to_keep_them(tmp_path: Path, env: dict[str, str]) -> None:
+    folder, _ = corpus_folder(tmp_path)
+    inputs = dicom_only(folder)
+    original_times = {str(pydicom.dcmread(p).StudyTime) for p in inputs}
+    assert original_times - {""}
+    for flag, expect_kept in (([], False), (["--keep-time-of-day"], True)):
+        out = tmp_path / f"out{len(flag)}"
+        done = run_cli("deid", "dicom", str(folder), str(out), *flag, env=env)
+        assert done.returncode == 0, done.stderr
+        assert ("times of day kept (a re-identification risk)" in done.stdout) == expect_kept
+        times = {str(pydicom.dcmread(p).StudyTime) for p in out.glob("*.dcm")}
+        assert times and (times <= original_times) == expect_kept
+        assert expect_kept or not times & original_times  # moved: no original clock time survives

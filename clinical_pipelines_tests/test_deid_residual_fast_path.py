@@ -13,6 +13,7 @@ import pytest
 
 from clinical_pipelines.deid import residual
 from clinical_pipelines.deid.dicom import DeidRejected, DicomDeidentifier
+from clinical_pipelines.deid.findings import DicomFindings
 from clinical_pipelines.deid.profile import compile_profile
 from clinical_pipelines.deid.pseudonyms import Pseudonymizer
 from clinical_pipelines.synth import SynthCorpus
@@ -23,7 +24,7 @@ KEY = b"residual fast path test secret, 32+ bytes"
 def _plain(fn: Callable[..., object], *args: object, **kwargs: object) -> object:
     """``fn`` with every element converted, as iterating a pydicom Dataset does."""
     fast = residual._text_elements
-    residual._text_elements = lambda ds: iter(ds)  # type: ignore[assignment]
+    residual._text_elements = lambda ds, store=True: iter(ds)  # type: ignore[assignment]
     try:
         return fn(*args, **kwargs)
     finally:
@@ -177,3 +178,54 @@ def test_crafted_and_generated_text_is_pydicom_s_value() -> None:
     files = [f.data for d in corpus.iter_drops() for f in d.files if f.modality == "dicom"]
     for data in [*_crafted(), *files]:
         assert _values(data) == _plain(_values, data)
+
+
+def _one_read_matches_two(data: bytes, findings: DicomFindings) -> None:
+    deid = findings.deidentifier
+    try:
+        expected, _ = deid.deidentify_bytes(data)
+    except DeidRejected as refused:
+        with pytest.raises(DeidRejected) as again:
+            findings.deidentify(data)
+        assert again.value.reason == refused.reason
+        return
+    out, _, hits = findings.deidentify(data)
+    assert out == expected  # reading the identifiers first changed nothing the writer copies
+    assert hits == findings(data, expected)  # and they are the ones a second reading finds
+
+
+@pytest.mark.parametrize("path", _BUNDLED, ids=lambda p: p.rsplit("/", 1)[-1])
+def test_one_reading_for_identifiers_and_deidentification_changes_no_output_byte(path: str) -> None:
+    with open(path, "rb") as f:
+        data = f.read()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        _one_read_matches_two(data, DicomFindings(DicomDeidentifier(Pseudonymizer(KEY)), None))
+
+
+def test_one_reading_on_crafted_and_generated_files_changes_no_output_byte() -> None:
+    corpus = SynthCorpus(29, n_patients=2, slices_per_series=2, notes_per_patient=0)
+    files = [f.data for d in corpus.iter_drops() for f in d.files if f.modality == "dicom"]
+    findings = DicomFindings(DicomDeidentifier(Pseudonymizer(KEY)), None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for data in [*_crafted(), *files]:
+            _one_read_matches_two(data, findings)
+    # the crafted file's planted values are among the identifiers read before de-identification
+    identifiers = findings.identifiers_of(pydicom.dcmread(io.BytesIO(next(_crafted()))))
+    flat = {v for values in identifiers.values() for v in values}
+    assert {"Margaret Okonkwo", "Protocol by Imogen Smith", "Deeply nested note by Smith"} <= flat
+
+
+def test_the_header_is_cut_where_the_pixel_data_ends_the_file_with_or_without_a_length_hint() -> None:
+    from clinical_pipelines.deid.findings import header_bytes
+
+    corpus = SynthCorpus(29, n_patients=1, slices_per_series=1, notes_per_patient=0)
+    data = next(f.data for d in corpus.iter_drops() for f in d.files if f.modality == "dicom")
+    output = DicomDeidentifier(Pseudonymizer(KEY)).deidentify_bytes(data)[0]
+    pixels = len(pydicom.dcmread(io.BytesIO(output)).PixelData)
+    cut = header_bytes(output)
+    assert len(cut) == len(output) - pixels and b"\xe0\x7f\x10\x00" in cut[-12:]
+    assert header_bytes(output, pixels) == cut
+    assert header_bytes(output, pixels - 2) == cut  # a wrong hint: the backward search decides
+    assert header_bytes(output + b"\0\0", pixels) == output + b"\0\0"  # pixel data no longer ends the file

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import os
 import stat
 from concurrent.futures import ThreadPoolExecutor
@@ -101,3 +102,47 @@ def test_settings_refuse_keys_inside_the_data_folder_and_production_without_a_ke
         Settings.from_env({"CLINICAL_PIPELINES_ENV": "production"}, data_dir=tmp_path / "d", key_dir=tmp_path / "k")
     ok = Settings.from_env({}, data_dir=tmp_path / "d", key_dir=tmp_path / "k")
     assert ok.store_url == str(tmp_path / "d")
+
+
+def test_key_folder_symlinked_into_the_data_folder_is_refused(tmp_path: Path) -> None:
+    data = tmp_path / "d"
+    (data / "keys").mkdir(parents=True)
+    link = tmp_path / "innocent-looking-keys"
+    link.symlink_to(data / "keys")
+    with pytest.raises(SettingsError, match="outside the data folder"):
+        Settings.from_env({}, data_dir=data, key_dir=link)
+    with pytest.raises(SettingsError, match="outside the data folder"):  # a `..` path that lands inside
+        Settings.from_env({}, data_dir=data, key_dir=tmp_path / "elsewhere" / ".." / "d" / "k")
+
+
+def test_production_never_generates_a_master_key(tmp_path: Path) -> None:
+    with pytest.raises(KeyError_, match="CLINICAL_PIPELINES_MASTER_KEY is not set"):
+        load_keyring(tmp_path / "keys", {"CLINICAL_PIPELINES_ENV": "production"})
+    with pytest.raises(KeyError_, match="CLINICAL_PIPELINES_MASTER_KEY is not set"):
+        load_keyring(tmp_path / "keys", {}, production=True)
+    assert not (tmp_path / "keys").exists()
+
+
+@pytest.mark.parametrize("damage", ["not json", "directory", "bad base64", "short key", "current is a folder"])
+def test_unreadable_key_files_name_the_file_and_the_fix(tmp_path: Path, damage: str) -> None:
+    key_dir = tmp_path / "keys"
+    ring = local_keyring(key_dir)
+    key_file = key_dir / f"{ring.current_id}.key"
+    record = {"key_id": ring.current_id, "key": base64.b64encode(ring.current()[1]).decode()}
+    if damage == "not json":
+        key_file.write_text("{{{ not json")
+    elif damage == "directory":
+        key_file.unlink()
+        key_file.mkdir()
+    elif damage == "bad base64":
+        key_file.write_text(json.dumps({**record, "key": "!!!"}))
+    elif damage == "short key":
+        key_file.write_text(json.dumps({**record, "key": base64.b64encode(b"short").decode()}))
+    else:
+        (key_dir / "current").unlink()
+        (key_dir / "current").mkdir()
+    with pytest.raises(KeyError_) as err:
+        local_keyring(key_dir)
+    message = str(err.value)
+    assert str(key_dir) in message and ("restore" in message or "chmod" in message)
+    assert "\n" not in message and record["key"] not in message

@@ -22,8 +22,13 @@ def local(local_store: ObjectStore) -> ObjectStore:
 
 def test_inflate_limit_is_a_ratio_with_a_floor_and_a_ceiling() -> None:
     assert inflate_limit(1000) == INFLATE_FLOOR_BYTES
-    assert inflate_limit(10 * 1024 * 1024) == 1000 * 1024 * 1024
-    assert inflate_limit(1 << 40) == 1024 * 1024 * 1024
+    # the ceiling is CLINICAL_PIPELINES_MAX_INFLATED_MB (default 256): pydicom inflates a dataset in memory
+    assert inflate_limit(10 * 1024 * 1024) == 256 * 1024 * 1024
+    assert inflate_limit(1 << 40) == 256 * 1024 * 1024
+    gib = 1024 * 1024 * 1024
+    assert inflate_limit(10 * 1024 * 1024, cap=gib) == 1000 * 1024 * 1024
+    assert inflate_limit(1 << 40, cap=gib) == gib
+    assert inflate_limit(1000, cap=1024 * 1024) == 1024 * 1024  # a cap below the floor wins
 
 
 def test_cli_checks_match_the_pipeline(local: ObjectStore, keyring: KeyRing) -> None:

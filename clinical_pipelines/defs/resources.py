@@ -8,6 +8,7 @@ from pydantic import PrivateAttr
 if TYPE_CHECKING:
     from clinical_pipelines.catalog.repository import Catalog
     from clinical_pipelines.deid.pseudonyms import Pseudonymizer
+    from clinical_pipelines.limits import Limits
     from clinical_pipelines.training.cache import ShardCache
 
 from clinical_pipelines.settings import Settings
@@ -37,6 +38,7 @@ class KeyRingResource(dg.ConfigurableResource):
     """
 
     key_dir: str
+    production: bool = False  # production: the key comes from the environment only, never generated
     _ring: KeyRing | None = PrivateAttr(default=None)
 
     def get_keyring(self) -> KeyRing:
@@ -44,7 +46,8 @@ class KeyRingResource(dg.ConfigurableResource):
         if self._ring is None:
             from pathlib import Path
 
-            self._ring = load_keyring(Path(self.key_dir))
+            # production=None still refuses when this worker's own environment says production
+            self._ring = load_keyring(Path(self.key_dir), production=self.production or None)
         return self._ring
 
 
@@ -53,6 +56,30 @@ class LandingSettingsResource(dg.ConfigurableResource):
 
     stale_after_hours: float = 24.0
     ingest_workers: int = 4
+
+
+class LimitsResource(dg.ConfigurableResource):
+    """Resource limits on what a source may send (``clinical_pipelines.limits``; each has its quarantine reason)."""
+
+    max_dicom_bytes: int
+    max_note_bytes: int
+    max_table_bytes: int
+    max_inflated_bytes: int
+    max_pixel_bytes: int
+    max_note_chars: int
+    max_table_cells: int
+    notes_batch: int
+
+    def limits(self) -> "Limits":
+        """The engines' view of these limits."""
+        from clinical_pipelines.limits import Limits
+
+        return Limits(**{name: getattr(self, name) for name in Limits.__dataclass_fields__})
+
+    @classmethod
+    def of(cls, limits: "Limits") -> "LimitsResource":
+        """The resource holding ``limits``."""
+        return cls(**{name: getattr(limits, name) for name in type(limits).__dataclass_fields__})
 
 
 class ValidationSettingsResource(dg.ConfigurableResource):
@@ -123,10 +150,11 @@ def resources_for(settings: Settings) -> dict[str, dg.ConfigurableResource]:
     """Resources for ``settings`` (the same shapes locally and in production; only values differ)."""
     return {
         "object_store": ObjectStoreResource(url=settings.store_url, endpoint_url=settings.s3_endpoint_url),
-        "keyring": KeyRingResource(key_dir=str(settings.key_dir)),
+        "keyring": KeyRingResource(key_dir=str(settings.key_dir), production=settings.env == "production"),
         "landing": LandingSettingsResource(
             stale_after_hours=settings.stale_after_hours, ingest_workers=settings.ingest_workers
         ),
+        "limits": LimitsResource.of(settings.limits),
         "validation": ValidationSettingsResource(max_item_failure_fraction=settings.max_item_failure_fraction),
         "deid_secret": DeidSecretResource(key_dir=str(settings.key_dir), create_if_missing=settings.env == "local"),
         "training": TrainingResource(

@@ -115,13 +115,21 @@ def skip_unused_heavy_imports() -> None:
         sys.modules.setdefault(name, None)  # type: ignore[arg-type]
 
 
-def _init_worker(key: bytes, options: tuple[str, ...] | None, out_dir: str, run_id: str, residual: bool) -> None:
+def _init_worker(
+    key: bytes,
+    options: tuple[str, ...] | None,
+    out_dir: str,
+    run_id: str,
+    residual: bool,
+    keep_time_of_day: bool = False,
+) -> None:
     global _state
     if multiprocessing.parent_process() is not None:  # our own worker process; a library caller is untouched
         skip_unused_heavy_imports()
     _state = _Worker(key, OutputFolder(Path(out_dir), run_id), residual)
     if options is not None:
-        _state.dicom = DicomDeidentifier(Pseudonymizer(key), DicomDeidPolicy(options=options))
+        policy = DicomDeidPolicy(options=options, keep_time_of_day=keep_time_of_day)
+        _state.dicom = DicomDeidentifier(Pseudonymizer(key), policy)
         if residual:
             state = _state
             _state.findings = DicomFindings(_state.dicom, lambda: state.note_engine().analyze_many)
@@ -160,13 +168,15 @@ def _deid_one(job: tuple[str, str]) -> FileOutcome:
     if isinstance(header, ParseFailure):
         return FileOutcome(relative, len(data), refused=header.reason)
     try:
-        out, _ = state.dicom.deidentify_bytes(data)
+        if state.findings is not None:
+            out, _, findings = state.findings.deidentify(data)
+        else:
+            out, findings = state.dicom.deidentify_bytes(data)[0], Counter()
     except DeidRejected as rejected:
         return FileOutcome(relative, len(data), refused=rejected.reason)
     except Exception:  # whatever one file does, the batch goes on; the type alone could quote nothing
         return FileOutcome(relative, len(data), refused="deid_failed")
     name = _dicom_name(state, header, out)
-    findings = state.findings(data, out) if state.findings is not None else Counter()
     if findings:
         return FileOutcome(relative, len(data), name=name, findings=dict(findings))
     if not state.out.put(name, out):
@@ -244,18 +254,20 @@ def deidentify_dicom_folder(
     residual_scan: bool = True,
     mapping: dict[str, str] | None = None,
     progress: Callable[[int], None] | None = None,
+    keep_time_of_day: bool = False,
 ) -> BatchSummary:
     """De-identify every file under ``in_dir`` into ``out_dir`` as ``<new SOP Instance UID>.dcm``.
 
     Each file is first validated as the pipeline validates it (:func:`check_dicom`); a refused file
     is counted by reason and the batch goes on. With ``residual_scan`` an output with any residual
-    finding is not written; it is listed in ``summary.residual`` under its output name. ``mapping``,
+    finding is not written; it is listed in ``summary.residual`` under its output name.
+    ``keep_time_of_day`` keeps clock times (:class:`DicomDeidPolicy`: a re-identification risk). ``mapping``,
     when given, is filled with input path (relative to ``in_dir``) -> output name or refusal. Raises
     :class:`OutputFolderError` when ``out_dir`` cannot be written (nothing temporary is left).
     """
     jobs = _jobs(in_dir)
     summary = BatchSummary(files=len(jobs), residual_scan=residual_scan)
-    initargs = (key, tuple(options), str(out_dir), secrets.token_hex(6), residual_scan)
+    initargs = (key, tuple(options), str(out_dir), secrets.token_hex(6), residual_scan, keep_time_of_day)
     chunk = 1 if workers <= 1 else 16
     _run(in_dir, out_dir, summary, _chunks(jobs, chunk), _deid_dicom_chunk, initargs, workers, mapping, progress)
     return summary

@@ -30,6 +30,7 @@ from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 
+from clinical_pipelines import pydicom_quiet
 from clinical_pipelines.deid.codes import CODE_MEANING, is_standard_code_meaning
 from clinical_pipelines.deid.iod import Path_
 from clinical_pipelines.deid.pixels import (
@@ -50,6 +51,8 @@ from clinical_pipelines.deid.temporal import (
     shift_datetime,
     shift_time,
 )
+
+pydicom_quiet.configure()  # no value read from a file reaches a warning or a log
 
 #: Deeper nesting than any real IOD needs (SR content trees stay well below): refused, not recursed into.
 MAX_SEQUENCE_DEPTH = 32
@@ -150,13 +153,20 @@ class DicomDeidentifier:
         self._cleaned_code_items = [*self._method_code_items, _code(CLEAN_PIXEL_CODE)]
 
     # -- whole files -------------------------------------------------------------------
-    def deidentify_bytes(self, data: bytes) -> tuple[bytes, DicomDeidReport]:
-        """De-identify a Part 10 file; pixel data bytes are carried over untouched unless the policy cleans them."""
+    def deidentify_bytes(
+        self, data: bytes, *, before: Callable[[Dataset], object] | None = None
+    ) -> tuple[bytes, DicomDeidReport]:
+        """De-identify a Part 10 file; pixel data bytes are carried over untouched unless the policy cleans them.
+
+        ``before``, when given, is called with the dataset as read, before the profile changes it.
+        """
         try:
             ds = pydicom.dcmread(io.BytesIO(data))
         except Exception as exc:  # messages may quote values
             raise DeidRejected("malformed_dicom", f"pydicom could not read the file ({type(exc).__name__})") from None
         try:
+            if before is not None:
+                before(ds)
             report = self.deidentify_dataset(ds)
         except DeidRejected:
             raise

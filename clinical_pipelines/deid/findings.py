@@ -27,6 +27,7 @@ from clinical_pipelines.deid.residual import (
     dicom_identifiers,
     dicom_text_values,
     foreign_names,
+    identifiers_in,
     longer_than_a_code,
     residual_entities,
     scan,
@@ -34,8 +35,9 @@ from clinical_pipelines.deid.residual import (
 
 if TYPE_CHECKING:
     from presidio_analyzer import RecognizerResult
+    from pydicom import Dataset
 
-    from clinical_pipelines.deid.dicom import DicomDeidentifier
+    from clinical_pipelines.deid.dicom import DicomDeidentifier, DicomDeidReport
     from clinical_pipelines.deid.notes import NoteResult
     from clinical_pipelines.deid.tables import TableDeidResult, TablePolicy
 
@@ -51,30 +53,42 @@ def needs_reanalysis(value: str) -> bool:
     return len(value) >= MIN_LENGTH and not _INERT.fullmatch(value)
 
 
+_PIXEL_DATA = 0x7FE00010
 _PIXEL_TAG = b"\xe0\x7f\x10\x00"  # (7FE0,0010) Pixel Data, little endian
 _LONG_VRS = {b"OB", b"OW", b"UN"}
 
 
-def header_bytes(output: bytes) -> bytes:
+def header_bytes(output: bytes, pixel_length: int | None = None) -> bytes:
     """``output`` without the value of its top-level Pixel Data element, when that element is found to end
     the file exactly (native pixel data, defined length); otherwise all of ``output``.
 
     Pixel data is copied byte for byte from the validated input and burned-in text is the burned-in
     policy's concern: the known-identifier search looks for header strings, and skipping the pixel
-    bytes (over 99 % of a typical image) makes it a hundred times cheaper.
+    bytes (over 99 % of a typical image) makes it a hundred times cheaper. ``pixel_length``, the
+    length of the original's Pixel Data value when known, says where to look first (the backward search
+    otherwise reads every pixel byte); the element found there is checked as any other.
     """
+    if pixel_length is not None:
+        for header in (12, 8):  # explicit VR (OB/OW), implicit VR
+            at = len(output) - pixel_length - header
+            if at >= 0 and output.startswith(_PIXEL_TAG, at) and _pixel_value_start(output, at) == at + header:
+                return output[: at + header]
     at = output.rfind(_PIXEL_TAG)
-    if at < 0:
-        return output
+    start = _pixel_value_start(output, at) if at >= 0 else None
+    return output if start is None else output[:start]
+
+
+def _pixel_value_start(output: bytes, at: int) -> int | None:
+    """Where the value of the Pixel Data element whose tag is at ``at`` starts, if that value ends ``output``."""
     if output[at + 4 : at + 6] in _LONG_VRS and output[at + 6 : at + 8] == b"\0\0":  # explicit VR
         start, length = at + 12, struct.unpack_from("<I", output, at + 8)[0] if len(output) >= at + 12 else -1
     elif len(output) >= at + 8:  # implicit VR
         start, length = at + 8, struct.unpack_from("<I", output, at + 4)[0]
     else:
-        return output
+        return None
     if start + length != len(output) or length == 0xFFFFFFFF:
-        return output
-    return output[:start]
+        return None
+    return start
 
 
 class DicomFindings:
@@ -86,6 +100,7 @@ class DicomFindings:
     """
 
     def __init__(self, deidentifier: DicomDeidentifier, analyzer: Callable[[], Analyze] | None) -> None:
+        self.deidentifier = deidentifier
         self.actions = deidentifier.profile.actions
         # Values the profile keeps ("K"), remaps ("U") or, with a text cleaner, cleans ("C") are not identifiers.
         self.kept = frozenset("KUC") if deidentifier.text_cleaner is not None else frozenset("KU")
@@ -94,11 +109,45 @@ class DicomFindings:
         self._seen: dict[str, Counter[str]] = {}
         self.identifiers_searched = 0
 
-    def __call__(self, original: bytes, output: bytes) -> Counter[str]:
-        """Findings in ``output``, the de-identified form of ``original`` (zero counts dropped)."""
-        identifiers = dicom_identifiers(original, self.actions, kept=self.kept)
+    def identifiers_of(self, original: Dataset) -> dict[str, set[str]]:
+        """The identifying strings of ``original``, read before it is de-identified (saves reading it twice)."""
+        return identifiers_in(original, self.actions, kept=self.kept)
+
+    def deidentify(self, data: bytes) -> tuple[bytes, DicomDeidReport, Counter[str]]:
+        """De-identify ``data`` with the deidentifier and return (output, report, findings in the output).
+
+        The original is read once: its identifiers are taken from the dataset the deidentifier reads,
+        before it changes it. Raises what :meth:`DicomDeidentifier.deidentify_bytes` raises.
+        """
+        identifiers: dict[str, set[str]] = {}
+        pixels: list[int] = []
+
+        def read(ds: Dataset) -> None:
+            identifiers.update(self.identifiers_of(ds))
+            raw = ds._dict.get(_PIXEL_DATA)
+            if raw is not None and getattr(raw, "length", 0xFFFFFFFF) != 0xFFFFFFFF:
+                pixels.append(raw.length)
+
+        out, report = self.deidentifier.deidentify_bytes(data, before=read)
+        return out, report, self(data, out, identifiers=identifiers, pixel_length=pixels[0] if pixels else None)
+
+    def __call__(
+        self,
+        original: bytes,
+        output: bytes,
+        *,
+        identifiers: dict[str, set[str]] | None = None,
+        pixel_length: int | None = None,
+    ) -> Counter[str]:
+        """Findings in ``output``, the de-identified form of ``original`` (zero counts dropped).
+
+        ``identifiers``: the original's, when already read (:meth:`identifiers_of`); ``pixel_length``:
+        its Pixel Data value's length, when known (see :func:`header_bytes`).
+        """
+        if identifiers is None:
+            identifiers = dicom_identifiers(original, self.actions, kept=self.kept)
         self.identifiers_searched += sum(len(v) for v in identifiers.values())
-        hits: Counter[str] = Counter(scan(header_bytes(output), identifiers))
+        hits: Counter[str] = Counter(scan(header_bytes(output, pixel_length), identifiers))
         person_names, texts = dicom_text_values(output)
         hits["presidio:PN"] += foreign_names(person_names)
         if self._analyzer_factory is not None:

@@ -20,8 +20,9 @@ import io
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
+from clinical_pipelines import pydicom_quiet
 from clinical_pipelines.deid.codes import CODE_MEANING, is_standard_code_meaning, standard_meaning_texts
 
 if TYPE_CHECKING:
@@ -56,9 +57,19 @@ def dicom_identifiers(
     """
     import pydicom
 
+    return identifiers_in(pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True), actions, kept=kept)
+
+
+def identifiers_in(
+    ds: object, actions: dict[int, str], *, kept: frozenset[str] = frozenset("KU")
+) -> dict[str, set[str]]:
+    """:func:`dicom_identifiers` of an instance already read (a pydicom Dataset, not yet de-identified).
+
+    ``ds`` is left exactly as it was read: values are converted on the side, never stored back (a
+    converted element would no longer be copied byte for byte by the de-identification's writer).
+    """
     found: dict[str, set[str]] = {}
-    ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True)
-    for element, in_content in _elements(ds, False):
+    for element, in_content in _elements(ds, False, store=False):
         if element.VR not in _DICOM_TEXT_VRS or element.value in (None, "", b""):
             continue
         tag = int(element.tag)
@@ -110,16 +121,16 @@ def _unlisted(element: object, in_content: bool) -> str:
     return "K"
 
 
-def _elements(ds: object, in_content: bool) -> Iterable[tuple[object, bool]]:
+def _elements(ds: object, in_content: bool, *, store: bool = True) -> Iterable[tuple[object, bool]]:
     """Every element of ``ds`` and its sequence items, with whether it lies inside a Content Sequence
     as text a person wrote (a code's meaning as the standard gives it is not)."""
     standard_meaning = in_content and is_standard_code_meaning(ds)
-    for element in _text_elements(ds):
+    for element in _text_elements(ds, store=store):
         yield element, in_content and not (standard_meaning and int(element.tag) == CODE_MEANING)
         if element.VR == "SQ":
             inner = in_content or int(element.tag) == _CONTENT_SEQUENCE
             for item in element.value or ():
-                yield from _elements(item, inner)
+                yield from _elements(item, inner, store=store)
 
 
 _CONTENT_SEQUENCE = 0x0040A730
@@ -164,7 +175,7 @@ def _ascii_text(vr: str, raw: bytes) -> str | list[str] | None:
     return parts[0] if len(parts) == 1 else parts
 
 
-def _text_elements(ds: object) -> Iterable[object]:
+def _text_elements(ds: object, *, store: bool = True) -> Iterable[object]:
     """The elements of ``ds`` (in tag order, as iterating a Dataset gives them) that may be text, a
     sequence or UN once pydicom converts them, with their values as pydicom gives them.
 
@@ -173,9 +184,12 @@ def _text_elements(ds: object) -> Iterable[object]:
     ``raw_element_vr``), so a value written as, say, DS or US is skipped without being converted. A text
     value of ASCII bytes without an escape is read as pydicom's converters read it (the same string in
     every DICOM character set); elements without a VR (implicit VR), UN, PN, sequences and every other
-    text value are converted by pydicom itself, with the character set and VR rules of a plain reading.
+    text value are converted by pydicom itself, with the character set and VR rules of a plain reading,
+    and stored back in ``ds`` as reading does unless ``store`` is False.
     """
     from pydicom import config
+
+    pydicom_quiet.configure()
     from pydicom.dataelem import RawDataElement
 
     fast = config.settings.reading_validation_mode != config.RAISE  # else pydicom may refuse a value
@@ -195,7 +209,18 @@ def _text_elements(ds: object) -> Iterable[object]:
             if text is not None:
                 yield _Text(raw.tag, vr, text)
                 continue
-        yield ds[tag]  # type: ignore[index]
+        yield ds[tag] if store else _converted(ds, raw)  # type: ignore[index]
+
+
+def _converted(ds: Any, raw: Any) -> object:
+    """``raw`` converted as ``ds[tag]`` converts it (character set, VR rules), without storing it in ``ds``."""
+    from pydicom.charset import default_encoding
+    from pydicom.dataelem import convert_raw_data_element
+
+    if raw.value is None and raw.length != 0:
+        return ds[raw.tag]  # a deferred read: pydicom's own reading (never for the in-memory files read here)
+    encoding = default_encoding if raw.tag == 0x00080005 else ds.original_character_set or ds._character_set
+    return convert_raw_data_element(raw, encoding=encoding, ds=ds)
 
 
 _FREE_TEXT_VRS = frozenset({"LT", "ST", "UT"})
@@ -255,9 +280,7 @@ def residual_entities(
             continue
         if result.entity_type == "AGE_OVER_89" and "90+" in text[result.start : result.end + 1]:
             continue  # the Safe Harbor cap we wrote ("age 90+")
-        if is_statistical_guess(result) and (
-            not ner_persons or (not in_context and result.entity_type != "PERSON")
-        ):
+        if is_statistical_guess(result) and (not ner_persons or (not in_context and result.entity_type != "PERSON")):
             continue
         found[RE_ANALYSIS_PREFIX + result.entity_type] += 1
     return found

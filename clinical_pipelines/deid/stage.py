@@ -23,15 +23,23 @@ from clinical_pipelines.deid.profile import PROFILE_NAME, PROFILE_VERSION
 from clinical_pipelines.deid.pseudonyms import Pseudonymizer
 from clinical_pipelines.deid.residual import scan
 from clinical_pipelines.deid.tables import POLICIES, deidentify_table, table_csv_bytes
+from clinical_pipelines.limits import Limits
 from clinical_pipelines.quarantine import Quarantine, QuarantineRecord, count_reasons
 from clinical_pipelines.raw.zone import RawZone
 from clinical_pipelines.storage import ObjectAlreadyExists, ObjectStore
-from clinical_pipelines.storage.envelope import encrypt_bytes
+from clinical_pipelines.storage.envelope import DecryptionError, encrypt_bytes
 from clinical_pipelines.storage.keys import KeyRing
 from clinical_pipelines.validate.engine import read_validated_record
-from clinical_pipelines.zones import curated_object_key, deid_lineage_key, deid_record_key
+from clinical_pipelines.zones import curated_object_key, deid_lineage_key, deid_record_key, raw_object_key
 
 STAGE = "deid"
+ENGINE_ERROR = "engine_error"
+TAMPERED = "tampered_object"
+
+
+def _type_only(exc: BaseException, where: str) -> str:
+    """An unexpected exception as a quarantine detail: its type, never its message (which may quote values)."""
+    return f"{type(exc).__name__} while {where}"
 
 
 class NotPromotable(Exception):
@@ -95,7 +103,10 @@ class DropDeidentifier:
         pseudonymizer: Pseudonymizer,
         dicom: DicomDeidentifier,
         notes: NoteDeidentifier | None = None,
+        *,
+        limits: Limits | None = None,
     ) -> None:
+        self.limits = limits or Limits()
         self.store = store
         self.keyring = keyring
         self.raw = RawZone(store, keyring)
@@ -124,9 +135,9 @@ class DropDeidentifier:
         else:
             raise NotImplementedError(f"de-identification of {modality} is not wired yet")
         self.store.put_bytes(deid_record_key(modality, source, drop_id), self._record(report))
+        lineage_key = deid_lineage_key(modality, source, drop_id)
         self.store.put_bytes(
-            deid_lineage_key(modality, source, drop_id),
-            encrypt_bytes(json.dumps(lineage, sort_keys=True).encode(), self.keyring),
+            lineage_key, encrypt_bytes(json.dumps(lineage, sort_keys=True).encode(), self.keyring, context=lineage_key)
         )
         report.seconds = time.perf_counter() - started
         return report
@@ -135,15 +146,19 @@ class DropDeidentifier:
         names = self._names(report)
         notes = self.notes
         findings = DicomFindings(self.dicom, (lambda: notes.analyze_many) if notes is not None else None)
-        for sha in raw_items:
-            data = self.raw.read_object(sha)
+        for sha in raw_items:  # one file at a time
+            data = self._read(report, sha, names.get(sha))
+            if data is None:
+                continue
             report.bytes_in += len(data)
             try:
-                out, item_report = self.dicom.deidentify_bytes(data)
+                out, item_report, hits = findings.deidentify(data)  # identifiers read from the original here
             except DeidRejected as rejected:
                 self._quarantine(report, names.get(sha), rejected.reason, rejected.detail, data)
                 continue
-            hits = findings(data, out)
+            except Exception as exc:  # never fails the drop, never carries a value: this item, its type only
+                self._quarantine(report, names.get(sha), ENGINE_ERROR, _type_only(exc, "de-identifying"), data)
+                continue
             attributes = item_report.attributes
             self._emit(report, lineage, sha, names.get(sha), data, out, "dicom", (item_report.patient_id,), hits,
                        attributes)  # fmt: skip
@@ -152,17 +167,38 @@ class DropDeidentifier:
     def _notes(self, report: DeidStageReport, raw_items: list[str], lineage: dict[str, str]) -> None:
         assert self.notes is not None
         names = self._names(report)
-        originals = [self.raw.read_object(sha) for sha in raw_items]
-        texts = [data.decode("utf-8-sig") for data in originals]
-        report.bytes_in += sum(map(len, originals))
+        size = max(1, self.limits.notes_batch)
+        for start in range(0, len(raw_items), size):  # memory: one batch of notes at a time
+            batch = []
+            for sha in raw_items[start : start + size]:
+                data = self._read(report, sha, names.get(sha))
+                if data is not None:
+                    report.bytes_in += len(data)
+                    batch.append((sha, data))
+            try:
+                self._notes_batch(report, batch, names, lineage)
+            except Exception:  # one note the engine fails on must not take its batch with it: retry one by one
+                for sha, data in batch:
+                    try:
+                        self._notes_batch(report, [(sha, data)], names, lineage)
+                    except Exception as exc:
+                        self._quarantine(report, names.get(sha), ENGINE_ERROR, _type_only(exc, "de-identifying"), data)
+
+    def _notes_batch(
+        self, report: DeidStageReport, batch: list[tuple[str, bytes]], names: dict[str, str], lineage: dict[str, str]
+    ) -> None:
+        assert self.notes is not None
+        texts = [data.decode("utf-8-sig") for _, data in batch]
         results = self.notes.deidentify_many(texts)
         rereads = self.notes.analyze_many([r.text for r in results])
-        for sha, data, text, result, reread in zip(raw_items, originals, texts, results, rereads, strict=True):
-            out = result.text.encode("utf-8")
-            report.identifiers_searched += sum(len(v) for v in note_identifiers(text, result).values())
-            hits = note_findings(text, result, reread)
+        judged = []
+        for text, result, reread in zip(texts, results, rereads, strict=True):  # all computed before any write
+            searched = sum(len(v) for v in note_identifiers(text, result).values())
             mrn = next((text[s:e] for kind, s, e in result.spans if kind == "MRN"), None)
             patients = (self.pseudonymizer.patient_id(mrn),) if mrn else ()
+            judged.append((result.text.encode("utf-8"), searched, note_findings(text, result, reread), patients))
+        for (sha, data), (out, searched, hits, patients) in zip(batch, judged, strict=True):
+            report.identifiers_searched += searched
             self._emit(report, lineage, sha, names.get(sha), data, out, "notes", patients, hits)
 
     def _tables(self, report: DeidStageReport, tables: list[dict], lineage: dict[str, str]) -> None:
@@ -170,16 +206,43 @@ class DropDeidentifier:
 
         names = self._names(report)
         analyze = self.notes.analyze_many if self.notes is not None else None
-        for table in tables:
-            frame = pd.read_parquet(io.BytesIO(self.raw.read_object(table["parquet_sha256"])))
-            report.bytes_in += int(frame.memory_usage(deep=True).sum())
-            result = deidentify_table(frame, table["kind"], self.pseudonymizer, notes=self.notes)
-            out = table_csv_bytes(result.frame)
-            patients = tuple(sorted(set(result.frame["patient_id"].dropna())))
+        for table in tables:  # one table at a time (bounded by CLINICAL_PIPELINES_MAX_TABLE_CELLS at validation)
             source = table["source_sha256"]
-            hits = table_findings(frame, result, POLICIES[table["kind"]], out, analyze)
-            original = self.raw.read_object(source) if +hits else b""
+            parquet = self._read(report, table["parquet_sha256"], names.get(source), original_sha=source)
+            if parquet is None:
+                continue
+            try:
+                frame = pd.read_parquet(io.BytesIO(parquet))
+                report.bytes_in += int(frame.memory_usage(deep=True).sum())
+                result = deidentify_table(frame, table["kind"], self.pseudonymizer, notes=self.notes)
+                out = table_csv_bytes(result.frame)
+                patients = tuple(sorted(set(result.frame["patient_id"].dropna())))
+                hits = table_findings(frame, result, POLICIES[table["kind"]], out, analyze)
+            except Exception as exc:  # this table only, its exception type only
+                original = self._read(report, source, names.get(source))
+                if original is not None:
+                    detail = _type_only(exc, "de-identifying a table")
+                    self._quarantine(report, names.get(source), ENGINE_ERROR, detail, original)
+                continue
+            original = (self._read(report, source, names.get(source)) if +hits else b"") or b""
             self._emit(report, lineage, source, names.get(source), original, out, table["kind"], patients, hits)
+
+    def _read(
+        self, report: DeidStageReport, sha: str, path: str | None, *, original_sha: str | None = None
+    ) -> bytes | None:
+        """A raw object's plaintext; None (the item quarantined as ``tampered_object``, its stored bytes kept)
+        when it fails authentication. The rest of the drop goes on."""
+        try:
+            return self.raw.read_object(sha)
+        except DecryptionError as exc:
+            with self.store.open_read(raw_object_key(original_sha or sha)) as stored:
+                report.quarantined.append(
+                    self.quarantine.put(
+                        reason=TAMPERED, detail=str(exc)[:300], stage=STAGE, source=report.source,
+                        drop_id=report.drop_id, path=path, content=stored,
+                    )
+                )  # fmt: skip
+            return None
 
     def _names(self, report: DeidStageReport) -> dict[str, str]:
         """Raw sha256 -> the file's path in its drop (PHI: only ever stored encrypted, in quarantine)."""

@@ -23,6 +23,7 @@ from clinical_pipelines.landing.manifest import (
     parse_drop_manifest,
 )
 from clinical_pipelines.landing.sniff import SNIFF_BYTES, sniff_modality
+from clinical_pipelines.limits import TOO_LARGE, Limits
 from clinical_pipelines.quarantine import Quarantine, QuarantineRecord, count_reasons
 from clinical_pipelines.raw.zone import RawDropRecord, RawFile, RawZone
 from clinical_pipelines.storage import (
@@ -91,7 +92,8 @@ class IngestReport:
 class DropIngestor:
     """Ingests drops from one store's landing zone into its raw and quarantine zones."""
 
-    def __init__(self, store: ObjectStore, keyring: KeyRing, *, workers: int = 4) -> None:
+    def __init__(self, store: ObjectStore, keyring: KeyRing, *, workers: int = 4, limits: Limits | None = None) -> None:
+        self.limits = limits or Limits()
         self.store = store
         self.keyring = keyring
         self.raw = RawZone(store, keyring)
@@ -198,6 +200,9 @@ class DropIngestor:
         if info is not None and info.size != entry.size:  # known from the listing: skip the encrypt pass
             source_stream.close()
             return _Rejected("size_mismatch", f"declared {entry.size} bytes, found {info.size}")
+        if entry.size > (limit := self.limits.max_object_bytes(entry.modality)):  # refused before a byte is read
+            source_stream.close()
+            return _Rejected(TOO_LARGE, f"{entry.size} bytes; the limit is {limit} bytes")
         with source_stream:
             hashing = HashingReader(source_stream, head_size=SNIFF_BYTES)
             checked: list[str] = []
@@ -210,6 +215,8 @@ class DropIngestor:
                 modality = entry.modality or sniff_modality(hashing.head, entry.path)
                 if modality is None:
                     raise _Rejected("unrecognised_content", "not DICOM Part 10, delimited text or UTF-8 text")
+                if hashing.size > (limit := self.limits.max_object_bytes(modality)):  # per sniffed modality
+                    raise _Rejected(TOO_LARGE, f"{hashing.size} bytes; the {modality} limit is {limit} bytes")
                 checked.append(modality)
 
             if self.raw.has_object(entry.sha256):
@@ -219,7 +226,7 @@ class DropIngestor:
                 except _Rejected as rejected:
                     return rejected
                 return RawFile(entry.path, entry.sha256, entry.size, checked[0]), None, hashing.size, False
-            encrypting = EncryptingReader(hashing, self.keyring)  # type: ignore[arg-type]
+            encrypting = EncryptingReader(hashing, self.keyring, context=raw_object_key(entry.sha256))  # type: ignore[arg-type]
             new = True
             try:
                 self.store.put_stream(

@@ -71,7 +71,8 @@ class RawZone:
 
     def open_object(self, sha256: str) -> DecryptingReader:
         """Stream an object's plaintext; authenticated chunk by chunk."""
-        return DecryptingReader(self.store.open_read(raw_object_key(sha256)), self.keyring)
+        key = raw_object_key(sha256)
+        return DecryptingReader(self.store.open_read(key), self.keyring, context=key)
 
     def read_object(self, sha256: str) -> bytes:
         """An object's whole plaintext (for small objects)."""
@@ -91,7 +92,8 @@ class RawZone:
         digest = hashlib.sha256(data).hexdigest()
         if not self.has_object(digest):
             with contextlib.suppress(ObjectAlreadyExists):  # a concurrent run stored it first
-                self.store.put_bytes(raw_object_key(digest), encrypt_bytes(data, self.keyring), write_once=True)
+                key = raw_object_key(digest)
+                self.store.put_bytes(key, encrypt_bytes(data, self.keyring, context=key), write_once=True)
         return digest
 
     def write_drop_record(self, record: RawDropRecord) -> bool:
@@ -101,7 +103,7 @@ class RawZone:
         """
         key = raw_drop_record_key(record.source, record.drop_id)
         try:
-            self.store.put_bytes(key, encrypt_bytes(record.to_json(), self.keyring), write_once=True)
+            self.store.put_bytes(key, encrypt_bytes(record.to_json(), self.keyring, context=key), write_once=True)
             return True
         except ObjectAlreadyExists:
             existing = self.read_drop_record(record.source, record.drop_id)
@@ -114,5 +116,5 @@ class RawZone:
 
     def read_drop_record(self, source: str, drop_id: str) -> RawDropRecord:
         """The record of an ingested drop (raises ObjectNotFound if it was never ingested)."""
-        blob = read_all(self.store, raw_drop_record_key(source, drop_id))
-        return RawDropRecord.from_json(decrypt_bytes(blob, self.keyring))
+        key = raw_drop_record_key(source, drop_id)
+        return RawDropRecord.from_json(decrypt_bytes(read_all(self.store, key), self.keyring, context=key))

@@ -11,6 +11,14 @@ or truncating chunks fails authentication, and neither side ever holds more
 than one chunk in memory.
 
 Layout: ``MAGIC`` | u32 header length | header JSON | sealed chunks.
+
+Binding (format 2, ``CPENV2``): every chunk's authenticated data (AES-GCM AAD) is the object's
+*context*, its zone and object key (:func:`object_context`), so a ciphertext copied, swapped or
+renamed to another key fails to decrypt with :class:`TamperedObject` (``tampered_object``).
+Objects of format 1 (``CPENV1``, written before the binding, no AAD) are refused with a message
+saying so: nothing proves they were not swapped. Re-ingest their landing drops into a fresh data
+folder. The header's ``chunk_size`` is bounded on decrypt (:data:`MAX_CHUNK_SIZE`), so a forged
+header cannot make a reader allocate gigabytes.
 """
 
 from __future__ import annotations
@@ -26,7 +34,8 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from clinical_pipelines.storage.keys import KeyRing
 
-MAGIC = b"CPENV1\n"
+MAGIC = b"CPENV2\n"
+LEGACY_MAGIC = b"CPENV1\n"  # format 1: chunks carry no AAD (not bound to their object key); refused
 ALGORITHM = "AES-256-GCM-STREAM"
 # 64 KiB chunks: a reader can authenticate and decrypt just the start of an object (a DICOM
 # header) without touching the rest; per-chunk overhead is 16 bytes and one AEAD call.
@@ -34,10 +43,29 @@ CHUNK_SIZE = 64 * 1024
 TAG_SIZE = 16
 _NONCE_PREFIX_SIZE = 7
 _MAX_HEADER = 64 * 1024
+MIN_CHUNK_SIZE = 1024
+MAX_CHUNK_SIZE = 16 * 1024 * 1024  # a header may not ask a reader for more than this per chunk
+TAMPERED = "tampered_object"  # the quarantine reason for an object that fails authentication
 
 
 class DecryptionError(Exception):
     """The ciphertext is malformed, truncated, tampered with, or under an unknown key."""
+
+    reason = TAMPERED
+
+
+class TamperedObject(DecryptionError):
+    """A chunk failed authentication: the object was altered, truncated, swapped or renamed."""
+
+
+class LegacyEnvelope(DecryptionError):
+    """An object in envelope format 1 (no AAD binding to its key): refused."""
+
+
+def object_context(key: str) -> bytes:
+    """The authenticated data binding a ciphertext to its place: zone (first key segment) and object key."""
+    zone = key.split("/", 1)[0]
+    return b"clinical-pipelines/envelope/2\x00zone=" + zone.encode() + b"\x00key=" + key.encode()
 
 
 def _nonce(prefix: bytes, index: int, last: bool) -> bytes:
@@ -61,7 +89,12 @@ class EncryptingReader:
     Feed it to ``ObjectStore.put_stream``: encryption happens as the store pulls.
     """
 
-    def __init__(self, source: BinaryIO, keyring: KeyRing, *, chunk_size: int = CHUNK_SIZE) -> None:
+    def __init__(
+        self, source: BinaryIO, keyring: KeyRing, *, chunk_size: int = CHUNK_SIZE, context: bytes | str = b""
+    ) -> None:
+        if not MIN_CHUNK_SIZE <= chunk_size <= MAX_CHUNK_SIZE:
+            raise ValueError(f"chunk_size must be between {MIN_CHUNK_SIZE} and {MAX_CHUNK_SIZE}")
+        self._context = object_context(context) if isinstance(context, str) else context
         self.key_id, master = keyring.current()
         dek = AESGCM.generate_key(bit_length=256)
         wrap_nonce = secrets.token_bytes(12)
@@ -91,7 +124,7 @@ class EncryptingReader:
         chunk = self._pending
         following = _read_exact(self._source, self._chunk_size) if len(chunk) == self._chunk_size else b""
         last = not following
-        sealed = self._aead.encrypt(_nonce(self._prefix, self._index, last), chunk, None)
+        sealed = self._aead.encrypt(_nonce(self._prefix, self._index, last), chunk, self._context)
         self._index += 1
         self._pending = following
         self._done = last
@@ -115,13 +148,20 @@ class EncryptingReader:
 class DecryptingReader:
     """A readable stream of plaintext from an envelope-encrypted ``source`` stream.
 
-    Every chunk is authenticated before any of its bytes are returned; a
-    truncated, reordered or altered object raises :class:`DecryptionError`.
+    Every chunk is authenticated before any of its bytes are returned; a truncated, reordered,
+    altered, or moved object (``context`` differs from the writer's) raises :class:`TamperedObject`.
     """
 
-    def __init__(self, source: BinaryIO, keyring: KeyRing) -> None:
+    def __init__(self, source: BinaryIO, keyring: KeyRing, *, context: bytes | str = b"") -> None:
         self._source = source
+        self._context = object_context(context) if isinstance(context, str) else context
+        self._where = f"object {context}" if isinstance(context, str) and context else "the envelope"
         prelude = _read_exact(source, len(MAGIC) + 4)
+        if prelude[: len(LEGACY_MAGIC)] == LEGACY_MAGIC:
+            raise LegacyEnvelope(
+                f"{self._where} is in envelope format 1 (written before ciphertexts were bound to their "
+                "object key) and is refused; re-ingest its landing drop into a fresh data folder"
+            )
         if len(prelude) < len(MAGIC) + 4 or prelude[: len(MAGIC)] != MAGIC:
             raise DecryptionError("not an envelope-encrypted object (bad magic)")
         (header_len,) = struct.unpack(">I", prelude[len(MAGIC) :])
@@ -139,8 +179,12 @@ class DecryptingReader:
                 self.key_id.encode(),
             )
             self._prefix = base64.b64decode(header["nonce_prefix"])
-            self._chunk_size = int(header["chunk_size"])
-        except (ValueError, KeyError, TypeError) as exc:
+            self._chunk_size = header["chunk_size"]
+            if type(self._chunk_size) is not int or not MIN_CHUNK_SIZE <= self._chunk_size <= MAX_CHUNK_SIZE:
+                raise DecryptionError(f"envelope chunk_size outside {MIN_CHUNK_SIZE}..{MAX_CHUNK_SIZE} (forged header)")
+            if len(self._prefix) != _NONCE_PREFIX_SIZE:
+                raise DecryptionError("envelope nonce prefix has the wrong length (forged header)")
+        except (ValueError, KeyError, TypeError, RecursionError) as exc:
             raise DecryptionError(f"malformed envelope header ({type(exc).__name__})") from None
         except InvalidTag:
             raise DecryptionError("data key does not unwrap under the master key (wrong key?)") from None
@@ -156,9 +200,12 @@ class DecryptingReader:
         following = _read_exact(self._source, self._sealed_size) if len(sealed) == self._sealed_size else b""
         last = not following
         try:
-            plain = self._aead.decrypt(_nonce(self._prefix, self._index, last), sealed, None)
+            plain = self._aead.decrypt(_nonce(self._prefix, self._index, last), sealed, self._context)
         except InvalidTag:
-            raise DecryptionError(f"chunk {self._index} failed authentication (truncated or altered)") from None
+            raise TamperedObject(
+                f"{self._where}: chunk {self._index} failed authentication (altered, truncated, swapped or "
+                f"renamed: {TAMPERED})"
+            ) from None
         self._index += 1
         self._pending = following
         self._done = last
@@ -189,15 +236,23 @@ class DecryptingReader:
         self.close()
 
 
-def encrypt_bytes(data: bytes, keyring: KeyRing) -> bytes:
-    """Envelope-encrypt a small in-memory value."""
+def encrypt_bytes(data: bytes, keyring: KeyRing, *, context: bytes | str = b"") -> bytes:
+    """Envelope-encrypt a small in-memory value, bound to ``context`` (an object key, or raw AAD bytes)."""
     import io
 
-    return EncryptingReader(io.BytesIO(data), keyring).read()
+    return EncryptingReader(io.BytesIO(data), keyring, context=context).read()
 
 
-def decrypt_bytes(blob: bytes, keyring: KeyRing) -> bytes:
-    """Decrypt a small in-memory envelope."""
+def decrypt_bytes(blob: bytes, keyring: KeyRing, *, context: bytes | str = b"") -> bytes:
+    """Decrypt a small in-memory envelope written under the same ``context``."""
     import io
 
-    return DecryptingReader(io.BytesIO(blob), keyring).read()
+    return DecryptingReader(io.BytesIO(blob), keyring, context=context).read()
+
+
+def authenticate(reader: DecryptingReader, block: int = 1024 * 1024) -> int:
+    """Read ``reader`` to its end, authenticating every chunk and keeping none; returns the plaintext size."""
+    total = 0
+    while chunk := reader.read(block):
+        total += len(chunk)
+    return total

@@ -20,7 +20,9 @@ from pathlib import Path
 
 ENV_MASTER_KEY = "CLINICAL_PIPELINES_MASTER_KEY"
 ENV_MASTER_KEY_ID = "CLINICAL_PIPELINES_MASTER_KEY_ID"
+ENV_ENVIRONMENT = "CLINICAL_PIPELINES_ENV"
 KEY_BYTES = 32
+_FIX = f"set {ENV_MASTER_KEY} to the base64 of {KEY_BYTES} random bytes (e.g. `openssl rand -base64 32`)"
 
 
 class KeyError_(Exception):
@@ -59,9 +61,9 @@ def keyring_from_env(env: Mapping[str, str]) -> KeyRing | None:
     try:
         key = base64.b64decode(encoded, validate=True)
     except ValueError:
-        raise KeyError_(f"{ENV_MASTER_KEY} is not valid base64") from None
+        raise KeyError_(f"{ENV_MASTER_KEY} is not valid base64; {_FIX}") from None
     if len(key) != KEY_BYTES:
-        raise KeyError_(f"{ENV_MASTER_KEY} must decode to {KEY_BYTES} bytes, got {len(key)}")
+        raise KeyError_(f"{ENV_MASTER_KEY} must decode to {KEY_BYTES} bytes, got {len(key)}; {_FIX}")
     key_id = env.get(ENV_MASTER_KEY_ID, "").strip() or fingerprint_id("env", key)
     return KeyRing({key_id: key}, key_id)
 
@@ -91,8 +93,14 @@ def local_keyring(key_dir: Path) -> KeyRing:
     then reads that one.
     """
     key_dir = Path(key_dir)
-    key_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    os.chmod(key_dir, 0o700)
+    try:
+        key_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(key_dir, 0o700)
+    except OSError as exc:
+        raise KeyError_(
+            f"cannot use the key folder {key_dir} ({_why(exc)}); set CLINICAL_PIPELINES_KEY_DIR to a private, "
+            "writable folder outside the data folder"
+        ) from None
     current_file = key_dir / "current"
     if not current_file.exists():
         key = secrets.token_bytes(KEY_BYTES)
@@ -102,22 +110,53 @@ def local_keyring(key_dir: Path) -> KeyRing:
         _write_exclusive(key_file, json.dumps(record).encode())
         if not _write_exclusive(current_file, key_id.encode()):
             key_file.unlink(missing_ok=True)  # another process created the first key first
-    current_id = current_file.read_text().strip()
+    try:
+        current_id = current_file.read_text().strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise KeyError_(
+            f"cannot read the key file {current_file} ({_why(exc)}); restore it from backup or set {ENV_MASTER_KEY}"
+        ) from None
     keys: dict[str, bytes] = {}
     for path in sorted(key_dir.glob("*.key")):
         try:
             if path.stat().st_mode & 0o077:
                 raise KeyError_(f"key file {path.name} in {key_dir} is readable by others; chmod 600 it")
             record = json.loads(path.read_text())
+            key = base64.b64decode(record["key"], validate=True)
+            if len(key) != KEY_BYTES:
+                raise ValueError("wrong key length")
+            keys[str(record["key_id"])] = key
         except FileNotFoundError:  # a losing concurrent creator removed its candidate key
             continue
-        keys[record["key_id"]] = base64.b64decode(record["key"])
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise KeyError_(
+                f"cannot read the key file {path} ({_why(exc)}); restore it from backup or set {ENV_MASTER_KEY}"
+            ) from None
     if current_id not in keys:
         raise KeyError_(f"key folder {key_dir} names current key {current_id!r} but has no file for it")
     return KeyRing(keys, current_id)
 
 
-def load_keyring(key_dir: Path, env: Mapping[str, str] | None = None) -> KeyRing:
-    """The configured ring: the environment's master key if set, else the local key folder's."""
+def _why(exc: BaseException) -> str:
+    """An exception reduced to its kind (OS errors: their strerror), never file content."""
+    return getattr(exc, "strerror", None) or type(exc).__name__
+
+
+def load_keyring(key_dir: Path, env: Mapping[str, str] | None = None, *, production: bool | None = None) -> KeyRing:
+    """The configured ring: the environment's master key if set, else the local key folder's.
+
+    In production (``production=True``, or ``CLINICAL_PIPELINES_ENV=production`` when not given) the
+    key must come from the environment: no local key is ever generated or read there.
+    """
     env = os.environ if env is None else env
-    return keyring_from_env(env) or local_keyring(key_dir)
+    ring = keyring_from_env(env)
+    if ring is not None:
+        return ring
+    if production is None:
+        production = env.get(ENV_ENVIRONMENT, "").strip() == "production"
+    if production:
+        raise KeyError_(
+            f"{ENV_MASTER_KEY} is not set: production takes the master key from your secret manager and never "
+            f"generates one; {_FIX}"
+        )
+    return local_keyring(key_dir)

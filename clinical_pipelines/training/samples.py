@@ -55,7 +55,18 @@ def _npy_bytes(array: np.ndarray) -> bytes:
 def _dicom(data: bytes, meta: dict[str, Any]) -> tuple[tuple[str, bytes], ...]:
     import pydicom
 
+    from clinical_pipelines import pydicom_quiet
+    from clinical_pipelines.limits import Limits
+    from clinical_pipelines.validate.dicom import declared_pixel_bytes
+
+    pydicom_quiet.configure()
     ds = pydicom.dcmread(io.BytesIO(data), force=False)
+    declared = declared_pixel_bytes(
+        int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0), int(ds.get("SamplesPerPixel", 1) or 1),
+        int(ds.get("NumberOfFrames", 1) or 1), int(ds.get("BitsAllocated", 0) or 0),
+    )  # fmt: skip
+    if declared > Limits.from_env().max_pixel_bytes:  # checked before pixel_array allocates (RLE included)
+        raise ValueError(f"declared pixel geometry decodes to {declared} bytes, past CLINICAL_PIPELINES_MAX_PIXEL_MB")
     pixels = np.asarray(ds.pixel_array)
     if pixels.dtype.byteorder == ">":
         pixels = pixels.astype(pixels.dtype.newbyteorder("<"))

@@ -12,6 +12,11 @@ from typing import Any
 
 from pydicom.dataelem import RawDataElement
 
+from clinical_pipelines import pydicom_quiet
+from clinical_pipelines.limits import GEOMETRY_TOO_LARGE, INFLATE_LIMIT, Limits
+
+pydicom_quiet.configure()  # no value read from a file reaches a warning or a log
+
 # Transfer syntaxes the platform handles end to end: pydicom reads and decodes them with no
 # extra codec package (de-identification copies pixel bytes; training decodes them).
 SUPPORTED_TRANSFER_SYNTAXES = {
@@ -92,16 +97,36 @@ _CUT = ParseFailure("truncated_dicom", "the file ends inside a data element, or 
 # Real images deflate a few times over; a file inflating past both bounds is a decompression bomb.
 INFLATE_MAX_RATIO = 100
 INFLATE_FLOOR_BYTES = 64 * 1024 * 1024  # a deflated file may always inflate to this much
-INFLATE_MAX_BYTES = 1024 * 1024 * 1024  # and never beyond this
+INFLATE_MAX_BYTES = Limits().max_inflated_bytes  # and never beyond this (CLINICAL_PIPELINES_MAX_INFLATED_MB)
 _INFLATE_STEP = 4 * 1024 * 1024
 
 
-def inflate_limit(deflated_bytes: int) -> int:
-    """The most a deflated dataset of ``deflated_bytes`` may inflate to before it is refused."""
-    return min(INFLATE_MAX_BYTES, max(INFLATE_FLOOR_BYTES, INFLATE_MAX_RATIO * deflated_bytes))
+def inflate_limit(deflated_bytes: int, cap: int = INFLATE_MAX_BYTES) -> int:
+    """The most a deflated dataset of ``deflated_bytes`` may inflate to before it is refused (never past ``cap``)."""
+    return min(cap, max(min(cap, INFLATE_FLOOR_BYTES), INFLATE_MAX_RATIO * deflated_bytes))
 
 
-def _inflated_size(data: bytes) -> int | ParseFailure | None:
+def syntax_name(uid: str) -> str:
+    """A transfer syntax as a bounded, safe name: pydicom's name for a known UID, else a description.
+
+    The UID string comes from the file (attacker-controlled, unbounded): it is never copied into a record.
+    """
+    from pydicom.uid import UID_dictionary
+
+    known = UID_dictionary.get(uid)
+    if known is not None and known[1] == "Transfer Syntax":
+        return f"{known[0]} ({uid})"
+    if not uid:
+        return "missing"
+    return f"an unknown UID ({min(len(uid), 9999)} characters)"
+
+
+def declared_pixel_bytes(rows: int, columns: int, samples: int, frames: int, bits: int) -> int:
+    """Bytes the declared geometry decodes to: what a decoder (``pixel_array``, RLE too) would allocate."""
+    return math.ceil(max(rows, 0) * max(columns, 0) * max(samples, 1) * max(frames, 1) * max(bits, 0) / 8)
+
+
+def _inflated_size(data: bytes, cap: int = INFLATE_MAX_BYTES) -> int | ParseFailure | None:
     """Size of a Deflated Explicit VR Little Endian file's inflated dataset, or why it must not be inflated
     (past :func:`inflate_limit`, cut short, corrupt); None when the file is not deflated.
 
@@ -118,8 +143,8 @@ def _inflated_size(data: bytes) -> int | ParseFailure | None:
     if str(meta.get("TransferSyntaxUID", "")) != _DEFLATED:
         return None
     body = memoryview(data)[stream.tell() :]
-    limit = inflate_limit(len(body))
-    refused = ParseFailure("inflate_limit", f"deflated dataset inflates past {limit} bytes")
+    limit = inflate_limit(len(body), cap)
+    refused = ParseFailure(INFLATE_LIMIT, f"deflated dataset inflates past {limit} bytes")
     inflater = zlib.decompressobj(-zlib.MAX_WBITS)
     total, pending = 0, bytes(body)
     try:
@@ -175,7 +200,7 @@ def _date(text: str) -> datetime.datetime | None:
         return None
 
 
-def parse_dicom(data: bytes, size: int | None = None) -> dict[str, Any] | ParseFailure:
+def parse_dicom(data: bytes, size: int | None = None, *, limits: Limits | None = None) -> dict[str, Any] | ParseFailure:
     """Header fields of one DICOM file (no pixel values), or why it cannot be accepted.
 
     ``data`` may be just the start of a file of ``size`` bytes that holds its header: values
@@ -185,8 +210,11 @@ def parse_dicom(data: bytes, size: int | None = None) -> dict[str, Any] | ParseF
     Checks: Part 10 preamble and file meta, a deflated dataset that inflates within
     :func:`inflate_limit` (else ``inflate_limit``), a supported transfer syntax, and
     for native (uncompressed) pixel data a length equal to
-    rows x columns x samples x frames x bits allocated / 8 (rounded up to even).
+    rows x columns x samples x frames x bits allocated / 8 (rounded up to even). The declared
+    geometry is bounded by ``limits.max_pixel_bytes`` for every syntax, RLE included, before
+    anything is decoded (``geometry_too_large``); the inflated size by ``limits.max_inflated_bytes``.
     """
+    limits = limits or Limits()
     import pydicom
     from pydicom.errors import InvalidDicomError
 
@@ -196,7 +224,7 @@ def parse_dicom(data: bytes, size: int | None = None) -> dict[str, Any] | ParseF
     if _DEFLATED.encode() in data[:HEADER_SCAN_BYTES]:  # the file meta names the transfer syntax near the start
         if partial:
             return _CUT  # a deflated header cannot be read from a prefix: the caller reads it all
-        inflated = _inflated_size(data)
+        inflated = _inflated_size(data, limits.max_inflated_bytes)
         if isinstance(inflated, ParseFailure):
             return inflated
     try:
@@ -221,7 +249,7 @@ def parse_dicom(data: bytes, size: int | None = None) -> dict[str, Any] | ParseF
     if end != (size if inflated is None else inflated):  # a deflated dataset's offsets count in its inflated form
         return _CUT
     if syntax not in SUPPORTED_TRANSFER_SYNTAXES:
-        return ParseFailure("unsupported_transfer_syntax", f"transfer syntax {syntax or 'missing'} is not supported")
+        return ParseFailure("unsupported_transfer_syntax", f"transfer syntax {syntax_name(syntax)} is not supported")
     sop_class = _text(ds, "SOPClassUID") or str(getattr(meta, "MediaStorageSOPClassUID", "") or "")
     if pixel_length is None and _requires_pixels(sop_class):
         return ParseFailure("missing_pixel_data", "an image storage instance without Pixel Data")
@@ -229,8 +257,15 @@ def parse_dicom(data: bytes, size: int | None = None) -> dict[str, Any] | ParseF
         rows, columns = _uint(ds, "Rows", 0), _uint(ds, "Columns", 0)
         bits, samples = _uint(ds, "BitsAllocated", 0), _uint(ds, "SamplesPerPixel", 1)
         frames = _uint(ds, "NumberOfFrames", 1)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, UnicodeDecodeError):
         return ParseFailure("malformed_dicom", "image geometry attributes are not integers")
+    declared = declared_pixel_bytes(rows, columns, samples, frames, bits)
+    if pixel_length is not None and declared > limits.max_pixel_bytes:
+        return ParseFailure(
+            GEOMETRY_TOO_LARGE,
+            f"declared geometry decodes to {declared} bytes; the limit is {limits.max_pixel_bytes} "
+            "(CLINICAL_PIPELINES_MAX_PIXEL_MB)",
+        )
     if pixel_length is not None and syntax not in _ENCAPSULATED:
         expected = math.ceil(rows * columns * samples * frames * bits / 8)
         expected += expected % 2

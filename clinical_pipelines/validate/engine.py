@@ -15,23 +15,38 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, BinaryIO
 
+from clinical_pipelines.limits import TOO_LARGE, Limits
 from clinical_pipelines.quarantine import Quarantine, QuarantineRecord, count_reasons
 from clinical_pipelines.raw.zone import RawFile, RawZone
 from clinical_pipelines.storage import ObjectStore, read_all
-from clinical_pipelines.storage.envelope import decrypt_bytes, encrypt_bytes
+from clinical_pipelines.storage.envelope import DecryptingReader, DecryptionError, decrypt_bytes, encrypt_bytes
 from clinical_pipelines.storage.keys import KeyRing
 from clinical_pipelines.validate.dicom import HEADER_PREFIX_BYTES, ParseFailure, parse_dicom
 from clinical_pipelines.validate.expectations import ITEM_COLUMN, RuleOutcome, run_suite
 from clinical_pipelines.validate.notes import parse_note
 from clinical_pipelines.validate.suites import dicom_rules, note_rules, table_rules
 from clinical_pipelines.validate.tables import ParsedTable, parse_table
-from clinical_pipelines.zones import validated_record_key
+from clinical_pipelines.zones import raw_object_key, validated_record_key
 
 STAGE = "validate"
 DEFAULT_MAX_ITEM_FAILURE_FRACTION = 0.2
 TOO_MANY_ITEM_FAILURES = "too_many_item_failures"
+ENGINE_ERROR = "engine_error"  # an unexpected exception on one item: its type only, never its message
+
+
+class _Tampered(Exception):
+    """A raw object failed authentication (or its plaintext size differs from its record)."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+def engine_error(exc: BaseException, where: str) -> ParseFailure:
+    """An unexpected exception reduced to its type: messages may quote values from the file."""
+    return ParseFailure(ENGINE_ERROR, f"{type(exc).__name__} while {where}")
 
 
 @dataclass(frozen=True)
@@ -94,8 +109,10 @@ class DropValidator:
         keyring: KeyRing,
         *,
         max_item_failure_fraction: float = DEFAULT_MAX_ITEM_FAILURE_FRACTION,
+        limits: Limits | None = None,
     ) -> None:
         self.store = store
+        self.limits = limits or Limits()
         self.keyring = keyring
         self.raw = RawZone(store, keyring)
         self.quarantine = Quarantine(store, keyring)
@@ -113,9 +130,8 @@ class DropValidator:
             self._validate_items(report, files)
         if report.items_total and report.failed_items / report.items_total > self.max_fraction:
             report.critical_failures.append(TOO_MANY_ITEM_FAILURES)
-        self.store.put_bytes(
-            validated_record_key(modality, source, drop_id), encrypt_bytes(report.to_record(), self.keyring)
-        )
+        key = validated_record_key(modality, source, drop_id)
+        self.store.put_bytes(key, encrypt_bytes(report.to_record(), self.keyring, context=key))
         report.seconds = time.perf_counter() - started
         return report
 
@@ -126,10 +142,16 @@ class DropValidator:
         parse = parse_dicom if report.modality == "dicom" else parse_note
         rows: list[dict[str, Any]] = []
         by_sha: dict[str, RawFile] = {}
-        for raw_file in files:
-            parsed = self._parse_item(report, raw_file, parse)
+        for raw_file in files:  # one at a time: memory is one item (bounded by the size limit)
+            try:
+                parsed = self._parse_item(report, raw_file, parse)
+            except _Tampered as tampered:
+                self._quarantine_tampered(report, raw_file, tampered.detail)
+                continue
+            except Exception as exc:  # an input no parser foresaw: this item only, its exception type only
+                parsed = engine_error(exc, f"parsing a {report.modality} item")
             if isinstance(parsed, ParseFailure):
-                self._quarantine(report, raw_file, parsed.reason, parsed.detail, self.raw.read_object(raw_file.sha256))
+                self._quarantine(report, raw_file, parsed.reason, parsed.detail, self._original(raw_file))
                 continue
             rows.append({ITEM_COLUMN: raw_file.sha256, **parsed})
             by_sha[raw_file.sha256] = raw_file
@@ -143,22 +165,51 @@ class DropValidator:
             detail = "failed: " + ", ".join(sorted(rule_names))
             if missing.get(sha):  # attribute keywords, never values
                 detail += f"; missing: {missing[sha]}"
-            self._quarantine(report, by_sha[sha], "validation_failed", detail, self.raw.read_object(sha))
+            self._quarantine(report, by_sha[sha], "validation_failed", detail, self._original(by_sha[sha]))
         report.passed_items = sorted(sha for sha in by_sha if sha not in failing)
 
     def _parse_item(
         self, report: ValidationReport, raw_file: RawFile, parse: Callable[..., dict[str, Any] | ParseFailure]
     ) -> dict[str, Any] | ParseFailure:
-        """Parse one item; a DICOM file is judged from its header, read and decrypted alone when it fits."""
-        if parse is parse_dicom and raw_file.size > HEADER_PREFIX_BYTES:
-            prefix = self.raw.read_prefix(raw_file.sha256, HEADER_PREFIX_BYTES)
-            parsed = parse_dicom(prefix, size=raw_file.size)
-            if not (isinstance(parsed, ParseFailure) and parsed.reason == "truncated_dicom"):
-                report.bytes_read += len(prefix)
-                return parsed  # otherwise the header runs past the prefix: read the whole file
-        data = self.raw.read_object(raw_file.sha256)
-        report.bytes_read += len(data)
-        return parse(data)
+        """Parse one item; a DICOM file is judged from its header when its first chunk holds it.
+
+        Every object is authenticated to its last chunk (streamed, nothing kept past the header), so a
+        raw object altered anywhere is ``tampered_object`` here, not a failed drop later; one larger
+        than its modality's limit is ``too_large`` unread.
+        """
+        limit = self.limits.max_object_bytes(report.modality)
+        if raw_file.size > limit:
+            return ParseFailure(TOO_LARGE, f"{raw_file.size} bytes; the {report.modality} limit is {limit} bytes")
+        try:
+            with self.raw.open_object(raw_file.sha256) as reader:
+                if parse is parse_dicom and raw_file.size > HEADER_PREFIX_BYTES:
+                    prefix = _read_up_to(reader, HEADER_PREFIX_BYTES)
+                    parsed = parse_dicom(prefix, size=raw_file.size, limits=self.limits)
+                    if not (isinstance(parsed, ParseFailure) and parsed.reason == "truncated_dicom"):
+                        self._authenticated(report, raw_file, len(prefix) + _drain(reader))
+                        return parsed  # otherwise the header runs past the prefix: read the whole file
+                    data = prefix + reader.read()
+                else:
+                    data = reader.read()
+        except DecryptionError as exc:
+            raise _Tampered(str(exc)) from None
+        self._authenticated(report, raw_file, len(data))
+        return parse(data, limits=self.limits)
+
+    @staticmethod
+    def _authenticated(report: ValidationReport, raw_file: RawFile, size: int) -> None:
+        report.bytes_read += size
+        if size != raw_file.size:
+            raise _Tampered(f"plaintext is {size} bytes; the drop record says {raw_file.size}")
+
+    def _original(self, raw_file: RawFile) -> BinaryIO:
+        """The item's plaintext as a stream (quarantine copies it without holding it)."""
+        return self.raw.open_object(raw_file.sha256)  # type: ignore[return-value]
+
+    def _quarantine_tampered(self, report: ValidationReport, raw_file: RawFile, detail: str) -> None:
+        """Quarantine an object that fails authentication, keeping its stored bytes exactly as found."""
+        with self.store.open_read(raw_object_key(raw_file.sha256)) as stored:
+            self._quarantine(report, raw_file, "tampered_object", detail[:300], stored)
 
     def _judge(self, report: ValidationReport, outcomes: list[RuleOutcome], prefix: str = "") -> dict[str, set[str]]:
         """Record critical frame-level failures; return failing item id -> names of the rules it failed."""
@@ -176,13 +227,25 @@ class DropValidator:
     # -- tables: rows judged, files kept minus rejected rows --------------------------
     def _validate_tables(self, report: ValidationReport, files: tuple[RawFile, ...]) -> None:
         for raw_file in files:
-            data = self.raw.read_object(raw_file.sha256)
-            report.bytes_read += len(data)
-            parsed = parse_table(data)
-            if isinstance(parsed, ParseFailure):
-                self._quarantine(report, raw_file, parsed.reason, parsed.detail, data)
+            limit = self.limits.max_object_bytes("tabular")
+            if raw_file.size > limit:
+                detail = f"{raw_file.size} bytes; the tabular limit is {limit} bytes"
+                self._quarantine(report, raw_file, TOO_LARGE, detail, self._original(raw_file))
                 continue
-            self._validate_table(report, raw_file, parsed, data)
+            try:
+                data = self.raw.read_object(raw_file.sha256)
+                self._authenticated(report, raw_file, len(data))
+            except (DecryptionError, _Tampered) as exc:
+                self._quarantine_tampered(report, raw_file, str(exc))
+                continue
+            try:
+                parsed = parse_table(data, limits=self.limits)
+                if not isinstance(parsed, ParseFailure):
+                    self._validate_table(report, raw_file, parsed, data)
+                    continue
+            except Exception as exc:  # this table only, its exception type only
+                parsed = engine_error(exc, "parsing a table")
+            self._quarantine(report, raw_file, parsed.reason, parsed.detail, data)
 
     def _validate_table(self, report: ValidationReport, raw_file: RawFile, table: ParsedTable, data: bytes) -> None:
         frame = table.frame.copy()
@@ -226,24 +289,56 @@ class DropValidator:
         raw_file: RawFile,
         reason: str,
         detail: str,
-        data: bytes,
+        data: bytes | BinaryIO,
         *,
         path_suffix: str = "",
         count_as_failed: bool = True,
     ) -> None:
-        record = self.quarantine.put(
+        if isinstance(data, bytes):
+            data = io.BytesIO(data)
+        try:
+            record = self._put(report, raw_file, reason, detail, data, path_suffix)
+        except DecryptionError:  # the original fails authentication while being copied: keep it as stored
+            with self.store.open_read(raw_object_key(raw_file.sha256)) as stored:
+                record = self._put(report, raw_file, "tampered_object", "failed authentication", stored, path_suffix)
+        finally:
+            if isinstance(data, DecryptingReader):
+                data.close()
+        report.quarantined.append(record)
+        report.failed_items += count_as_failed
+
+    def _put(
+        self, report: ValidationReport, raw_file: RawFile, reason: str, detail: str, data: BinaryIO, suffix: str
+    ) -> QuarantineRecord:
+        return self.quarantine.put(
             reason=reason,
             detail=detail,
             stage=STAGE,
             source=report.source,
             drop_id=report.drop_id,
-            path=raw_file.path + path_suffix,
-            content=io.BytesIO(data),
+            path=raw_file.path + suffix,
+            content=data,
         )
-        report.quarantined.append(record)
-        report.failed_items += count_as_failed
+
+
+def _read_up_to(reader: DecryptingReader, size: int) -> bytes:
+    """The next ``size`` plaintext bytes (fewer only at the end)."""
+    parts, remaining = [], size
+    while remaining and (part := reader.read(remaining)):
+        parts.append(part)
+        remaining -= len(part)
+    return b"".join(parts)
+
+
+def _drain(reader: DecryptingReader, block: int = 1024 * 1024) -> int:
+    """Authenticate the rest of ``reader`` chunk by chunk, keeping nothing; the bytes it held."""
+    total = 0
+    while part := reader.read(block):
+        total += len(part)
+    return total
 
 
 def read_validated_record(store: ObjectStore, keyring: KeyRing, modality: str, source: str, drop_id: str) -> dict:
     """The validated record of a drop's modality (what passed, and whether the drop passed)."""
-    return json.loads(decrypt_bytes(read_all(store, validated_record_key(modality, source, drop_id)), keyring))
+    key = validated_record_key(modality, source, drop_id)
+    return json.loads(decrypt_bytes(read_all(store, key), keyring, context=key))

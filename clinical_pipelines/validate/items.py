@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from clinical_pipelines.limits import Limits
 from clinical_pipelines.validate.dicom import HEADER_PREFIX_BYTES, ParseFailure, parse_dicom
 from clinical_pipelines.validate.expectations import Rule
 from clinical_pipelines.validate.notes import parse_note
@@ -57,7 +58,7 @@ def _judged(parsed: dict[str, Any] | ParseFailure, rules: Sequence[Rule]) -> dic
     return parsed
 
 
-def check_dicom(data: bytes) -> dict[str, Any] | ParseFailure:
+def check_dicom(data: bytes, limits: Limits | None = None) -> dict[str, Any] | ParseFailure:
     """One DICOM file judged as the pipeline's validation stage judges it: its header, or why it is refused.
 
     Like the pipeline, a large file is judged from its first :data:`HEADER_PREFIX_BYTES` when they hold
@@ -65,13 +66,13 @@ def check_dicom(data: bytes) -> dict[str, Any] | ParseFailure:
     """
     parsed = None
     if len(data) > HEADER_PREFIX_BYTES:
-        parsed = parse_dicom(data[:HEADER_PREFIX_BYTES], size=len(data))
+        parsed = parse_dicom(data[:HEADER_PREFIX_BYTES], size=len(data), limits=limits)
         if isinstance(parsed, ParseFailure) and parsed.reason == "truncated_dicom":
             parsed = None  # the header runs past the prefix: read the whole file
     # Rules built per call: the suite carries today's date (no future study dates), which a long run may cross.
-    return _judged(parse_dicom(data) if parsed is None else parsed, dicom_rules())
+    return _judged(parse_dicom(data, limits=limits) if parsed is None else parsed, dicom_rules())
 
 
-def check_note(data: bytes) -> dict[str, Any] | ParseFailure:
+def check_note(data: bytes, limits: Limits | None = None) -> dict[str, Any] | ParseFailure:
     """One note judged as the pipeline's validation stage judges it: its shape, or why it is refused."""
-    return _judged(parse_note(data), note_rules())
+    return _judged(parse_note(data, limits=limits), note_rules())

@@ -6,6 +6,7 @@ import io
 from dataclasses import dataclass, field
 from typing import Any
 
+from clinical_pipelines.limits import TABLE_TOO_LARGE, Limits
 from clinical_pipelines.validate.dicom import ParseFailure
 
 
@@ -80,7 +81,7 @@ def _pick_schema(header: list[str]) -> TableSchema | None:
     return best if len(set(best.columns) & set(header)) >= 2 else None
 
 
-def parse_table(data: bytes) -> ParsedTable | ParseFailure:
+def parse_table(data: bytes, *, limits: Limits | None = None) -> ParsedTable | ParseFailure:
     """Parse a comma-separated UTF-8 CSV against the schema its header names.
 
     Values that do not parse as their column's type become nulls, which the
@@ -104,6 +105,13 @@ def parse_table(data: bytes) -> ParsedTable | ParseFailure:
     missing = [c for c in schema.columns if c not in header]
     if missing:
         return ParseFailure("missing_columns", f"{schema.name} table lacks columns: {', '.join(missing)}")
+    max_cells = (limits or Limits()).max_table_cells
+    if (len(lines) - 1) * len(header) > max_cells:  # counted before pandas allocates anything
+        return ParseFailure(
+            TABLE_TOO_LARGE,
+            f"{len(lines) - 1} rows x {len(header)} columns exceed {max_cells} cells "
+            "(CLINICAL_PIPELINES_MAX_TABLE_CELLS)",
+        )
     try:
         raw = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, skip_blank_lines=False)
     except Exception as exc:  # pandas' messages can quote cells

@@ -5,7 +5,7 @@ from collections.abc import Callable, Iterator
 import dagster as dg
 
 from clinical_pipelines.defs.partitions import drops_partitions
-from clinical_pipelines.defs.resources import DeidSecretResource, KeyRingResource, ObjectStoreResource
+from clinical_pipelines.defs.resources import DeidSecretResource, KeyRingResource, LimitsResource, ObjectStoreResource
 from clinical_pipelines.defs.validate.assets import validated_key
 from clinical_pipelines.defs.validate.gate import require_validation_passed
 from clinical_pipelines.landing.discovery import parse_partition_key
@@ -49,6 +49,7 @@ def _build(modality: str) -> Callable[..., Iterator[dg.MaterializeResult | dg.As
         object_store: ObjectStoreResource,
         keyring: KeyRingResource,
         deid_secret: DeidSecretResource,
+        limits: LimitsResource,
     ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
         from clinical_pipelines.deid.dicom import DicomDeidentifier
         from clinical_pipelines.deid.notes import NoteDeidentifier
@@ -63,6 +64,7 @@ def _build(modality: str) -> Callable[..., Iterator[dg.MaterializeResult | dg.As
             pseudonymizer,
             DicomDeidentifier(pseudonymizer),
             NoteDeidentifier(pseudonymizer),  # de-identifies notes; re-reads every modality's text output
+            limits=limits.limits(),
         )
         report = engine.deidentify(source, drop_id, modality)
         if report.quarantined:

@@ -6,7 +6,12 @@ import dagster as dg
 
 from clinical_pipelines.defs.ingest.metadata import raw_metadata
 from clinical_pipelines.defs.partitions import drops_partitions
-from clinical_pipelines.defs.resources import KeyRingResource, LandingSettingsResource, ObjectStoreResource
+from clinical_pipelines.defs.resources import (
+    KeyRingResource,
+    LandingSettingsResource,
+    LimitsResource,
+    ObjectStoreResource,
+)
 from clinical_pipelines.landing.discovery import parse_partition_key
 from clinical_pipelines.landing.manifest import MODALITIES
 from clinical_pipelines.raw.ingest import DropIngestor
@@ -50,10 +55,13 @@ def ingest_drop(
     object_store: ObjectStoreResource,
     keyring: KeyRingResource,
     landing: LandingSettingsResource,
+    limits: LimitsResource,
 ) -> Iterator[dg.MaterializeResult]:
     """Verify, encrypt and store one drop; quarantine what fails and count it."""
     source, drop_id = parse_partition_key(context.partition_key)
-    ingestor = DropIngestor(object_store.get_store(), keyring.get_keyring(), workers=landing.ingest_workers)
+    ingestor = DropIngestor(
+        object_store.get_store(), keyring.get_keyring(), workers=landing.ingest_workers, limits=limits.limits()
+    )
     report = ingestor.ingest(source, drop_id)
     context.log.info(
         f"drop {context.partition_key}: {len(report.files)} file(s), {report.bytes_accepted} bytes accepted "

@@ -6,7 +6,12 @@ import dagster as dg
 
 from clinical_pipelines.defs.ingest.assets import raw_key
 from clinical_pipelines.defs.partitions import drops_partitions
-from clinical_pipelines.defs.resources import KeyRingResource, ObjectStoreResource, ValidationSettingsResource
+from clinical_pipelines.defs.resources import (
+    KeyRingResource,
+    LimitsResource,
+    ObjectStoreResource,
+    ValidationSettingsResource,
+)
 from clinical_pipelines.defs.validate.metadata import check_description, check_metadata, validated_metadata
 from clinical_pipelines.landing.discovery import parse_partition_key
 from clinical_pipelines.landing.manifest import MODALITIES
@@ -55,12 +60,14 @@ def _build(modality: str) -> Callable[..., Iterator[dg.MaterializeResult | dg.As
         object_store: ObjectStoreResource,
         keyring: KeyRingResource,
         validation: ValidationSettingsResource,
+        limits: LimitsResource,
     ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
         source, drop_id = parse_partition_key(context.partition_key)
         validator = DropValidator(
             object_store.get_store(),
             keyring.get_keyring(),
             max_item_failure_fraction=validation.max_item_failure_fraction,
+            limits=limits.limits(),
         )
         report = validator.validate(source, drop_id, modality)
         if report.quarantined:
