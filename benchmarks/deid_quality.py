@@ -12,7 +12,8 @@ Notes: recall per identifier kind, precision (share of replaced spans on a label
 and clinical phrases kept, for our engine and, in the same run on the same texts, out-of-the-box
 Presidio (default recognizers, same spaCy model, one ``analyze`` per note), on (a) the project's
 generator (canaries as labels), (b) presidio-evaluator's ``PresidioSentenceFaker`` sentences and
-(c) the hand-written notes of ``clinical_pipelines_tests/data/notes`` (see ``notes_eval``).
+(c) the hand-written notes of ``clinical_pipelines_tests/data/notes``, (d) and (e) the held-out hand-written
+notes of ``notes_heldout`` and ``notes_heldout2`` (written without sight of the engine; see ``notes_eval``).
 """
 
 from __future__ import annotations
@@ -86,6 +87,10 @@ def notes_quality(patients: int, faker_sentences: int) -> None:
             notes_eval.HELDOUT_DIR
         ),
     }
+    if notes_eval.HELDOUT2_DIR.is_dir():  # a second held-out set, by another writer who never saw the engine
+        sets["(e) held-out hand-written notes, set 2 (clinical_pipelines_tests/data/notes_heldout2)"] = (
+            notes_eval.handwritten_notes(notes_eval.HELDOUT2_DIR)
+        )
     ours = NoteDeidentifier(Pseudonymizer(KEY))
     presidio = notes_eval.out_of_the_box_presidio()
     for title, notes in sets.items():

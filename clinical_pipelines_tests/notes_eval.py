@@ -25,6 +25,8 @@ from pathlib import Path
 HANDWRITTEN_DIR = Path(__file__).parent / "data" / "notes"
 #: Written without sight of the engine or of HANDWRITTEN_DIR, after the engine was built.
 HELDOUT_DIR = Path(__file__).parent / "data" / "notes_heldout"
+#: A second held-out set, written by another helper without sight of the engine or of the other note sets.
+HELDOUT2_DIR = Path(__file__).parent / "data" / "notes_heldout2"
 #: Identifier kinds scored (HIPAA Safe Harbor identifiers as they appear in notes).
 PHI_KINDS = ("NAME", "DATE", "AGE", "ID", "PHONE", "EMAIL", "URL", "IP", "LOCATION")
 

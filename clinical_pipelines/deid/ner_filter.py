@@ -11,7 +11,15 @@ filtered here. Each rule is a property of the language, not of any particular te
 - an eponym is a capitalised word followed by the kind of thing named after it (sign, syndrome,
   catheter, score...), or a span that ends with such a word;
 - an age ("96-year-old") is no date, nor are words without a digit or a month ("today", "weekly");
-- a one-word span at the start of a line followed by ``:`` is a section heading ("Neuro:");
+- a one-word span at the start of a line followed by ``:`` is a section heading ("Neuro:"), unless it is a
+  census given name that is no English word (a speaker, "Jeremiah:");
+- a span holding or followed by a dose ("Tylenol 650 mg", "Augmentin 875 BID") is a medication order, and a span
+  that is a medicine's name in the DrugBank/MeSH dictionary of ``drug-named-entity-recognition`` is a medicine
+  (unless it is also a census name or a place: "Allegra");
+- a person or group guess made only of ordinary English words (``web2``'s lower-case entries), none of them a
+  census given name or surname, is a service, finding or heading ("Physical Therapy", "Neurology"); place and
+  organisation guesses are not filtered so (their names are often made of words: "Twin Falls", facilities);
+- a duration or count ("2 weeks", "48 hours", "Day 5", "POD 2") or a bare number of up to three digits is no date;
 - an organisation or group guess that is one acronym of two to five capitals ("COPD", "ER") or a single
   initial is an abbreviation, and so is a place guess of that form right after a measurement ("40 mg IV",
   "96% RA"); person names are not filtered this way, and facility names are found by the facility
@@ -35,18 +43,36 @@ EPONYM_HEADS = (
     "catheter", "tube", "line", "drain", "forceps", "retractor", "procedure", "operation", "maneuver",
     "manoeuvre", "test", "reflex", "repair", "fracture", "palsy", "lymphoma", "sarcoma", "tumor", "tumour", "ulcer",
     "phenomenon", "triad", "node", "nodes", "method", "technique", "rule", "rules", "equation", "formula",
+    "protocol", "incision", "hernia", "cyst", "diverticulum", "contracture", "chorea", "encephalopathy",
+    "thyroiditis", "esophagus", "oesophagus", "cell", "cells", "dementia", "duct", "gland", "membrane", "ligament",
+    "trocar", "needle", "clamp", "suture", "stitch", "flap", "graft", "shunt", "stent", "pump", "mask", "splint",
+    "valve", "class",
 )  # fmt: skip
 _HEAD = r"(?:" + "|".join(EPONYM_HEADS) + r")\b"
-_FOLLOWED_BY_HEAD = re.compile(rf"(?:'s)?(?:[ \t]*(?:-|/|and|&)[ \t]*[A-Z][\w'\-]*)*[ \t]+{_HEAD}", re.IGNORECASE)
+# A grade or class may stand between the name and the head ("Bosniak IIF cyst", "Salter-Harris II fracture").
+_FOLLOWED_BY_HEAD = re.compile(
+    rf"(?:'s)?(?:[ \t]*(?:-|/|and|&)[ \t]*[A-Z][\w'\-]*)*(?:[ \t]+(?:[IVX]{{1,4}}[A-F]?|\d[A-Za-z]?))?[ \t]+{_HEAD}",
+    re.IGNORECASE,
+)
 _ENDS_WITH_HEAD = re.compile(rf"\b{_HEAD}$", re.IGNORECASE)
+#: A measurement's value: up to three digits, a decimal or a percentage; not a postcode after a state or region
+#: abbreviation ("NY 10027", "NSW 2000").
+_NUMBER_NEXT = re.compile(r"[ \t]*[:=]?[ \t]*\d{1,3}(?![\d])")
+_TRAILING_NUMBER = re.compile(r"[ \t]+[\d.,/:+=\-]+$")
 _ACRONYM = re.compile(r"[A-Z]{2,5}s?|[A-Z]\.?")
 _AGE_EXPRESSION = re.compile(
-    r"\d+\+?[ \t]*-?[ \t]*(?:years?|yrs?|y)[ \t]*-?[ \t]*(?:old|o\b)|\d+\+?[ \t]*y/?o\b"
+    r"\d+\+?[ \t]*-?[ \t]*(?:years?|yrs?|y)[ \t]*-?[ \t]*(?:old|o\b|of[ \t]+age\b)|\d+\+?[ \t]*y/?o\b"
     r"|\bage[ds]?\b[ \t:]*(?:of|is)?[ \t]*\d+",
     re.IGNORECASE,
 )
 _PLACEHOLDERS_ONLY = re.compile(r"(?:[\s,;:()]*\[?[A-Z_]+\]|[\s,;:()]*\[[A-Z_]+\]?)+[\s,;:()]*")
-_CODE_OR_MEASURE = re.compile(r"[A-Za-z]\d|\d[.,/:]\d")
+_CODE_OR_MEASURE = re.compile(r"[A-Za-z]\d|\d[.,/:]\d|\d[ \t]*(?:%|(?:L|mL|mg|kg|cm|mm|mmHg|bpm)\b)")
+_DOSE = (
+    r"\d+(?:[.,/]\d+)*[ \t]*(?i:mg|mcg|µg|g|ml|units?|iu|tabs?|tablets?|caps?|puffs?|drops?|meq|mmol)\b"
+    r"|\d+(?:[.,/]\d+)*[ \t]+(?i:bid|tid|qid|qd|qhs|prn|daily|nightly)\b"
+)
+_DOSE_AT_END = re.compile(rf"[ \t](?:{_DOSE})$")
+_DOSE_NEXT = re.compile(rf"[ \t]+(?:{_DOSE})")
 _AFTER_A_NUMBER = re.compile(r"\d\S*(?:[ \t]+[A-Za-z/]{1,4}\.?)?[ \t]+(?:on[ \t]+)?$")
 _TITLE_BEFORE = re.compile(r"\b(?:Dr|Mr|Mrs|Ms|Miss|Mx|Prof|Doctor)\.?[ \t]*$", re.IGNORECASE)
 
@@ -70,11 +96,83 @@ def has_date_element(value: str) -> bool:
     return False
 
 
+_DURATION_UNIT = r"(?:sec(?:ond)?s?|min(?:ute)?s?|h(?:ou)?rs?|h|days?|d|nights?|weeks?|wks?|months?|mos?|years?|yrs?)"
+_DURATION = re.compile(
+    rf"(?i:(?:(?:for|over|x|the[ \t]+(?:past|last|next)|past|last|next|within|about|approx\.?|~)[ \t]*)?"
+    rf"\d+(?:\.\d+)?(?:[ \t]*(?:-|to)[ \t]*\d+(?:\.\d+)?)?\+?[ \t]*-?[ \t]*{_DURATION_UNIT}\b\.?"
+    rf"(?:[ \t]+(?:ago|prior|later|earlier|post-?op))?"
+    r"|(?:hospital[ \t]+|post-?op(?:erative)?[ \t]+)?(?:day|pod|hd|cycle|week|wk|month|year)[ \t]*#?[ \t]*\d{1,3})"
+)
+_CLOCK = re.compile(r"(?i:\d{1,2}(?::[0-5]\d)?[ \t]*o['\u2019]?[ \t]*clock)")
+_SHORT_NUMBER = re.compile(r"[x~]?\d{1,3}(?:\.\d+)?\+?")
+_WORDS = re.compile(r"[^\W\d_]+")
+
+
+def _ordinary_words_only(value: str) -> bool:
+    """Every word of ``value`` is an ordinary English word (``web2``), none is a census given name or surname and the
+    whole is no GeoNames place ("Flagstaff"): a service, a finding or a heading written in title case, not a name."""
+    from clinical_pipelines.deid import lexicons
+
+    words = [w.lower() for w in _WORDS.findall(value)]
+    if not words:
+        return False
+    common, given, family = lexicons.common_words(), lexicons.given_names(), lexicons.surnames()
+    if " ".join(words) in lexicons.place_names():
+        return False
+    return all(w in common and w not in given and w not in family for w in words)
+
+
+_DOSE_FORM = re.compile(r"[ \t]+(?i:ds|ss|xr|xl|er|sr|cr|la|hfa|odt|ec|inj|iv|po|im|sc)\.?$")
+
+
+def is_medicine(value: str) -> bool:
+    """A medicine's name (generic or brand, optionally with a release or dose-form suffix: "Toprol XL") that is
+    not also a census given name or surname or a GeoNames place ("Allegra" is both), alone or among ordinary
+    English words ("Restart Keppra")."""
+    from clinical_pipelines.deid import lexicons
+
+    def medicine(low: str) -> bool:
+        names = (lexicons.given_names(), lexicons.surnames(), lexicons.place_names())
+        return low in lexicons.drug_names() and not any(low in known for known in names)
+
+    low = _DOSE_FORM.sub("", value).lower().strip()
+    if medicine(low):
+        return True
+    # "Restart Keppra": medicines among ordinary English words, and no name
+    words = [w.lower() for w in _WORDS.findall(low)]
+    common = lexicons.common_words()
+    return any(medicine(w) for w in words) and all(medicine(w) or (w in common and not _named(w)) for w in words)
+
+
+def _named(word: str) -> bool:
+    from clinical_pipelines.deid import lexicons
+
+    return word in lexicons.given_names() or word in lexicons.surnames()
+
+
+
+def _region_code(value: str) -> bool:
+    """A US state or territory code, or a country written as letters ("UK", "USA"); ISO's other two-letter codes
+    are not counted ("ER" is Eritrea's code and the emergency room)."""
+    from clinical_pipelines.deid.recognizers import US_STATES
+
+    return value.rstrip("s.") in US_STATES or value.rstrip(".") in {"US", "USA", "UK", "UAE", "EU"}
+
+
+def _given_name(value: str) -> bool:
+    """A census given name that is no ordinary English word ("Michael:" is a speaker, "Plan:" a heading)."""
+    from clinical_pipelines.deid import lexicons
+
+    low = value.lower()
+    return low in lexicons.given_names() and low not in lexicons.common_words()
+
+
 def is_eponym(text: str, start: int, end: int) -> bool:
     """True when ``text[start:end]`` is (part of) an eponymous clinical term, not a person named by a title."""
     if _TITLE_BEFORE.search(text, max(0, start - 12), start):
         return False
-    return bool(_FOLLOWED_BY_HEAD.match(text, end) or _ENDS_WITH_HEAD.search(text[start:end]))
+    value = _TRAILING_NUMBER.sub("", text[start:end])  # "Wells score 4"
+    return bool(_FOLLOWED_BY_HEAD.match(text, end) or _ENDS_WITH_HEAD.search(value))
 
 
 def is_clinical_ner_guess(text: str, result: RecognizerResult, *, case_informative: bool) -> bool:
@@ -90,22 +188,38 @@ def is_clinical_ner_guess(text: str, result: RecognizerResult, *, case_informati
         # "in 2159" may be a house number as well as a year.
         if has_date_element(value):
             return False
+        if _DURATION.fullmatch(value) or _SHORT_NUMBER.fullmatch(value) or _CLOCK.fullmatch(value):
+            return True  # a duration or a count ("2 weeks", "x3 days", "Day 5", "48 hours"), a bare "40"
         return _AGE_EXPRESSION.search(value) is not None or not any(c.isdigit() for c in value)
     if entity not in _NAMED:
         return False
+    if _DOSE_AT_END.search(value) or _DOSE_NEXT.match(text, result.end):
+        return True  # a medication order ("Tylenol 650 mg", "Augmentin 875 BID"), not a name or a place
+    if is_medicine(value):
+        return True  # "Spiriva", "Keytruda", "Bactrim DS"
     if any(c.isdigit() for c in value):
         # A person's name has no digit; an organisation or place may ("Castelao 66"), unless the digits make a
         # code or a measurement ("G20", "N40.0", "INR 2.4", "MoCA 24/30").
-        return entity in ("PERSON", "NRP") or _CODE_OR_MEASURE.search(value) is not None
+        return entity in ("PERSON", "NRP") or _CODE_OR_MEASURE.search(value) is not None or is_eponym(
+            text, result.start, result.end
+        )
     if entity in ("ORGANIZATION", "NRP") and _ACRONYM.fullmatch(value):
         return True
+    if entity == "LOCATION" and _ACRONYM.fullmatch(value) and not _region_code(value):
+        return True  # "ER", "ICU", "PACU": an abbreviation, not a state or country code
+    if _ACRONYM.fullmatch(value) and _NUMBER_NEXT.match(text, result.end):
+        return True  # the name of a measurement before its value ("EF 35%", "FiO2 40")
     if entity == "LOCATION" and _ACRONYM.fullmatch(value) and _AFTER_A_NUMBER.search(text, max(0, result.start - 16),
                                                                                     result.start):  # fmt: skip
         return True  # a route or unit after a measurement ("40 mg IV", "96% RA", "2L NC"), not a place
     if case_informative and value.islower():
         return True
+    # Places and organisations (facilities are identifiers) are often made of ordinary words ("Twin Falls",
+    # "Valley Family Practice"); a person's name is not.
+    if entity in ("PERSON", "NRP") and _ordinary_words_only(value):
+        return True  # "Physical Therapy", "Skilled Nursing Facility", "Normal Sinus Rhythm": no name in it
     line_start = result.start == 0 or text[result.start - 1] == "\n"
-    if line_start and " " not in value and text[result.end : result.end + 1] == ":":
+    if line_start and " " not in value and text[result.end : result.end + 1] == ":" and not _given_name(value):
         return True
     return is_eponym(text, result.start, result.end)
 

@@ -66,6 +66,7 @@ from clinical_pipelines.deid.recognizers import (
     parse_date,
     parse_datetime,
 )
+from clinical_pipelines.deid.structure import structure_recognizers
 
 if TYPE_CHECKING:
     from presidio_analyzer import AnalyzerEngine, RecognizerResult
@@ -220,7 +221,7 @@ class NoteDeidentifier:
                     registry.recognizers[i] = WindowedPhoneRecognizer(
                         context=recognizer.context, supported_regions=recognizer.supported_regions
                     )
-            for recognizer in clinical_recognizers():
+            for recognizer in [*clinical_recognizers(), *structure_recognizers()]:
                 registry.add_recognizer(recognizer)
             self._anonymizer = AnonymizerEngine()
             self._analyzer = AnalyzerEngine(
@@ -235,6 +236,7 @@ class NoteDeidentifier:
 
     def analyze(self, text: str, nlp_artifacts: NlpArtifacts | None = None) -> list[RecognizerResult]:
         """Non-overlapping identifier spans in ``text``, after propagation (sorted by position)."""
+        text = analysis_view(text)
         if nlp_artifacts is None:
             nlp_artifacts = self.analyzer.nlp_engine.process_text(text, LANGUAGE)
         results = self.analyzer.analyze(
@@ -251,7 +253,7 @@ class NoteDeidentifier:
 
     def deidentify(self, text: str, patient_key: str | None = None) -> NoteResult:
         """De-identify one note; ``patient_key`` (an MRN) selects the date shift, else the note's first MRN."""
-        artifacts = self.analyzer.nlp_engine.process_text(text, LANGUAGE)
+        artifacts = self.analyzer.nlp_engine.process_text(analysis_view(text), LANGUAGE)
         return self._deidentify(text, artifacts, patient_key)
 
     def deidentify_many(
@@ -265,12 +267,17 @@ class NoteDeidentifier:
         keys: list[str | None] = list(patient_keys) if patient_keys is not None else [None] * len(texts)
         if len(keys) != len(texts):
             raise ValueError(f"{len(keys)} patient keys for {len(texts)} texts")
-        batches = self.analyzer.nlp_engine.process_batch(texts, LANGUAGE, batch_size=batch_size)
-        return [self._deidentify(text, artifacts, key) for (text, artifacts), key in zip(batches, keys, strict=True)]
+        views = [analysis_view(t) for t in texts]
+        batches = self.analyzer.nlp_engine.process_batch(views, LANGUAGE, batch_size=batch_size)
+        return [
+            self._deidentify(text, artifacts, key)
+            for text, (_, artifacts), key in zip(texts, batches, keys, strict=True)
+        ]
 
     def analyze_many(self, texts: Sequence[str], batch_size: int = 32) -> list[list[RecognizerResult]]:
         """:meth:`analyze` for many texts, with spaCy run over them in batches."""
-        batches = self.analyzer.nlp_engine.process_batch(list(texts), LANGUAGE, batch_size=batch_size)
+        views = [analysis_view(t) for t in texts]
+        batches = self.analyzer.nlp_engine.process_batch(views, LANGUAGE, batch_size=batch_size)
         return [self.analyze(text, artifacts) for text, artifacts in batches]
 
     # ---------------------------------------------------------------- internals
@@ -311,7 +318,20 @@ class NoteDeidentifier:
 
 
 def _age_replacement(value: str) -> str:
+    if not any(c.isdigit() for c in value):  # written in words: "ninety-three"
+        return AGE_REPLACEMENT
     return re.sub(r"\d+", AGE_REPLACEMENT, value, count=1)
+
+
+_ESCAPED_BREAK = re.compile(r"\\[nrt]")
+
+
+def analysis_view(text: str) -> str:
+    """``text`` as the recognizers read it: line breaks and tabs written as escapes (``\\n``, as exports from
+    JSON or CSV leave them) read as white space, each two characters becoming two (offsets are unchanged)."""
+    if "\\" not in text:
+        return text
+    return _ESCAPED_BREAK.sub(lambda m: " \n" if m.group() != "\\t" else "  ", text)
 
 
 def _full_name(value: str) -> bool:
@@ -459,7 +479,7 @@ def _doc_to_artifacts(engine: object, doc: Doc, language: str) -> NlpArtifacts:
 @cache
 def _our_recognizer_names() -> frozenset[str]:
     """Our recognizers win ties with Presidio's defaults (they carry the replacement we want)."""
-    return frozenset(r.name for r in clinical_recognizers())
+    return frozenset(r.name for r in [*clinical_recognizers(), *structure_recognizers()])
 
 
 #: Entity type given to the uncovered part of a span whose replacement is computed from the whole value.

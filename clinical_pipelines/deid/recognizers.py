@@ -60,8 +60,10 @@ class RegexRecognizer(LocalRecognizer):
         context: Iterable[str] = (),
         context_window: int = 40,
         context_boost: float = 0.35,
+        context_after: int = 0,
     ) -> None:
         self.patterns = list(patterns)
+        self.context_after = context_after
         words = sorted({w.lower() for w in context}, key=len, reverse=True)
         self._context = _rx(r"\b(?:" + "|".join(re.escape(w) for w in words) + r")\b", re.I) if words else None
         self.context_window = context_window
@@ -71,10 +73,12 @@ class RegexRecognizer(LocalRecognizer):
     def load(self) -> None:  # nothing to load
         pass
 
-    def _has_context(self, text: str, start: int) -> bool:
+    def _has_context(self, text: str, start: int, end: int | None = None) -> bool:
         if self._context is None:
             return False
         window = text[max(0, start - self.context_window) : start]
+        if self.context_after and end is not None:  # a label written after the value ("555 0100 office")
+            window += " " + text[end : end + self.context_after]
         return self._context.search(window) is not None
 
     def analyze(
@@ -92,7 +96,7 @@ class RegexRecognizer(LocalRecognizer):
                 if pattern.validate is not None and not pattern.validate(text[start:end]):
                     continue
                 score = pattern.score
-                if self._has_context(text, match.start()):
+                if self._has_context(text, match.start(), match.end()):
                     score = min(1.0, score + self.context_boost)
                 results.append(
                     RecognizerResult(
@@ -235,9 +239,26 @@ def other_id_recognizer() -> RegexRecognizer:
         r"|policy[ \t]+(?:number|no\.?|#)|health[ \t]+plan[ \t]+(?:id|number)|device[ \t]+serial(?:[ \t]+number)?"
         r"|serial[ \t]+(?:number|no\.?|#)|license[ \t]+(?:number|no\.?|#)|NPI))"
     )
+    # Any label that ends in an identifier noun ("Claim no.", "Authorization #", "Medicare number", "Badge ID"):
+    # the value after it, when it holds four digits or more (room and bed numbers have fewer).
+    generic = (
+        r"(?i:\b[a-z][a-z\-]*(?:[ \t]+[a-z][a-z\-]*){0,2}[ \t]+(?:id|no\.?|number|num\.?|\#|ref(?:erence)?)"
+        r"|\b(?:claim|authori[sz]ation|auth|confirmation|ticket|case|reference|ref|tracking|certificate|badge"
+        r"|employee|subscriber|member|group|policy|insurance|medicare|medicaid|beneficiary|passport|licen[cs]e)"
+        r"[ \t]*(?:\#|no\.?|number|id)?)"
+    )
     return RegexRecognizer(
         "ID",
-        [RegexPattern("labelled id", _rx(rf"{label}[ \t]*[:#]?[ \t]*{_ID}"), 0.85, "id", _has_digit)],
+        [
+            RegexPattern("labelled id", _rx(rf"{label}[ \t]*[:#]?[ \t]*{_ID}"), 0.85, "id", _has_digit),
+            RegexPattern(
+                "id after an id noun",
+                _rx(rf"{generic}[ \t]*[:#]?[ \t]*(?P<id>[A-Za-z]{{0,4}}\d[\d\-]{{2,18}}\d[A-Za-z]?)\b(?![.,/]\d)"),
+                0.6,
+                "id",
+                lambda v: sum(c.isdigit() for c in v) >= 4,
+            ),
+        ],
         name="LabelledIdRecognizer",
     )
 
@@ -309,12 +330,12 @@ def ssn_recognizer() -> RegexRecognizer:
 
 _PHONE = (
     r"(?<![\d\-])(?:\+?1[ .\-]?)?(?:\(\d{3}\)[ \t]?|\d{3}[ .\-])\d{3}[ .\-]\d{4}"
-    r"(?:[ \t]*(?:x|ext\.?)[ \t]*\d{1,5})?(?![\d\-])"
+    r"(?:[ \t]*(?:x|ext\.?)[ \t]*\d{1,5})?(?!\d|-\d)"
 )
 
 
 _INTL = r"\+\d{1,3}(?:[ .\-]?\(\d{1,4}\))?(?:[ .\-]?\d{1,5}){2,5}"
-_GROUPED = r"(?:\(\d{1,4}\)[ .\-]?)?\d{2,5}(?:[ .\-]\d{2,5}){1,4}"
+_GROUPED = r"(?:\(\d{1,4}\)[ .\-]?)?\d{2,6}(?:[ .\-]\d{2,6}){1,4}"
 
 
 def _phone_digits(value: str) -> bool:
@@ -329,9 +350,11 @@ def phone_recognizer() -> RegexRecognizer:
             RegexPattern("phone", _rx(_PHONE), 0.55),
             RegexPattern("phone bare 10 digits", _rx(r"(?<!\d)\d{10}(?!\d)"), 0.2),
             # International forms: "+41 53 147 37 99", "+44 (0)20 7946 0958"
-            RegexPattern("phone international", _rx(rf"(?<![\w+]){_INTL}(?![\d\-])"), 0.6, 0, _phone_digits),
+            RegexPattern("phone international", _rx(rf"(?<![\w+]){_INTL}(?!\d|-\d)"), 0.6, 0, _phone_digits),
             # Other groupings ("730 064 218", "0380 7558505", "(72) 583-350"): a phone only with a context word
-            RegexPattern("phone grouped", _rx(rf"(?<![\w+.,/\-]){_GROUPED}(?![\w\-]|[.,/]\d)"), 0.2, 0, _phone_digits),
+            RegexPattern(
+                "phone grouped", _rx(rf"(?<![\w+.,/\-]){_GROUPED}(?!\w|-\d|[.,/]\d)"), 0.2, 0, _phone_digits
+            ),
         ],
         name="ClinicalPhoneRecognizer",
         context=[
@@ -356,8 +379,15 @@ def phone_recognizer() -> RegexRecognizer:
             "messages",
             "text",
             "sms",
+            "answer",
+            "answering",
+            "dial",
+            "ring",
+            "landline",
+            "voicemail",
         ],
         context_boost=0.4,
+        context_after=12,
     )
 
 
@@ -450,6 +480,10 @@ def address_recognizer() -> RegexRecognizer:
     )
 
 
+_UK_POST = r"[A-PR-UWYZ][A-HK-Y]?\d[A-Z\d]?[ \t]\d[ABD-HJLNP-UW-Z]{2}"
+_CA_POST = r"[A-CEGHJ-NPR-TVXY]\d[A-CEGHJ-NPR-TV-Z][ \t]?\d[A-CEGHJ-NPR-TV-Z]\d"
+
+
 def zip_recognizer() -> RegexRecognizer:
     """ZIP codes: after a state code ("CO 80234") or with a context word (zip, postal)."""
     return RegexRecognizer(
@@ -457,6 +491,11 @@ def zip_recognizer() -> RegexRecognizer:
         [
             RegexPattern("state zip", _rx(rf"\b{_STATE}[ \t]+(?P<zip>{_ZIP})\b"), 0.8, "zip"),
             RegexPattern("zip", _rx(rf"(?<![\d\-/.]){_ZIP}(?![\d\-/.])"), 0.1),
+            # Four-digit postcodes (Australia, Denmark, Norway, Switzerland...): only with a postal context word
+            RegexPattern("postcode 4", _rx(r"(?<![\d\-/.,])\d{4}(?![\d\-/.,])"), 0.05),
+            # Canadian ("K1A 0B1") and British ("SW1A 1AA") postcodes have shapes of their own
+            RegexPattern("canadian postcode", _rx(rf"\b{_CA_POST}\b"), 0.5),
+            RegexPattern("british postcode", _rx(rf"\b{_UK_POST}\b"), 0.45),
         ],
         name="ZipCodeRecognizer",
         context=["zip", "zipcode", "zip code", "postal", "postcode"],
@@ -509,6 +548,13 @@ def facility_recognizer() -> RegexRecognizer:
 # Ages over 89 (HIPAA Safe Harbor): only the number is reported, so "93-year-old" -> "90+-year-old"
 
 _OLD = r"(?P<n>9\d|1[0-2]\d)"
+_UNITS_WORDS = r"one|two|three|four|five|six|seven|eight|nine"
+_TEENS_WORDS = r"ten|eleven|twelve|thirteen|fourteen|fifteen|sixteen|seventeen|eighteen|nineteen|twenty"
+#: 90..129 in words: "ninety", "ninety-three", "one hundred", "a hundred and two", "one hundred twenty-one".
+_OLD_WORDS = (
+    rf"(?P<n>(?i:ninety(?:[ \t\-]+(?:{_UNITS_WORDS}))?"
+    rf"|(?:one|a)[ \t\-]+hundred(?:[ \t\-]+(?:and[ \t\-]+)?(?:(?:twenty[ \t\-]+)?(?:{_UNITS_WORDS})|{_TEENS_WORDS}))?))"
+)
 
 
 def age_recognizer() -> RegexRecognizer:
@@ -523,8 +569,26 @@ def age_recognizer() -> RegexRecognizer:
                 "n",
             ),
             RegexPattern("n y/o", _rx(rf"(?<![\d.]){_OLD}[ \t]*(?i:y/o|y\.o\.?|yo\b|yof\b|yom\b)"), 0.9, "n"),
+            # "93 years of age", "93-yr", and the triage shorthand "93M", "93 y F"
+            RegexPattern(
+                "n years of age",
+                _rx(rf"(?<![\d.]){_OLD}[ \t]*-?[ \t]*(?i:years?|yrs?)[ \t]+(?i:of[ \t]+age)"),
+                0.9,
+                "n",
+            ),
+            RegexPattern("n sex", _rx(rf"(?<![\w.]){_OLD}[ \t]?(?:y[ \t]?)?[MF]\b(?![\w.]|[ \t]*\d)"), 0.6, "n"),
             RegexPattern(
                 "age n", _rx(rf"(?i:\bage[ds]?)[ \t]*(?:of[ \t]+|:[ \t]*|is[ \t]+)?{_OLD}(?![\d.])"), 0.9, "n"
+            ),
+            # In words: "ninety-two-year-old", "aged one hundred and one"
+            RegexPattern(
+                "words-year-old",
+                _rx(rf"\b{_OLD_WORDS}[ \t]*-?[ \t]*(?i:years?|yrs?)[ \t]*-?[ \t]*(?i:old)\b"),
+                0.9,
+                "n",
+            ),
+            RegexPattern(
+                "age words", _rx(rf"(?i:\bage[ds]?)[ \t]*(?:of[ \t]+|:[ \t]*|is[ \t]+)?{_OLD_WORDS}\b"), 0.9, "n"
             ),
         ],
         name="AgeOver89Recognizer",
@@ -556,6 +620,29 @@ DATE_PATTERNS: dict[str, re.Pattern[str]] = {
     "month_day": _rx(rf"\b(?=[A-Z]){_MONTH_RX}[ \t]+(?P<d>\d{{1,2}}){_ORD}\b(?![.,:/]?\d)"),
     "day_month": _rx(rf"\b(?P<d>\d{{1,2}}){_ORD}(?P<of>[ \t]+of)?[ \t]+(?=[A-Z]){_MONTH_RX}\b"),
 }
+#: Month/day without a year ("11/19", "6/7"): parsed and shifted like other dates, but only recognised in a date
+#: position (a date word just before it, or a time of day just after), never after a dose or a score.
+YEARLESS_PATTERNS: dict[str, re.Pattern[str]] = {
+    "md": _rx(r"(?<![\d/\-.:])(?P<m>1[0-2]|0?[1-9])(?P<sep>/)(?P<d>3[01]|[12]\d|0?[1-9])(?![\d/]|[.,:]\d)"),
+}
+_MD_PLAIN = r"(?:1[0-2]|0?[1-9])/(?:3[01]|[12]\d|0?[1-9])(?![\d/]|[.,:]\d)"
+_RANGE_TO = r"[ \t]*(?:-|\u2013|to|through|thru)[ \t]*"
+_NOT_A_DATE_AFTER = (
+    r"(?![ \t]*(?i:tabs?\b|tablets?|caps?\b|capsules?|pills?|mg|mcg|ml|g\b|units?|strength|murmur|vision|ns\b|dose"
+    r"|of\b|x\b|%|mm|cm|times|scale|score|power|motor|reflex))"
+)
+_DATE_WORDS = [
+    "on", "since", "from", "until", "till", "through", "thru", "dated", "date", "dos", "seen", "visit", "admitted",
+    "admission", "discharged", "discharge", "returned", "return", "follow-up", "f/u", "scheduled", "appointment",
+    "appt", "surgery", "procedure", "last", "next", "started", "stopped", "began", "onset", "dob", "by", "before",
+    "after", "due", "effective", "as of", "starting", "ending", "between", "drawn", "collected", "received",
+    "reported", "expired", "died", "death", "born", "week of", "planned", "called",
+    # studies and documents, which are dated ("CXR 11/19", "labs 6/7", "dictated 6/7")
+    "labs", "lab", "cxr", "xr", "x-ray", "ct", "cta", "mri", "mra", "echo", "tte", "tee", "ekg", "ecg", "eeg",
+    "ultrasound", "us", "culture", "cultures", "biopsy", "scan", "imaging", "study", "egd", "colonoscopy",
+    "dictated", "transcribed", "signed", "reviewed", "entered", "noted", "documented", "resulted", "performed",
+    "done", "obtained", "updated",
+]  # fmt: skip
 #: Year given to dates written without one (a leap year, so 29 February parses); only month and day are written.
 _NO_YEAR = 2000
 
@@ -599,13 +686,13 @@ def parse_date(text: str) -> tuple[datetime.date, Callable[[datetime.date], str]
 
     Returns ``None`` when ``text`` is no valid date in a known format.
     """
-    for kind, rx in DATE_PATTERNS.items():
+    for kind, rx in {**DATE_PATTERNS, **YEARLESS_PATTERNS}.items():
         m = rx.fullmatch(text)
         if m is None:
             continue
         g = m.groupdict()
         try:
-            month = int(g["m"]) if kind in ("iso", "mdy") else _month_number(g["month"])
+            month = int(g["m"]) if kind in ("iso", "mdy", "md") else _month_number(g["month"])
             value = datetime.date(_year(g["y"]) if g.get("y") else _NO_YEAR, month, int(g["d"]))
         except (ValueError, StopIteration):
             return None
@@ -618,6 +705,8 @@ def _renderer(kind: str, g: dict[str, str]) -> Callable[[datetime.date], str]:
         y = "" if not g.get("y") else f"{d.year:04d}" if len(g["y"]) == 4 else f"{d.year % 100:02d}"
         if kind == "iso":
             return f"{y}{g['sep']}{_pad(d.month, g['m'], numeric=True)}{g['sep']}{_pad(d.day, g['d'], numeric=True)}"
+        if kind == "md":
+            return f"{_pad(d.month, g['m'], numeric=True)}{g['sep']}{_pad(d.day, g['d'], numeric=True)}"
         if kind == "mdy":
             return f"{_pad(d.month, g['m'], numeric=True)}{g['sep']}{_pad(d.day, g['d'], numeric=True)}{g['sep']}{y}"
         month = _render_month(d.month, g["month"]) + g["dot"]
@@ -680,6 +769,59 @@ def date_recognizer() -> RegexRecognizer:
     return RegexRecognizer("DATE", patterns, name="ClinicalDateRecognizer")
 
 
+def yearless_date_recognizer() -> RegexRecognizer:
+    """Month/day without a year ("seen 11/19", "returned on 6/7", "6/7 at 14:30"): scored below the threshold
+    unless a date word stands just before it; with a time of day after it, a date outright. Never before a dose,
+    a unit or a score word ("1/2 tab", "5/5 strength", "2/6 murmur")."""
+    md = YEARLESS_PATTERNS["md"].pattern
+    valid = lambda s: parse_date(s) is not None  # noqa: E731
+    return RegexRecognizer(
+        "DATE",
+        [
+            RegexPattern("month/day", _rx(md + _NOT_A_DATE_AFTER), 0.3, 0, valid),
+            # A range of two month/days ("6/7-6/9", "11/28 to 12/2"): both ends are dates
+            RegexPattern(
+                "month/day range start", _rx(rf"(?P<date>{md})(?={_RANGE_TO}{_MD_PLAIN})"), 0.7, "date", valid
+            ),
+            RegexPattern("month/day range end", _rx(rf"{md}{_RANGE_TO}(?P<date>{_MD_PLAIN})"), 0.7, "date", valid),
+            # A month/day that opens a line of a log or list, followed by ":" or a dash ("11/19: called", "6/7 - seen")
+            RegexPattern(
+                "month/day entry",
+                _rx(rf"(?m)^[ \t*\-\u2022>|]*(?P<date>{md})(?=[ \t]*(?::|[\-\u2013\u2014][ \t]))"),
+                0.7,
+                "date",
+                valid,
+            ),
+            RegexPattern(
+                "month/day time",
+                _rx(rf"(?P<date>{md})[ \t]+(?:at[ \t]+|@[ \t]*)?(?:[01]?\d|2[0-3]):?[0-5]\d\b"),
+                0.75,
+                "date",
+                valid,
+            ),
+        ],
+        name="YearlessDateRecognizer",
+        context=_DATE_WORDS,
+        context_window=14,
+        context_boost=0.45,
+    )
+
+
+def county_recognizer() -> RegexRecognizer:
+    """US counties and their equivalents: "Cook County", "St. Tammany Parish", "Matanuska-Susitna Borough"."""
+    return RegexRecognizer(
+        "LOCATION",
+        [
+            RegexPattern(
+                "county",
+                _rx(r"\b(?:St\.?[ \t]+)?[A-Z][a-z'\-]+(?:[ \t\-][A-Z][a-z'\-]+){0,2}[ \t]+(?:County|Parish|Borough)\b"),
+                0.85,
+            )
+        ],
+        name="CountyRecognizer",
+    )
+
+
 def clinical_recognizers() -> list[EntityRecognizer]:
     """All recognizers used for clinical notes (spaCy's PERSON recognizer is added by the engine)."""
     return [
@@ -698,4 +840,6 @@ def clinical_recognizers() -> list[EntityRecognizer]:
         facility_recognizer(),
         age_recognizer(),
         date_recognizer(),
+        yearless_date_recognizer(),
+        county_recognizer(),
     ]

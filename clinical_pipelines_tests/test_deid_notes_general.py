@@ -1,0 +1,290 @@
+"""How the notes engine generalises: address structure, GeoNames places, census names, labels, phone labels written
+after the number, escaped line breaks, yearless dates in date positions, ages in words, counties. Real engine, texts
+written for these tests (not taken from any evaluation set); each checks both what is removed and what is kept."""
+
+from __future__ import annotations
+
+import datetime
+import re
+
+import pytest
+
+from clinical_pipelines.deid import lexicons
+from clinical_pipelines.deid.notes import NoteDeidentifier, analysis_view
+from clinical_pipelines.deid.pseudonyms import Pseudonymizer
+from clinical_pipelines.deid.recognizers import parse_date
+
+KEY = b"general-notes-test-key-0123456789abcdef"
+MRN = "MRN4417302"
+
+
+@pytest.fixture(scope="module")
+def deid() -> NoteDeidentifier:
+    return NoteDeidentifier(Pseudonymizer(KEY))
+
+
+def _out(deid: NoteDeidentifier, text: str) -> str:
+    return deid.deidentify(text, patient_key=MRN).text
+
+
+def _assert_gone(out: str, *values: str) -> None:
+    for value in values:
+        for word in value.split():
+            if len(word) > 1:
+                assert word not in out, (word, out)
+
+
+def _assert_kept(out: str, *values: str) -> None:
+    for value in values:
+        assert value in out, (value, out)
+
+
+# --------------------------------------------------------------------------------------------- addresses
+
+
+@pytest.mark.parametrize(
+    ("text", "address"),
+    [
+        ("Forward the records to Lindenallee 17\nApt 3\nKleinmachnow\nGermany 14532 please.",
+         "Lindenallee 17\nApt 3\nKleinmachnow\nGermany 14532"),
+        ("She gave her address as 88 Chemin des Vignes 12, Suite 4, Montbrison, France 42600.",
+         "88 Chemin des Vignes 12, Suite 4, Montbrison, France 42600"),
+        ("Mailing address: 7 Korppikatu 19, 33240 Pispala, Finland", "7 Korppikatu 19, 33240 Pispala, Finland"),
+        ("Son is deployed; his mail goes to PSC 4471, Box 0921\nAPO AE 09613", "PSC 4471, Box 0921\nAPO AE 09613"),
+        ("Care package sent to Unit 3309 Box 211\nDPO AP 96520 last week.", "Unit 3309 Box 211\nDPO AP 96520"),
+        ("Husband serves aboard USS Kearsarge\nFPO AE 09534", "USS Kearsarge\nFPO AE 09534"),
+        ("Resides at 14 Vargas Lane 3, Flat 2B, Oporto", "14 Vargas Lane 3, Flat 2B"),
+        ("Lives at Fjellstuveien 8 with her sister.", "Fjellstuveien 8"),
+        ("Home: Viale dei Pini 44\n   Suite 12\n   Bracciano\n   Italy",
+         "Viale dei Pini 44\n   Suite 12\n   Bracciano"),
+    ],
+)  # fmt: skip
+def test_postal_address_blocks_are_removed_whole(deid, text, address) -> None:
+    out = _out(deid, text)
+    _assert_gone(out, *[line.strip(" ,") for line in address.replace(",", "\n").split("\n") if line.strip()])
+
+
+def test_hospital_rooms_doses_and_scores_are_no_address(deid) -> None:
+    text = (
+        "Transferred to Room 412, Bed 2 on Unit 6 West, Floor 3. Sent home with Augmentin 875 BID.\n"
+        "Lead II. Stage 2. Hunt-Hess grade 3. Tanner stage 4. Bay 7."
+    )
+    out = _out(deid, text)
+    _assert_kept(out, "Room 412", "Unit 6 West", "Floor 3", "Augmentin 875 BID", "Lead II", "Bay 7")
+
+
+# --------------------------------------------------------------------------------------------- places
+
+
+def test_gazetteer_places_in_a_locative_position(deid) -> None:
+    out = _out(deid, "Moved from Trondheim in May; grew up near Bratislava. Family visiting from LJUBLJANA.")
+    _assert_gone(out, "Trondheim", "Bratislava", "LJUBLJANA")
+
+
+def test_place_names_that_are_ordinary_words_or_abbreviations_are_kept(deid) -> None:
+    # "Mobile", "Normal" and "Reading" are cities in GeoNames and ordinary words in web2; "PRN" is an abbreviation.
+    out = _out(deid, "Normal gait. Reading glasses. Mobile with a walker. Oxycodone 5 mg PRN, Tylenol 650 mg.")
+    _assert_kept(out, "Normal gait", "Reading glasses", "Mobile with", "PRN, Tylenol")
+
+
+def test_counties_parishes_and_boroughs(deid) -> None:
+    out = _out(deid, "EMS from Ottertail County; prior care in St. Landry Parish and Kodiak Island Borough.")
+    _assert_gone(out, "Ottertail", "Landry", "Kodiak")
+    assert "[LOCATION]" in out
+
+
+# --------------------------------------------------------------------------------------------- names
+
+
+def test_dictionary_names_alone_and_in_full(deid) -> None:
+    out = _out(deid, "Spoke with Gwendolyn this morning. Gwendolyn Achterberg will drive. Achterberg, Gwendolyn.")
+    _assert_gone(out, "Gwendolyn", "Achterberg")
+
+
+def test_names_spelt_outside_english(deid) -> None:
+    out = _out(deid, "Interpreter: Þórhildur Sigurðardóttir. Visited by Bożena Wróblewska and Søren.")
+    _assert_gone(out, "Þórhildur", "Sigurðardóttir", "Bożena", "Wróblewska", "Søren")
+
+
+@pytest.mark.parametrize("label", ["Decedent", "Informant", "Courier", "Notified", "Legal representative"])
+def test_any_label_followed_by_a_dictionary_name(deid, label) -> None:
+    out = _out(deid, f"{label}: Hjalmar Abernathy\nTime of call: 14:10")
+    _assert_gone(out, "Hjalmar", "Abernathy")
+    assert out.startswith(f"{label}: ")
+
+
+def test_speaker_labels_with_given_names_are_no_headings(deid) -> None:
+    out = _out(deid, "Transcript of the family meeting.\nJeremiah: We want her home.\nPlan: hospice referral.")
+    _assert_gone(out, "Jeremiah")
+    _assert_kept(out, "Plan: hospice referral")
+
+
+def test_drugs_eponyms_and_headings_with_name_like_words_are_kept(deid) -> None:
+    text = (
+        "Allegra 180 mg daily. Bruce protocol stage 3. Barrett esophagus on EGD. Guillain-Barré syndrome. "
+        "Ménière disease. Bell palsy resolved. Foley catheter removed. Glasgow Coma Scale 14."
+    )
+    out = _out(deid, text)
+    _assert_kept(out, "Allegra 180 mg", "Bruce protocol", "Barrett esophagus", "Guillain-Barré syndrome",
+                 "Ménière disease", "Bell palsy", "Foley catheter", "Glasgow Coma Scale")  # fmt: skip
+
+
+def test_dictionaries_come_from_packages() -> None:
+    assert {"gwendolyn", "jeremiah"} <= lexicons.given_names()
+    assert "achterberg" not in lexicons.common_words() and "reading" in lexicons.common_words()
+    assert {"trondheim", "bratislava"} <= lexicons.place_names()
+    assert "germany" in lexicons.country_names() and "germany" not in lexicons.place_names()
+
+
+# --------------------------------------------------------------------------------------------- phones
+
+
+@pytest.mark.parametrize(
+    "phone",
+    ["4471 2290", "+358 40 771 2093", "0611 482 730", "22 417730"],
+)
+def test_phone_numbers_labelled_after_the_number_or_after_a_call_word(deid, phone) -> None:
+    out = _out(deid, f"Daughter's numbers:\n{phone} mobile\nNobody answering at {phone} after 5 pm.")
+    assert phone not in out, out
+
+
+def test_phone_label_joined_by_a_hyphen(deid) -> None:
+    out = _out(deid, "Contacts: (312) 555-0147-Home, 77 410 22 93-Work")
+    _assert_gone(out, "555-0147", "77 410 22 93")
+
+
+# --------------------------------------------------------------------------------------------- escaped breaks
+
+
+def test_escaped_line_breaks_read_as_line_breaks() -> None:
+    text = "Name: Ada Quist\\nPhone: 4471 2290\\tfax"
+    view = analysis_view(text)
+    assert len(view) == len(text) and "\n" in view and "\\" not in view
+    assert analysis_view("no escapes") == "no escapes"
+
+
+def test_escaped_line_breaks_in_an_exported_note(deid) -> None:
+    out = _out(deid, "Contact card\\nMarguerite Vasquez-Oyelaran\\n12 Rue des Tanneurs 4\\nSuite 2\\nDinan\\nFrance")
+    _assert_gone(out, "Marguerite", "Vasquez-Oyelaran", "Tanneurs", "Dinan")
+    assert out.startswith("Contact card\\n")  # the escapes themselves are kept
+
+
+# --------------------------------------------------------------------------------------------- dates and ages
+
+
+def test_yearless_dates_in_date_positions_are_shifted(deid) -> None:
+    text = "Admitted 3/14, discharged on 3/18. Follow-up 4/2 at 09:30."
+    out = _out(deid, text)
+    for value in ("3/14", "3/18", "4/2"):
+        assert value not in out
+    moved = [d for d in out.replace(",", " ").replace(".", " ").split() if "/" in d]
+    assert len(moved) == 3 and all(parse_date(d) is not None for d in moved)
+    first = parse_date(moved[0])[0]  # type: ignore[index]
+    assert (parse_date(moved[1])[0] - first) == datetime.timedelta(days=4)  # type: ignore[index]
+
+
+def test_fractions_doses_scores_and_blood_pressure_are_no_dates(deid) -> None:
+    text = "BP 118/76. Take 1/2 tab nightly. Strength 4/5 on the left. Murmur 3/6. Pain 6/10. GCS 3/15 on arrival."
+    out = _out(deid, text)
+    _assert_kept(out, "118/76", "1/2 tab", "4/5", "3/6", "6/10", "3/15")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("A ninety-four-year-old widow.", "A 90+-year-old widow."),
+        ("Patient aged one hundred and two.", "Patient aged 90+."),
+        ("He is ninety six years old.", "He is 90+ years old."),
+        ("A seventy-year-old man.", "A seventy-year-old man."),
+    ],
+)
+def test_ages_over_89_in_words(deid, text, expected) -> None:
+    assert _out(deid, text) == expected
+
+
+def test_month_day_opening_a_log_entry_is_a_date(deid) -> None:
+    out = _out(deid, "Phone log\n3/22: left a message.\n- 3/23 - daughter returned the call.\nRatio 3/4 of usual.")
+    assert "3/22" not in out and "3/23" not in out
+    assert "3/4 of usual" in out
+
+
+@pytest.mark.parametrize(
+    ("text", "gone"),
+    [
+        ("Grievance reference 20914477 filed.", "20914477"),
+        ("Claim no. 5530219 was denied.", "5530219"),
+        ("Authorization # 77104 expires soon.", "77104"),
+        ("Subscriber ID: XJQ40817731", "XJQ40817731"),
+    ],
+)
+def test_ids_after_any_identifier_noun(deid, text, gone) -> None:
+    assert gone not in _out(deid, text)
+
+
+def test_short_numbers_and_clinical_codes_after_nouns_are_kept(deid) -> None:
+    out = _out(deid, "Room number 412. CPT code 99213. Case 2 of 3. Reference range 3.5-5.0.")
+    _assert_kept(out, "Room number 412", "99213", "Case 2 of 3", "3.5-5.0")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Patient is 97 years of age.", "Patient is 90+ years of age."),
+        ("Triage: 92F with dyspnea.", "Triage: 90+F with dyspnea."),
+    ],
+)
+def test_ages_over_89_in_other_written_forms(deid, text, expected) -> None:
+    assert _out(deid, text) == expected
+
+
+def test_surname_comma_given_name_in_capitals(deid) -> None:
+    out = _out(deid, "Specimen labelled BRANDT, WINIFRED at the bedside.")
+    _assert_gone(out, "BRANDT", "WINIFRED")
+
+
+def test_month_day_ranges_and_dated_studies(deid) -> None:
+    text = "Vancomycin 5/2-5/9, then cefazolin 5/10 through 5/16. CXR 5/3 clear. Dictated 5/17."
+    out = _out(deid, text)
+    before, after = re.findall(r"\d+/\d+", text), re.findall(r"\d+/\d+", out)
+    assert len(before) == len(after) == 6
+    assert all(parse_date(a)[0] != parse_date(b)[0] for a, b in zip(before, after, strict=True)), out  # type: ignore[index]
+
+
+def test_fraction_ranges_and_counts_are_kept(deid) -> None:
+    out = _out(deid, "Strength 4-5/5 in the legs. Pain 3-4/10. Lymph nodes 0/12 and 2/14 positive.")
+    _assert_kept(out, "4-5/5", "3-4/10", "0/12", "2/14")
+
+
+def test_month_day_in_a_date_column_of_a_table(deid) -> None:
+    text = "| Day | Weight | Intake |\n|---|---|---|\n| 8/14 | 70.1 | 3/4 tray |\n| 8/15 | 69.8 | 1/2 tray |"
+    out = _out(deid, text)
+    assert "8/14" not in out and "8/15" not in out
+    _assert_kept(out, "3/4 tray", "1/2 tray", "70.1")
+
+
+def test_medicine_names_from_the_drug_dictionary_are_kept(deid) -> None:
+    out = _out(deid, "Continue Spiriva and Flonase. Restart Keppra. Metoprolol held. Digoxin level pending.")
+    _assert_kept(out, "Spiriva", "Flonase", "Keppra", "Metoprolol", "Digoxin")
+    assert "spiriva" in lexicons.drug_names() and "allegra" in lexicons.given_names()
+
+
+def test_abbreviations_clock_positions_and_graded_eponyms_are_kept(deid) -> None:
+    text = "ED TRIAGE: to the ER. Mass at 2 o'clock. Bosniak IIF cyst. Hasson trocar placed. Seen in PACU."
+    out = _out(deid, text)
+    _assert_kept(out, "ED TRIAGE", "the ER", "2 o'clock", "Bosniak IIF cyst", "Hasson trocar", "PACU")
+
+
+def test_words_in_other_scripts_are_removed_and_greek_symbols_kept(deid) -> None:
+    text = "Started β-blocker; 5 μg daily. Grandson Алексей Морозов visits from Θεσσαλονίκη, Οδός Εγνατίας 12."
+    out = _out(deid, text)
+    _assert_gone(out, "Алексей", "Морозов", "Θεσσαλονίκη", "Εγνατίας")
+    _assert_kept(out, "β-blocker", "5 μg")
+
+
+@pytest.mark.parametrize(
+    ("text", "gone"),
+    [("Postcode: 4870, Queensland.", "4870"), ("Mail to Ottawa ON K2P 1L4.", "K2P 1L4"),
+     ("Lives near Leeds LS6 2QT.", "LS6 2QT"), ("Sent to Lindauer Str. 9, Kempten", "Lindauer")],
+)  # fmt: skip
+def test_postcodes_of_other_countries_and_abbreviated_street_types(deid, text, gone) -> None:
+    assert gone not in _out(deid, text)
