@@ -70,6 +70,7 @@ class LimitsResource(dg.ConfigurableResource):
     max_note_chars: int
     max_table_cells: int
     notes_batch: int
+    max_drop_files: int = 100_000
 
     def limits(self) -> "Limits":
         """The engines' view of these limits."""
