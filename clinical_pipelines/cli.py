@@ -120,20 +120,43 @@ def _instance_for(data_dir: Path):
 @click.option("--data-dir", type=click.Path(path_type=Path), default=None, help="Data folder (holds landing/).")
 @click.option("--store-url", help="Object store holding the zones, if not the data folder (e.g. s3://...).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def run(data_dir: Path | None, store_url: str | None, as_json: bool) -> None:
-    """Process every complete drop in landing/ through all stages built so far, then exit."""
+@click.option(
+    "--wait/--no-wait",
+    default=True,
+    show_default=True,
+    help="When another run holds the data folder: wait for it (saying so), or exit at once with status 3.",
+)
+def run(data_dir: Path | None, store_url: str | None, as_json: bool, wait: bool) -> None:
+    """Process every complete drop in landing/ through all stages built so far, then exit.
+
+    One run per data folder at a time (a lock in DIR/.run.lock); a run killed part-way is completed
+    by the next one. Exit status: 0 done, 1 a drop or the curate run failed, 2 configuration error,
+    3 another run holds the data folder and --no-wait was given (nothing done).
+    """
+    from clinical_pipelines.runlock import DataFolderBusy, run_lock
+    from clinical_pipelines.settings import Settings
+
+    settings = Settings.from_env(data_dir=data_dir, store_url=store_url)
+    try:
+        with run_lock(settings.data_dir, wait=wait, on_wait=lambda m: click.echo(f"{m}: waiting for it", err=True)):
+            _run_locked(settings, as_json)
+    except DataFolderBusy as exc:
+        click.echo(f"error: {exc}: nothing done (without --no-wait, run waits for it)", err=True)
+        sys.exit(3)
+
+
+def _run_locked(settings: Settings, as_json: bool) -> None:
+    """``run`` with the data folder's lock held."""
     import warnings
 
     warnings.filterwarnings("ignore", message="Parameter `owners`")  # raised inside Dagster itself
     from clinical_pipelines.cli_catalog import curated_json, print_curated
+    from clinical_pipelines.deid.secret import load_deid_key
     from clinical_pipelines.headless import process_landing
-    from clinical_pipelines.settings import Settings
     from clinical_pipelines.storage.names import LegacyLayoutError
 
-    settings = Settings.from_env(data_dir=data_dir, store_url=store_url)
     # Keys are checked before any run starts: a bad key is one line and exit 2, not a failed run per drop.
-    from clinical_pipelines.deid.secret import load_deid_key
-
+    # (With the lock held: two first runs would otherwise each generate a local key.)
     settings.keyring()
     load_deid_key(settings.key_dir, create=settings.env != "production")
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -154,6 +177,7 @@ def run(data_dir: Path | None, store_url: str | None, as_json: bool) -> None:
                     "bytes": total_bytes,
                     "quarantined": quarantined,
                     "rejected_folders": summary.rejected_folders,
+                    "interrupted_runs": summary.interrupted_runs,
                     "store": settings.store_url,
                     "dagster_home": os.environ["DAGSTER_HOME"],
                     "seconds": round(summary.seconds, 2),
@@ -186,6 +210,11 @@ def run(data_dir: Path | None, store_url: str | None, as_json: bool) -> None:
                 validation,
             )
         console = Console()
+        if summary.interrupted_runs:
+            console.print(
+                f"{summary.interrupted_runs} run(s) left unfinished by an earlier, killed run were closed as "
+                "failed; their drops were taken again"
+            )
         console.print(table)
         console.print(
             f"{len(summary.drops)} drop(s), {total_files} file(s), {_size(total_bytes)} accepted, "

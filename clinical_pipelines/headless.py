@@ -18,11 +18,88 @@ from clinical_pipelines.defs.ingest.jobs import process_drop_job, reject_landing
 from clinical_pipelines.defs.partitions import drops_partitions
 from clinical_pipelines.landing.discovery import discover_drops, parse_partition_key, partition_key
 from clinical_pipelines.raw.zone import RawZone
+from clinical_pipelines.runlock import is_alive, process_identity
 from clinical_pipelines.settings import Settings
 
 PARTITION_BATCH = 500
 # Runs still log everything to the event log (the UI shows it); the terminal gets warnings only.
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+# Every run this module starts carries these tags: who started it (to tell a killed run from a live
+# one) and, once a later run found it dead, that it was interrupted. Embedded runs have no daemon to
+# monitor them, so a `kill -9` leaves them STARTED for ever unless the next `run` closes them.
+LAUNCHED_BY_TAG = "clinical_pipelines/launched_by"
+OWNER_TAG = "clinical_pipelines/owner"
+INTERRUPTED_TAG = "clinical_pipelines/interrupted"
+PARTITION_TAG = "dagster/partition"
+UNFINISHED = [
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+    dg.DagsterRunStatus.CANCELING,
+]
+
+
+def run_tags() -> dict[str, str]:
+    """Tags of a run started by this process."""
+    return {LAUNCHED_BY_TAG: "clinical-pipelines run", OWNER_TAG: process_identity()}
+
+
+def close_interrupted_runs(instance: dg.DagsterInstance) -> list[dg.DagsterRun]:
+    """Mark failed every run a killed ``clinical-pipelines run`` left unfinished; returns those runs.
+
+    Only runs this module started, whose process is gone (on this host), are touched: runs of a
+    live process, of the daemon or of another host are left alone.
+    """
+    closed = []
+    records = instance.get_run_records(
+        dg.RunsFilter(statuses=UNFINISHED, tags={LAUNCHED_BY_TAG: "clinical-pipelines run"})
+    )
+    for record in records:
+        run = record.dagster_run
+        if is_alive(run.tags.get(OWNER_TAG, "")) is not False:
+            continue
+        instance.add_run_tags(run.run_id, {INTERRUPTED_TAG: "true"})
+        instance.report_run_failed(
+            run,
+            message="interrupted: the clinical-pipelines run process running it ended before the run did "
+            "(killed or crashed); the next run takes its drop again",
+        )
+        closed.append(run)
+    return closed
+
+
+def interrupted_drops(instance: dg.DagsterInstance) -> list[str]:
+    """Drops whose latest ``process_drop`` run was interrupted: their later stages may never have run."""
+    keys = {
+        r.dagster_run.tags[PARTITION_TAG]
+        for r in instance.get_run_records(dg.RunsFilter(job_name=process_drop_job.name, tags={INTERRUPTED_TAG: "true"}))
+        if PARTITION_TAG in r.dagster_run.tags
+    }
+    pending = []
+    for key in sorted(keys):
+        latest = instance.get_run_records(
+            dg.RunsFilter(job_name=process_drop_job.name, tags={PARTITION_TAG: key}), limit=1
+        )
+        if latest and latest[0].dagster_run.tags.get(INTERRUPTED_TAG) == "true":
+            pending.append(key)
+    return pending
+
+
+def _add_partitions(instance: dg.DagsterInstance, keys: list[str]) -> None:
+    """Register ``keys`` as drop partitions, in batches; a key another process added meanwhile is fine."""
+    from sqlalchemy.exc import IntegrityError
+
+    for attempt in range(3):
+        registered = set(instance.get_dynamic_partitions(drops_partitions.name))
+        to_add = [k for k in keys if k not in registered]
+        try:
+            for i in range(0, len(to_add), PARTITION_BATCH):
+                instance.add_dynamic_partitions(drops_partitions.name, to_add[i : i + PARTITION_BATCH])
+            return
+        except IntegrityError:  # the sensor (or another instance user) added one of them first: look again
+            if attempt == 2:
+                raise
 
 
 @dataclass
@@ -55,6 +132,7 @@ class HeadlessSummary:
 
     drops: list[DropOutcome] = field(default_factory=list)
     rejected_folders: int = 0
+    interrupted_runs: int = 0  # runs a killed earlier `run` left unfinished, closed as failed by this one
     seconds: float = 0.0
     curated: CurateRun | None = None  # the curated versions built after the drops
 
@@ -91,14 +169,19 @@ def _outcome(key: str, result: dg.ExecuteInProcessResult) -> DropOutcome:
 
 
 def process_landing(settings: Settings, instance: dg.DagsterInstance) -> HeadlessSummary:
-    """Run ``process_drop`` for every complete drop whose raw stage is not yet materialized.
+    """Run ``process_drop`` for every complete drop not yet processed, then the curate job.
 
-    Folders that cannot be partitions (unsafe names) are quarantined through
-    ``reject_landing_job``. Runs execute in this process, one drop at a time.
+    A drop counts as processed once its raw stage is materialized, unless the run that did it was
+    interrupted (its process killed): runs a killed ``run`` left unfinished are closed as failed
+    first, and their drops are taken again (every stage is idempotent). Folders that cannot be
+    partitions (unsafe names) are quarantined through ``reject_landing_job``. Runs execute in this
+    process, one drop at a time; the caller holds the data folder's run lock (:mod:`runlock`).
     """
     started = time.perf_counter()
     defs = build_definitions(settings)
     summary = HeadlessSummary()
+    tags = run_tags()
+    summary.interrupted_runs = len(close_interrupted_runs(instance))
     store = settings.open_store()
     raw = RawZone(store, settings.keyring())
     done = set(instance.get_materialized_partitions(raw_key("dicom")))
@@ -109,22 +192,23 @@ def process_landing(settings: Settings, instance: dg.DagsterInstance) -> Headles
             **QUIET,
             "ops": {"reject_landing_folders": {"config": {"folder_ids": unsafe, "reason": "unsafe_name"}}},
         }
-        defs.resolve_job_def(reject_landing_job.name).execute_in_process(run_config=config, instance=instance)
+        defs.resolve_job_def(reject_landing_job.name).execute_in_process(
+            run_config=config, instance=instance, tags=tags
+        )
         summary.rejected_folders = len(unsafe)
     # Known drops whose drop.json changed since they were ingested: run them again, so the change is
     # quarantined (drop_conflict) and reported, never skipped in silence.
     resent = sorted(k for k in done if raw.landing_changed(*parse_partition_key(k)) is not None)
-    keys = [partition_key(s, d) for s, d in found.complete] + resent
-    registered = set(instance.get_dynamic_partitions(drops_partitions.name))
-    to_add = [k for k in keys if k not in registered]
-    for i in range(0, len(to_add), PARTITION_BATCH):
-        instance.add_dynamic_partitions(drops_partitions.name, to_add[i : i + PARTITION_BATCH])
+    keys = list(dict.fromkeys(interrupted_drops(instance) + [partition_key(s, d) for s, d in found.complete] + resent))
+    _add_partitions(instance, keys)
     job = defs.resolve_job_def(process_drop_job.name)
     for key in keys:
-        result = job.execute_in_process(run_config=QUIET, instance=instance, partition_key=key, raise_on_error=False)
+        result = job.execute_in_process(
+            run_config=QUIET, instance=instance, partition_key=key, raise_on_error=False, tags=tags
+        )
         outcome = _outcome(key, result)
         outcome.resent = key in resent
         summary.drops.append(outcome)
-    summary.curated = run_curate(defs, instance)
+    summary.curated = run_curate(defs, instance, tags=tags)
     summary.seconds = time.perf_counter() - started
     return summary

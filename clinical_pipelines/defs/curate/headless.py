@@ -39,14 +39,14 @@ class CurateRun:
     error: str | None = None
 
 
-def run_curate(defs: dg.Definitions, instance: dg.DagsterInstance) -> CurateRun:
+def run_curate(defs: dg.Definitions, instance: dg.DagsterInstance, *, tags: dict[str, str] | None = None) -> CurateRun:
     """Materialize every curated asset in this process; datasets that selected nothing have no version."""
     job = defs.resolve_job_def(curate_job.name)
     keys = job.asset_layer.executable_asset_keys if job.asset_layer else set()
     names = sorted(k.path[-1] for k in keys if k.path[0] == CURATED_GROUP)
     if not names:
         return CurateRun(None, True, [])
-    result = job.execute_in_process(run_config=QUIET, instance=instance, raise_on_error=False)
+    result = job.execute_in_process(run_config=QUIET, instance=instance, raise_on_error=False, tags=tags)
     outcomes = {name: CuratedOutcome(name) for name in names}
     for event in result.get_asset_materialization_events():
         mat = event.step_materialization_data.materialization
