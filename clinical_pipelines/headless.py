@@ -210,5 +210,8 @@ def process_landing(settings: Settings, instance: dg.DagsterInstance) -> Headles
         outcome.resent = key in resent
         summary.drops.append(outcome)
     summary.curated = run_curate(defs, instance, tags=tags)
+    sweep = getattr(store, "sweep_temp_files", None)
+    if sweep is not None:  # a killed run's temp files too young to tell from a live write when this run began
+        sweep()
     summary.seconds = time.perf_counter() - started
     return summary
