@@ -141,8 +141,12 @@ class StageClock:
         self._wrap(DropDeidentifier, "deidentify", "deid", lambda self, s, d, m, *a, **k: m)
         self._wrap(curate_build, "build_version", "curate", lambda *a, **k: "all")
         import clinical_pipelines.training as training  # the training asset imports the name from the package
+        from clinical_pipelines.defs.validate import gate
 
         self._wrap(training, "build_training_shards", "shards", lambda *a, **k: "all")
+        self._wrap(training.StreamingDataset, "__iter__", "shards", lambda *a, **k: "read back (verify)")
+        # the validation gate before each de-identified step reads the instance's event log
+        self._wrap(gate, "validation_passed", "gate", lambda inst, m, *a, **k: m)
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -296,11 +300,13 @@ def aggregate(stats: pstats.Stats, by: str) -> dict[str, float]:
     return dict(totals)
 
 
-def profile_headless(data: Path, keys: Path, home: Path, top: int) -> None:
+def profile_headless(data: Path, keys: Path, home: Path, top: int, dump: Path | None = None) -> None:
     profiler = cProfile.Profile()
     profiler.enable()
     _, wall, _ = headless(data, keys, home)
     profiler.disable()
+    if dump is not None:
+        profiler.dump_stats(dump)
     stats = pstats.Stats(profiler)
     total = sum(v for v in aggregate(stats, "library").values())
     print(f"\nprofile of a second headless run on a fresh copy (cProfile, {wall:.1f} s under the profiler):")
@@ -338,7 +344,7 @@ def print_table(landing: Landing, pipeline: dict[tuple[str, str], Timing], engin
     for key in [*pipeline, *engines]:
         if key not in rows:
             rows.append(key)
-    order = {"ingest": 0, "validate": 1, "deid": 2, "curate": 3, "shards": 4}
+    order = {"ingest": 0, "validate": 1, "gate": 2, "deid": 3, "curate": 4, "shards": 5}
     rows.sort(key=lambda k: (order.get(k[0], 9), k[1]))
     staged = 0.0
     for stage, modality in rows:
@@ -381,6 +387,7 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=None, help="scratch folder (default: a temp dir in .)")
     parser.add_argument("--no-profile", action="store_true", help="skip the profiled second run")
     parser.add_argument("--top", type=int, default=20)
+    parser.add_argument("--profile-out", type=Path, default=None, help="also dump the cProfile stats there")
     args = parser.parse_args()
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
     work = Path(tempfile.mkdtemp(prefix="bench-pipeline-", dir=args.workdir or ".")).resolve()
@@ -414,7 +421,7 @@ def main() -> None:
         print_table(landing, dict(clock.timings), engines, total_wall, total_cpu)
         print(f"peak RSS of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
         if not args.no_profile:
-            profile_headless(work / "profiled", keys, work / "dagster-2", args.top)
+            profile_headless(work / "profiled", keys, work / "dagster-2", args.top, args.profile_out)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
