@@ -27,6 +27,7 @@ import argparse
 import contextlib
 import cProfile
 import functools
+import inspect
 import os
 import pstats
 import resource
@@ -117,15 +118,23 @@ class StageClock:
         original = getattr(owner, name)
         clock = self
 
+        def timed_iteration(key: tuple[str, str], iterator: Iterator[Any]) -> Iterator[Any]:
+            wall, cpu = time.perf_counter(), cpu_seconds()
+            try:
+                yield from iterator
+            finally:
+                clock.timings[key].add(time.perf_counter() - wall, cpu_seconds() - cpu)
+
         @functools.wraps(original)
         def timed(*args: Any, **kwargs: Any) -> Any:
+            key = (stage, modality_of(*args, **kwargs))
+            if inspect.isgeneratorfunction(original):  # timed while it is consumed
+                return timed_iteration(key, original(*args, **kwargs))
             wall, cpu = time.perf_counter(), cpu_seconds()
             try:
                 return original(*args, **kwargs)
             finally:
-                clock.timings[(stage, modality_of(*args, **kwargs))].add(
-                    time.perf_counter() - wall, cpu_seconds() - cpu
-                )
+                clock.timings[key].add(time.perf_counter() - wall, cpu_seconds() - cpu)
 
         setattr(owner, name, timed)
         self._undo.append(lambda: setattr(owner, name, original))
