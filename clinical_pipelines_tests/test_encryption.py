@@ -7,6 +7,7 @@ import io
 import json
 import os
 import stat
+import struct
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -14,7 +15,9 @@ import pytest
 
 from clinical_pipelines.settings import Settings, SettingsError
 from clinical_pipelines.storage.envelope import (
+    BLOCK_BYTES,
     CHUNK_SIZE,
+    TAG_SIZE,
     DecryptingReader,
     DecryptionError,
     EncryptingReader,
@@ -39,6 +42,51 @@ def test_streaming_reads_in_small_pieces(keyring: KeyRing) -> None:
     blob = b"".join(iter(lambda: encrypting.read(4097), b""))
     reader = DecryptingReader(io.BytesIO(blob), keyring)
     assert b"".join(iter(lambda: reader.read(1000), b"")) == data
+
+
+def _chunk_by_chunk(blob: bytes, keyring: KeyRing, size: int) -> bytes:
+    """Plaintext opened the way format 2 is defined: one sealed chunk at a time (nonce = prefix, index, last)."""
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    from clinical_pipelines.storage.envelope import MAGIC, _nonce, object_context
+
+    (length,) = struct.unpack(">I", blob[len(MAGIC) : len(MAGIC) + 4])
+    header = json.loads(blob[len(MAGIC) + 4 : len(MAGIC) + 4 + length])
+    kid = header["kid"]
+    dek = AESGCM(keyring.get(kid)).decrypt(
+        base64.b64decode(header["wrap_nonce"]), base64.b64decode(header["wrapped_dek"]), kid.encode()
+    )
+    body, sealed = blob[len(MAGIC) + 4 + length :], CHUNK_SIZE + TAG_SIZE
+    prefix, aead, context = base64.b64decode(header["nonce_prefix"]), AESGCM(dek), object_context("raw/x")
+    count = max(1, -(-len(body) // sealed))
+    assert len(body) == size + count * TAG_SIZE
+    pieces = [body[i * sealed : (i + 1) * sealed] for i in range(count)]
+    return b"".join(aead.decrypt(_nonce(prefix, i, i == count - 1), c, context) for i, c in enumerate(pieces))
+
+
+@pytest.mark.parametrize(
+    "size", [BLOCK_BYTES - 1, BLOCK_BYTES, BLOCK_BYTES + 1, 2 * BLOCK_BYTES, 2 * BLOCK_BYTES + CHUNK_SIZE + 3]
+)
+def test_block_reads_keep_the_chunk_layout(keyring: KeyRing, size: int) -> None:
+    """Sealing and opening a block of chunks per read writes and reads exactly the per-chunk format."""
+    data = os.urandom(size)
+    blob = EncryptingReader(io.BytesIO(data), keyring, context="raw/x").read()
+    assert _chunk_by_chunk(blob, keyring, size) == data
+    whole = DecryptingReader(io.BytesIO(blob), keyring, context="raw/x")
+    assert whole.read() == data
+    mixed = DecryptingReader(io.BytesIO(blob), keyring, context="raw/x")  # small, then block-sized, then rest
+    parts = [mixed.read(100), mixed.read(BLOCK_BYTES), mixed.read(7), mixed.read()]
+    assert b"".join(parts) == data
+    streamed = EncryptingReader(io.BytesIO(data), keyring, context="raw/x")  # as the stores pull it
+    pulled = b"".join(bytes(b) for b in iter(lambda: streamed.read(8 << 20), b""))
+    assert len(pulled) == len(blob) and _chunk_by_chunk(pulled, keyring, size) == data
+    sealed = CHUNK_SIZE + TAG_SIZE
+    header = len(blob) - (size + max(1, -(-size // CHUNK_SIZE)) * TAG_SIZE)
+    for cut in (header + (BLOCK_BYTES // CHUNK_SIZE) * sealed, len(blob) - 1, header + sealed):
+        if cut >= len(blob):
+            continue
+        with pytest.raises(DecryptionError):  # cut at a block or chunk boundary, or inside the last chunk
+            DecryptingReader(io.BytesIO(blob[:cut]), keyring, context="raw/x").read()
 
 
 def test_tampering_truncation_and_reordering_are_detected(keyring: KeyRing) -> None:

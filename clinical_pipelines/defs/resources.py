@@ -7,6 +7,8 @@ from pydantic import PrivateAttr
 
 if TYPE_CHECKING:
     from clinical_pipelines.catalog.repository import Catalog
+    from clinical_pipelines.deid.dicom import DicomDeidentifier
+    from clinical_pipelines.deid.notes import NoteDeidentifier
     from clinical_pipelines.deid.pseudonyms import Pseudonymizer
     from clinical_pipelines.limits import Limits
     from clinical_pipelines.training.cache import ShardCache
@@ -106,6 +108,16 @@ class DeidSecretResource(dg.ConfigurableResource):
         from clinical_pipelines.deid.secret import load_deid_key
 
         return Pseudonymizer(load_deid_key(Path(self.key_dir), create=self.create_if_missing))
+
+    def engines(self) -> "tuple[Pseudonymizer, DicomDeidentifier, NoteDeidentifier]":
+        """Pseudonymizer, DICOM and notes de-identifiers for the configured secret, warm across drops
+        (built once per process: :func:`clinical_pipelines.deid.stage.warm_engines`)."""
+        from pathlib import Path
+
+        from clinical_pipelines.deid.secret import load_deid_key
+        from clinical_pipelines.deid.stage import warm_engines
+
+        return warm_engines(load_deid_key(Path(self.key_dir), create=self.create_if_missing))
 
 
 class CatalogResource(dg.ConfigurableResource):

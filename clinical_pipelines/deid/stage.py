@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import io
 import json
+import threading
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -40,6 +41,32 @@ TAMPERED = "tampered_object"
 def _type_only(exc: BaseException, where: str) -> str:
     """An unexpected exception as a quarantine detail: its type, never its message (which may quote values)."""
     return f"{type(exc).__name__} while {where}"
+
+
+_WARM_ENGINES: dict[bytes, tuple[Pseudonymizer, DicomDeidentifier, NoteDeidentifier]] = {}
+_WARM_LOCK = threading.Lock()
+_WARM_MAX = 4  # distinct secrets kept warm in one process (one in any real deployment)
+
+
+def warm_engines(key: bytes) -> tuple[Pseudonymizer, DicomDeidentifier, NoteDeidentifier]:
+    """The pseudonymizer and the DICOM and notes de-identifiers for the secret ``key``, built once per process.
+
+    Every drop (and every modality step of a drop) in a process gets the same engines: Presidio and
+    the spaCy model load once (seconds each time, otherwise once per step that analyses text), and the
+    pseudonymizer's keyed caches (UIDs, patients, date shifts) stay warm across drops. The engines keep
+    no per-drop state: what they compute depends on the secret and the input only, so sharing them
+    changes no output. Keyed by a hash of the secret, never the secret itself.
+    """
+    fingerprint = hashlib.sha256(b"clinical-pipelines/warm-engines\0" + key).digest()
+    with _WARM_LOCK:
+        engines = _WARM_ENGINES.get(fingerprint)
+        if engines is None:
+            if len(_WARM_ENGINES) >= _WARM_MAX:
+                _WARM_ENGINES.clear()
+            pseudonymizer = Pseudonymizer(key)
+            engines = (pseudonymizer, DicomDeidentifier(pseudonymizer), NoteDeidentifier(pseudonymizer))
+            _WARM_ENGINES[fingerprint] = engines
+        return engines
 
 
 class NotPromotable(Exception):

@@ -40,6 +40,8 @@ ALGORITHM = "AES-256-GCM-STREAM"
 # 64 KiB chunks: a reader can authenticate and decrypt just the start of an object (a DICOM
 # header) without touching the rest; per-chunk overhead is 16 bytes and one AEAD call.
 CHUNK_SIZE = 64 * 1024
+# Streams are read, sealed and opened this many bytes of chunks at a time (the chunk layout is unchanged).
+BLOCK_BYTES = 1024 * 1024
 TAG_SIZE = 16
 _NONCE_PREFIX_SIZE = 7
 _MAX_HEADER = 64 * 1024
@@ -115,20 +117,36 @@ class EncryptingReader:
         self._aead = AESGCM(dek)
         self._source = source
         self._chunk_size = chunk_size
+        # The source is read and sealed a block of chunks at a time (one read, one hash update and one
+        # write per block instead of per 64 KiB chunk); the chunks and their nonces are the same.
+        self._block = chunk_size * max(1, BLOCK_BYTES // chunk_size)
         self._index = 0
-        self._pending = source.read(chunk_size)  # one chunk of look-ahead tells us which is last
+        self._pending = _read_exact(source, self._block)  # one block of look-ahead tells us which chunk is last
         self._done = False
-        self._buffer = memoryview(MAGIC + struct.pack(">I", len(header)) + header)
+        self._prelude = MAGIC + struct.pack(">I", len(header)) + header  # returned with the first block
+        self._buffer: bytearray | memoryview = bytearray()
 
-    def _seal_next(self) -> bytes:
-        chunk = self._pending
-        following = _read_exact(self._source, self._chunk_size) if len(chunk) == self._chunk_size else b""
-        last = not following
-        sealed = self._aead.encrypt(_nonce(self._prefix, self._index, last), chunk, self._context)
-        self._index += 1
+    def _seal_next(self) -> bytearray:
+        """Seal the pending block (every chunk of it) into one buffer, after the prelude if not yet sent."""
+        data = self._pending
+        following = _read_exact(self._source, self._block) if len(data) == self._block else b""
+        last_block = not following
+        size, step = len(data), self._chunk_size
+        count = max(1, -(-size // step))
+        prelude, self._prelude = self._prelude, b""
+        out = bytearray(len(prelude) + size + count * TAG_SIZE)
+        out[: len(prelude)] = prelude
+        view, sink, at = memoryview(data), memoryview(out), len(prelude)
+        for j in range(count):
+            piece = view[j * step : (j + 1) * step]
+            end = at + len(piece) + TAG_SIZE
+            last = last_block and j == count - 1
+            self._aead.encrypt_into(_nonce(self._prefix, self._index, last), piece, self._context, sink[at:end])
+            self._index += 1
+            at = end
         self._pending = following
-        self._done = last
-        return sealed
+        self._done = last_block
+        return out
 
     def read(self, size: int = -1) -> bytes:
         """Up to ``size`` bytes of ciphertext (all the rest if ``size`` < 0); b"" at the end."""
@@ -136,13 +154,17 @@ class EncryptingReader:
             parts = [bytes(self._buffer)]
             while not self._done:
                 parts.append(self._seal_next())
-            self._buffer = memoryview(b"")
+            self._buffer = bytearray()
             return b"".join(parts)
         if not self._buffer and not self._done:
-            self._buffer = memoryview(self._seal_next())
-        out = bytes(self._buffer[:size])
-        self._buffer = self._buffer[size:]
-        return out
+            self._buffer = self._seal_next()
+        if isinstance(self._buffer, bytearray) and size >= len(self._buffer):
+            out, self._buffer = self._buffer, bytearray()  # the whole block, no copy
+            return out  # type: ignore[return-value]  (a bytes-like buffer)
+        view = memoryview(self._buffer)
+        out_bytes = bytes(view[:size])
+        self._buffer = view[size:]
+        return out_bytes
 
 
 class DecryptingReader:
@@ -190,37 +212,55 @@ class DecryptingReader:
             raise DecryptionError("data key does not unwrap under the master key (wrong key?)") from None
         self._aead = AESGCM(dek)
         self._sealed_size = self._chunk_size + TAG_SIZE
+        # A small read (a DICOM header) opens one chunk; a large or whole read opens a block of chunks
+        # per source read. Either way every chunk is authenticated before any of its bytes is returned.
+        self._block_chunks = max(1, BLOCK_BYTES // self._chunk_size)
         self._pending = _read_exact(source, self._sealed_size)
         self._index = 0
         self._done = False
         self._buffer = memoryview(b"")
 
-    def _open_next(self) -> bytes:
-        sealed = self._pending
-        following = _read_exact(self._source, self._sealed_size) if len(sealed) == self._sealed_size else b""
-        last = not following
-        try:
-            plain = self._aead.decrypt(_nonce(self._prefix, self._index, last), sealed, self._context)
-        except InvalidTag:
-            raise TamperedObject(
-                f"{self._where}: chunk {self._index} failed authentication (altered, truncated, swapped or "
-                f"renamed: {TAMPERED})"
-            ) from None
-        self._index += 1
+    def _open_next(self, chunks: int = 1) -> bytes | bytearray:
+        """Open every chunk of the pending read; look ahead ``chunks`` chunks to know which one is last."""
+        sealed, unit = self._pending, self._sealed_size
+        full = len(sealed) % unit == 0 and len(sealed) > 0
+        following = _read_exact(self._source, unit * chunks) if full else b""
+        last_read = not following
+        count = max(1, -(-len(sealed) // unit))
+        view = memoryview(sealed)
+        out = bytearray(max(0, len(sealed) - count * TAG_SIZE))
+        sink, at = memoryview(out), 0
+        for j in range(count):
+            piece = view[j * unit : (j + 1) * unit]
+            last = last_read and j == count - 1
+            try:
+                if len(piece) < TAG_SIZE:
+                    raise InvalidTag
+                end = at + len(piece) - TAG_SIZE
+                self._aead.decrypt_into(_nonce(self._prefix, self._index, last), piece, self._context, sink[at:end])
+            except InvalidTag:
+                raise TamperedObject(
+                    f"{self._where}: chunk {self._index} failed authentication (altered, truncated, swapped or "
+                    f"renamed: {TAMPERED})"
+                ) from None
+            self._index += 1
+            at = end
         self._pending = following
-        self._done = last
-        return plain
+        self._done = last_read
+        return out
 
     def read(self, size: int = -1) -> bytes:
         """Up to ``size`` bytes of plaintext (all the rest if ``size`` < 0); b"" at the end."""
-        if size is None or size < 0:
+        whole = size is None or size < 0
+        if whole:
             parts = [bytes(self._buffer)]
             while not self._done:
-                parts.append(self._open_next())
+                parts.append(self._open_next(self._block_chunks))
             self._buffer = memoryview(b"")
-            return b"".join(parts)
+            return parts[0] if len(parts) == 1 else b"".join(parts)
+        chunks = self._block_chunks if size >= self._chunk_size * self._block_chunks else 1
         while not self._buffer and not self._done:
-            self._buffer = memoryview(self._open_next())
+            self._buffer = memoryview(self._open_next(chunks))
         out = bytes(self._buffer[:size])
         self._buffer = self._buffer[size:]
         return out

@@ -51,19 +51,17 @@ def _build(modality: str) -> Callable[..., Iterator[dg.MaterializeResult | dg.As
         deid_secret: DeidSecretResource,
         limits: LimitsResource,
     ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
-        from clinical_pipelines.deid.dicom import DicomDeidentifier
-        from clinical_pipelines.deid.notes import NoteDeidentifier
         from clinical_pipelines.deid.stage import DropDeidentifier
 
         require_validation_passed(context, modality)
         source, drop_id = parse_partition_key(context.partition_key)
-        pseudonymizer = deid_secret.pseudonymizer()
+        pseudonymizer, dicom_engine, notes_engine = deid_secret.engines()  # warm across drops in this process
         engine = DropDeidentifier(
             object_store.get_store(),
             keyring.get_keyring(),
             pseudonymizer,
-            DicomDeidentifier(pseudonymizer),
-            NoteDeidentifier(pseudonymizer),  # de-identifies notes; re-reads every modality's text output
+            dicom_engine,
+            notes_engine,  # de-identifies notes; re-reads every modality's text output
             limits=limits.limits(),
         )
         report = engine.deidentify(source, drop_id, modality)
