@@ -10,10 +10,8 @@ import os
 import re
 import resource
 import signal
-import struct
 import subprocess
 import sys
-import zlib
 from pathlib import Path
 
 import pydicom
@@ -23,6 +21,7 @@ from pydicom.data import get_testdata_file
 
 from clinical_pipelines.synth import SynthCorpus
 from clinical_pipelines.validate import items as validate_items
+from clinical_pipelines_tests.hostile import deflate_bomb
 
 CLI = str(Path(sys.executable).parent / "clinical-pipelines")
 
@@ -84,26 +83,6 @@ def test_deid_dicom_folder(tmp_path: Path, env: dict[str, str], workers: int) ->
         assert name == f"{new_uid}.dcm" and new_uid != pydicom.dcmread(folder / source).SOPInstanceUID
 
 
-def _deflate_bomb(inflated_bytes: int) -> bytes:
-    """A Part 10 file, Deflated Explicit VR Little Endian, whose dataset inflates to ``inflated_bytes``."""
-    meta = pydicom.dataset.FileMetaDataset()
-    meta.TransferSyntaxUID = "1.2.840.10008.1.2.1.99"
-    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
-    meta.MediaStorageSOPInstanceUID = "1.2.3.4"
-    head = io.BytesIO()
-    head.write(b"\0" * 128 + b"DICM")
-    pydicom.filewriter.write_file_meta_info(head, meta)
-    pixels = inflated_bytes - 12
-    compressor = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
-    body = [compressor.compress(struct.pack("<HH2sHI", 0x7FE0, 0x0010, b"OW", 0, pixels))]
-    zeros = b"\0" * (1 << 20)
-    for _ in range(pixels >> 20):
-        body.append(compressor.compress(zeros))
-    body.append(compressor.compress(b"\0" * (pixels & ((1 << 20) - 1))))
-    body.append(compressor.flush())
-    return head.getvalue() + b"".join(body)
-
-
 def test_deid_dicom_validates_like_the_pipeline_and_goes_on(tmp_path: Path, env: dict[str, str]) -> None:
     """Truncated, deflate-bomb, non-DICOM and off-suite files are refused with the pipeline's reasons; the rest
     is written."""
@@ -111,7 +90,7 @@ def test_deid_dicom_validates_like_the_pipeline_and_goes_on(tmp_path: Path, env:
     dicoms = dicom_only(folder)
     good = dicoms[0].read_bytes()
     (folder / "cut.dcm").write_bytes(good[: len(good) * 2 // 3])  # pixel data cut short
-    (folder / "bomb.dcm").write_bytes(_deflate_bomb(80 * 1024 * 1024))
+    (folder / "bomb.dcm").write_bytes(deflate_bomb(80 * 1024 * 1024))
     (folder / "junk.dcm").write_bytes(b"not dicom")
     (folder / "odd.dcm").write_bytes(_with(dicoms[1], Modality="ZZ"))  # a modality the pipeline's suite refuses
     (folder / "twin.dcm").write_bytes(_with(dicoms[0], Manufacturer="Other Vendor"))  # same SOP Instance UID

@@ -25,6 +25,22 @@ from clinical_pipelines_tests.corpus import put_drops, small_corpus
 REPO = Path(__file__).resolve().parent.parent
 
 
+def _production_env(monkeypatch: pytest.MonkeyPatch, pg_database: str, **extra: str) -> None:
+    """The production environment: Dagster storage on ``pg_database``, keys from the environment (fresh ones)."""
+    env = {
+        "DAGSTER_PG_HOST": PG["host"],
+        "DAGSTER_PG_DB": pg_database,
+        "DAGSTER_PG_USERNAME": PG["user"],
+        "DAGSTER_PG_PASSWORD": "",
+        "CLINICAL_PIPELINES_ENV": "production",
+        "CLINICAL_PIPELINES_MASTER_KEY": base64.b64encode(os.urandom(32)).decode(),
+        "CLINICAL_PIPELINES_DEID_KEY": base64.b64encode(os.urandom(32)).decode(),
+        **extra,
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+
+
 @pytest.mark.postgres
 def test_drop_run_on_postgres_storage_with_an_environment_master_key(
     tmp_path: Path, pg_database: str, monkeypatch: pytest.MonkeyPatch
@@ -32,19 +48,7 @@ def test_drop_run_on_postgres_storage_with_an_environment_master_key(
     home = tmp_path / "dagster_home"
     home.mkdir()
     shutil.copy(REPO / "infra" / "dagster.production.yaml", home / "dagster.yaml")
-    master = os.urandom(32)
-    env = {
-        "DAGSTER_PG_HOST": PG["host"],
-        "DAGSTER_PG_DB": pg_database,
-        "DAGSTER_PG_USERNAME": PG["user"],
-        "DAGSTER_PG_PASSWORD": "",
-        "CLINICAL_PIPELINES_ENV": "production",
-        "CLINICAL_PIPELINES_MASTER_KEY": base64.b64encode(master).decode(),
-        "CLINICAL_PIPELINES_MASTER_KEY_ID": "kms-test-1",
-        "CLINICAL_PIPELINES_DEID_KEY": base64.b64encode(os.urandom(32)).decode(),
-    }
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
+    _production_env(monkeypatch, pg_database, CLINICAL_PIPELINES_MASTER_KEY_ID="kms-test-1")
     settings = Settings.from_env(data_dir=tmp_path / "data", key_dir=tmp_path / "no-keys-here")
     drops, _ = small_corpus()
     put_drops(settings.open_store(), drops[:1])
@@ -74,18 +78,11 @@ def test_landing_to_shards_with_dagster_storage_and_the_catalog_on_postgres(
     home.mkdir()
     shutil.copy(REPO / "infra" / "dagster.production.yaml", home / "dagster.yaml")
     catalog_database = pg_database if catalog_db == "same as Dagster's" else second_pg_database
-    env = {
-        "DAGSTER_PG_HOST": PG["host"],
-        "DAGSTER_PG_DB": pg_database,
-        "DAGSTER_PG_USERNAME": PG["user"],
-        "DAGSTER_PG_PASSWORD": "",
-        "CLINICAL_PIPELINES_ENV": "production",
-        "CLINICAL_PIPELINES_MASTER_KEY": base64.b64encode(os.urandom(32)).decode(),
-        "CLINICAL_PIPELINES_DEID_KEY": base64.b64encode(os.urandom(32)).decode(),
-        "CLINICAL_PIPELINES_CATALOG_URL": f"postgresql+psycopg2://{PG['user']}@{PG['host']}/{catalog_database}",
-    }
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
+    _production_env(
+        monkeypatch,
+        pg_database,
+        CLINICAL_PIPELINES_CATALOG_URL=f"postgresql+psycopg2://{PG['user']}@{PG['host']}/{catalog_database}",
+    )
     settings = Settings.from_env(data_dir=tmp_path / "data", key_dir=tmp_path / "no-keys-here")
     drops, _ = small_corpus()
     put_drops(settings.open_store(), [d for d in drops if d.source == drops[0].source])

@@ -10,7 +10,7 @@ from clinical_pipelines.storage.keys import KeyRing
 from clinical_pipelines.validate.dicom import INFLATE_FLOOR_BYTES, inflate_limit
 from clinical_pipelines.validate.engine import DropValidator
 from clinical_pipelines.validate.items import check_dicom, check_note
-from clinical_pipelines_tests.test_deid_cli import _deflate_bomb
+from clinical_pipelines_tests.hostile import deflate_bomb
 from clinical_pipelines_tests.test_validate import corpus_files, dicom_variant, ingest
 
 
@@ -39,7 +39,7 @@ def test_cli_checks_match_the_pipeline(local: ObjectStore, keyring: KeyRing) -> 
         "dicom/no-modality.dcm": dicom_variant(first, Modality=None, SOPInstanceUID="1.2.3.999.2"),
         "dicom/odd-modality.dcm": dicom_variant(first, Modality="ZZ", SOPInstanceUID="1.2.3.999.3"),
         "dicom/cut.dcm": first[: len(first) // 2],
-        "dicom/bomb.dcm": _deflate_bomb(70 * 1024 * 1024),
+        "dicom/bomb.dcm": deflate_bomb(70 * 1024 * 1024),
     }
     notes = corpus_files("notes")
     notes |= {
