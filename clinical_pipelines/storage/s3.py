@@ -123,35 +123,36 @@ class S3ObjectStore:
         paginator = self.client.get_paginator("list_objects_v2")
         for page in paginator.paginate(**kwargs):
             for obj in page.get("Contents", []):
-                yield ObjectInfo(
-                    key=self._rel(obj["Key"]),
-                    size=int(obj["Size"]),
-                    last_modified=obj["LastModified"].timestamp(),
-                    etag=str(obj.get("ETag", "")).strip('"'),
-                )
+                yield self._info(obj)
 
-    def list_children(self, prefix: str) -> Iterator[str]:
-        """Immediate child "folders" of ``prefix`` through a delimiter listing."""
+    def _info(self, obj: dict[str, Any]) -> ObjectInfo:
+        """An object of a listing page, keyed relative to the store's prefix."""
+        return ObjectInfo(
+            key=self._rel(obj["Key"]),
+            size=int(obj["Size"]),
+            last_modified=obj["LastModified"].timestamp(),
+            etag=str(obj.get("ETag", "")).strip('"'),
+        )
+
+    def _delimited_pages(self, prefix: str) -> Iterator[tuple[str, dict[str, Any]]]:
+        """(full prefix, page) of a delimiter listing of the level directly under ``prefix``."""
         folder = join_key(self.prefix, prefix.strip("/"))
         full_prefix = f"{folder}/" if folder else ""
         paginator = self.client.get_paginator("list_objects_v2")
         for page in paginator.paginate(Bucket=self.bucket, Prefix=full_prefix, Delimiter="/"):
+            yield full_prefix, page
+
+    def list_children(self, prefix: str) -> Iterator[str]:
+        """Immediate child "folders" of ``prefix`` through a delimiter listing."""
+        for full_prefix, page in self._delimited_pages(prefix):
             for cp in page.get("CommonPrefixes", []):
                 yield cp["Prefix"][len(full_prefix) :].rstrip("/")
 
     def list_files_here(self, prefix: str) -> Iterator[ObjectInfo]:
         """The objects directly under ``prefix`` (not in its sub-folders), through a delimiter listing."""
-        folder = join_key(self.prefix, prefix.strip("/"))
-        full_prefix = f"{folder}/" if folder else ""
-        paginator = self.client.get_paginator("list_objects_v2")
-        for page in paginator.paginate(Bucket=self.bucket, Prefix=full_prefix, Delimiter="/"):
+        for _, page in self._delimited_pages(prefix):
             for obj in page.get("Contents", []):
-                yield ObjectInfo(
-                    key=self._rel(obj["Key"]),
-                    size=int(obj["Size"]),
-                    last_modified=obj["LastModified"].timestamp(),
-                    etag=str(obj.get("ETag", "")).strip('"'),
-                )
+                yield self._info(obj)
 
     # -- writes --------------------------------------------------------------
     def put_stream(
