@@ -42,6 +42,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ingest import baseline_python  # the ingest benchmark's own baseline loop (benchmarks/ is on the path)
+
 REPO = Path(__file__).resolve().parent.parent
 MODALITY_OF_SUFFIX = {".dcm": "dicom", ".txt": "notes", ".csv": "tabular"}
 
@@ -200,20 +202,6 @@ def timed(run: Callable[[], Any]) -> tuple[Any, float, float]:
     return result, time.perf_counter() - wall, cpu_seconds() - cpu
 
 
-def copy_loop(files: list[Path], out: Path) -> None:
-    import hashlib
-
-    out.mkdir(parents=True)
-    for i, path in enumerate(files):
-        digest = hashlib.sha256()
-        with open(path, "rb") as src, open(out / f"{i:06d}", "wb") as dst:
-            while chunk := src.read(8 << 20):
-                digest.update(chunk)
-                dst.write(chunk)
-            dst.flush()
-            os.fsync(dst.fileno())
-
-
 def standalone(work: Path, landing: Landing, keys: Path, pipeline_data: Path) -> dict[tuple[str, str], Timing]:
     """Each engine on its own, on the same files; timings keyed like the pipeline's."""
     from clinical_pipelines.raw.ingest import DropIngestor
@@ -232,7 +220,7 @@ def standalone(work: Path, landing: Landing, keys: Path, pipeline_data: Path) ->
     files = sorted(p for p in (work / "engines" / "landing").rglob("*") if p.is_file() and p.name != "drop.json")
     for path in files:
         path.read_bytes()  # page cache warm for both, like the pipeline's landing after generation
-    _, wall, cpu = timed(lambda: copy_loop(files, work / "copy"))
+    _, wall, cpu = timed(lambda: baseline_python(files, work / "copy", fsync=True))
     out[("ingest", "read+sha256+copy loop, fsync")].add(wall, cpu)
     shutil.rmtree(work / "copy")
 
