@@ -423,8 +423,10 @@ def deid_dicom(
     mapping: Path | None,
 ) -> None:
     """Apply the PS3.15 Basic Profile to every file in IN_DIR, writing OUT_DIR/<new SOP Instance UID>.dcm."""
-    from clinical_pipelines.deid.batch import deidentify_dicom_folder
+    from clinical_pipelines.deid.batch import deidentify_dicom_folder, skip_unused_heavy_imports
     from clinical_pipelines.deid.profile import DEFAULT_OPTIONS
+
+    skip_unused_heavy_imports()  # with one worker, this process de-identifies (and loads spaCy for the scan)
 
     chosen = tuple(sorted(options or DEFAULT_OPTIONS))
     key = _deid_key()
@@ -452,7 +454,9 @@ def deid_notes(
     in_dir: Path, out_dir: Path, workers: int, batch_size: int, residual_scan: bool, mapping: Path | None
 ) -> None:
     """De-identify every UTF-8 note in IN_DIR into OUT_DIR/<sha256 of the output>.txt (dates shifted per patient)."""
-    from clinical_pipelines.deid.batch import deidentify_notes_folder
+    from clinical_pipelines.deid.batch import deidentify_notes_folder, skip_unused_heavy_imports
+
+    skip_unused_heavy_imports()  # with one worker, this process runs spaCy
 
     if out_dir.resolve().is_relative_to(in_dir.resolve()):
         raise click.UsageError("the output folder must not lie inside the input folder")
