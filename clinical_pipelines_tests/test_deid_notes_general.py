@@ -288,3 +288,89 @@ def test_words_in_other_scripts_are_removed_and_greek_symbols_kept(deid) -> None
 )  # fmt: skip
 def test_postcodes_of_other_countries_and_abbreviated_street_types(deid, text, gone) -> None:
     assert gone not in _out(deid, text)
+
+
+# ------------------------------------------------------------------ names by shape, address and dialogue
+
+
+@pytest.mark.parametrize(
+    ("text", "names", "kept"),
+    [
+        ("Results discussed with ms. Adaeze Okwuosa by phone.", ["Adaeze Okwuosa"], ["discussed"]),
+        ("ECG: QRS 120 ms Normal axis, no ST change.", [], ["120 ms Normal axis"]),
+        ("Dear Oluwaseun,\nthank you for referring your mother.", ["Oluwaseun"], ["thank you"]),
+        ("Dear Colleague,\nthank you for this referral.", [], ["Dear Colleague"]),
+        ("Hi Wojciech, the biopsy is back.", ["Wojciech"], ["biopsy"]),
+        ("The patient said to call me Teodora, not Mrs.", ["Teodora"], ["said"]),
+        ("Consent witnessed by Ngozi T Abernathy-Obi at the bedside.", ["Ngozi T Abernathy-Obi"], ["bedside"]),
+    ],
+)
+def test_names_addressed_initialled_and_in_lower_case_titles(
+    deid: NoteDeidentifier, text: str, names: list[str], kept: list[str]
+) -> None:
+    out = _out(deid, text)
+    _assert_gone(out, *names)
+    _assert_kept(out, *kept)
+
+
+def test_an_initial_between_english_words_is_no_name() -> None:
+    from clinical_pipelines.deid.structure import _initialled_names
+
+    text = "Factor V Leiden negative; Vitamin D Deficiency; Type A Dissection; Hepatitis B Surface antigen."
+    assert list(_initialled_names(text, lexicons.given_names())) == []
+    found = list(_initialled_names("Signed: Czeslawa M Wrobel-Nnadi", lexicons.given_names()))
+    assert [("Signed: Czeslawa M Wrobel-Nnadi")[s:e] for s, e, _ in found] == ["Czeslawa M Wrobel-Nnadi"]
+
+
+def test_speakers_of_a_transcript_are_names_and_headings_are_not(deid: NoteDeidentifier) -> None:
+    transcript = (
+        "Chat transcript\nOkonjo: I have had the cough for two weeks now.\nNurse: Any fever at night?\n"
+        "Okonjo: No fever, but my chest hurts when I cough.\nNurse: Please book a visit."
+    )
+    out = _out(deid, transcript)
+    _assert_gone(out, "Okonjo")
+    _assert_kept(out, "Nurse:", "two weeks", "chest hurts")
+    note = "Lungs: clear to auscultation bilaterally\nNeuro: alert and oriented, moves all limbs\nMeds: as listed below"
+    assert _out(deid, note) == note
+
+
+@pytest.mark.parametrize(
+    ("text", "kept"),
+    [
+        ("Continue metoprolol tartrate 25 mg PO BID and apixaban 5 mg PO BID.", ["PO BID"]),
+        ("PROPOFOL 30 MCG/KG/MIN, NOREPI 0.08 MCG/KG/MIN, TF 1.5 @ 20 ML/H.", ["MCG/KG/MIN", "ML/H"]),
+        ("Vaccines given: DTaP-IPV 0.5 mL IM and MMRV 0.5 mL SC; ASQ-3 normal.", ["DTaP-IPV", "MMRV", "ASQ-3"]),
+        ("Ambulatory ECG: Holter monitor for 48 hours.", ["Holter monitor"]),
+    ],
+)
+def test_orders_units_and_vaccines_are_not_organisations(deid: NoteDeidentifier, text: str, kept: list[str]) -> None:
+    _assert_kept(_out(deid, text), *kept)
+
+
+@pytest.mark.parametrize(
+    ("text", "value", "kept"),
+    [
+        ("Questions: Dr Ferreira-Lund, pager 4471.", "4471", "Questions"),
+        ("Page the on-call resident, beeper #2190, after handover.", "2190", "after handover"),
+        ("Her car, licence plate 8KTR 552, is still in the visitor lot.", "8KTR 552", "visitor lot"),
+        ("Prescriptions go to the pharmacy on Wexford Avenue near the station.", "Wexford Avenue", "near the station"),
+        ("Transferred from Brightwater Manor Nursing & Rehab by ambulance.", "Brightwater Manor Nursing & Rehab",
+         "ambulance"),
+    ],
+)
+def test_pagers_plates_streets_without_numbers_and_care_homes(
+    deid: NoteDeidentifier, text: str, value: str, kept: str
+) -> None:
+    out = _out(deid, text)
+    _assert_gone(out, value)
+    _assert_kept(out, kept)
+
+
+def test_yearless_dates_before_a_clock_word_are_dates_and_scores_are_not(deid: NoteDeidentifier) -> None:
+    out = _out(deid, "Apixaban last given 6/8 PM; strength 5/5 in both legs.")
+    assert "6/8" not in out, out
+    _assert_kept(out, "strength 5/5")
+    table = "| Drug | Last dose |\n|---|---|\n| apixaban 2.5 mg | 6/8 |\n| lisinopril 20 mg | 6/7 |"
+    out = _out(deid, table)
+    assert "6/8" not in out and "6/7" not in out, out
+    _assert_kept(out, "apixaban 2.5 mg", "Last dose")

@@ -46,7 +46,7 @@ EPONYM_HEADS = (
     "protocol", "incision", "hernia", "cyst", "diverticulum", "contracture", "chorea", "encephalopathy",
     "thyroiditis", "esophagus", "oesophagus", "cell", "cells", "dementia", "duct", "gland", "membrane", "ligament",
     "trocar", "needle", "clamp", "suture", "stitch", "flap", "graft", "shunt", "stent", "pump", "mask", "splint",
-    "valve", "class",
+    "valve", "class", "patch", "monitor",
 )  # fmt: skip
 _HEAD = r"(?:" + "|".join(EPONYM_HEADS) + r")\b"
 # A grade or class may stand between the name and the head ("Bosniak IIF cyst", "Salter-Harris II fracture").
@@ -144,6 +144,29 @@ def is_medicine(value: str) -> bool:
     return any(medicine(w) for w in words) and all(medicine(w) or (w in common and not _named(w)) for w in words)
 
 
+#: Routes, frequencies and units of medication orders and measurements.
+_ORDER_WORD = re.compile(
+    r"(?i:po|iv|im|sc|sq|sl|pr|ng|inh|neb|bid|tid|qid|qd|qhs|qam|qpm|prn|stat|daily|q\d{1,2}h|mg|mcg|g|kg|ml|l|h|hr"
+    r"|min|units?|iu|meq|mmol|dl|mmhg|trickle)"
+)
+#: An abbreviation of capitals, optionally with lower-case letters between and a number ("DTaP", "IPV", "ASQ-3").
+_CAPS_ABBREVIATION = re.compile(r"[A-Z](?=[A-Za-z]*[A-Z])[A-Za-z]{1,6}(?:-\d{1,2})?")
+
+
+def _abbreviations_only(value: str) -> bool:
+    """Every word of ``value`` is an order word or unit (``/`` joins units: "KG/MIN"), an abbreviation in capitals or
+    a medicine: the guess is an order, a unit or a vaccine, not a name. A name holds at least one other word."""
+    words = [w for w in re.split(r"[\s()\-,;.]+|(?<=[A-Za-z])/(?=[A-Za-z])", value) if w]
+    if not words:
+        return False
+    if all(w.isdigit() for w in words):
+        return False
+    if not ("-" in value or any(_ORDER_WORD.fullmatch(w) or not w.isupper() or is_medicine(w) for w in words)):
+        return False  # words in capitals and nothing else: a place or an organisation may be written so ("GRANGE")
+    return all((w.isdigit() and len(w) <= 2) or _ORDER_WORD.fullmatch(w) or _CAPS_ABBREVIATION.fullmatch(w)
+               or is_medicine(w) for w in words)  # fmt: skip
+
+
 def _named(word: str) -> bool:
     from clinical_pipelines.deid import lexicons
 
@@ -197,6 +220,8 @@ def is_clinical_ner_guess(text: str, result: RecognizerResult, *, case_informati
         return True  # a medication order ("Tylenol 650 mg", "Augmentin 875 BID"), not a name or a place
     if is_medicine(value):
         return True  # "Spiriva", "Keytruda", "Bactrim DS"
+    if entity in ("ORGANIZATION", "NRP", "LOCATION") and _abbreviations_only(value):
+        return True  # "PO BID", "KG/MIN", "mcg/dL", "DTaP-IPV", "ASQ-3", "MMRV (ProQuad": orders, units, vaccines
     if any(c.isdigit() for c in value):
         # A person's name has no digit; an organisation or place may ("Castelao 66"), unless the digits make a
         # code or a measurement ("G20", "N40.0", "INR 2.4", "MoCA 24/30").

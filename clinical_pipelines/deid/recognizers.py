@@ -164,6 +164,24 @@ def person_recognizer() -> RegexRecognizer:
                 0.95,
                 "name",
             ),
+            # Typed in lower case ("ms. Florence", "dr lee"): the name then carries the capital.
+            RegexPattern(
+                "lower-case title",
+                _rx(rf"(?<![\w.])(?:dr|mr|mrs|ms|miss|prof)\.?[ \t]+(?P<name>{_NAME})"),
+                0.85,
+                "name",
+                _a_name_or_no_common_word,  # "QRS 120 ms Normal axis": a unit before an English word
+            ),
+            # "Dear Grace", "Hi Pirjo,", "my name is Dalal", "call me Virpi": a closed class of English phrases that
+            # introduce or address a person by name.
+            RegexPattern(
+                "addressed or introduced name",
+                _rx(rf"(?:(?<![\w])(?:Dear|Hi|Hello|Hey)|(?i:\b(?:my[ \t]+name[ \t]+is|name's|call[ \t]+me|named"
+                    rf"|known[ \t]+as|goes[ \t]+by)))[ \t]+(?P<name>{_NAME})"),
+                0.85,
+                "name",
+                _a_name_or_no_common_word,
+            ),
             RegexPattern(
                 "relative's name",
                 _rx(rf"\b{_RELATION}(?:'s)?[ \t]*[(,:]?[ \t]*{_TITLE_PREFIX}{_RELATIVE_NAME}"),
@@ -174,6 +192,17 @@ def person_recognizer() -> RegexRecognizer:
         ],
         name="ClinicalNameRecognizer",
     )
+
+
+def _a_name_or_no_common_word(value: str) -> bool:
+    """False when the first word is an English word and no given name ("Dear Colleague", "Hi team"; "Dear Grace" is
+    kept: a census given name)."""
+    from clinical_pipelines.deid import lexicons
+
+    first = value.split()[0].strip(".").lower()
+    if first in lexicons.given_names():
+        return True
+    return _not_a_common_word(value) and first not in lexicons.common_words()
 
 
 def _not_a_common_word(value: str) -> bool:
@@ -251,6 +280,16 @@ def other_id_recognizer() -> RegexRecognizer:
         "ID",
         [
             RegexPattern("labelled id", _rx(rf"{label}[ \t]*[:#]?[ \t]*{_ID}"), 0.85, "id", _has_digit),
+            # Vehicle identifiers (Safe Harbor's twelfth kind): a licence plate or VIN after its label.
+            RegexPattern(
+                "vehicle id",
+                _rx(r"(?i:\b(?:plate|licen[cs]e[ \t]+plate|tag|vin|vehicle[ \t]+id(?:entification)?(?:[ \t]+number)?)"
+                    r"[ \t]*(?:no\.?|number|\#|:)?[ \t]*)"
+                    r"(?P<id>(?=[A-Z0-9 \-]*\d)[A-Z0-9]{1,8}(?:[ \-][A-Z0-9]{1,8})?)\b"),
+                0.7,
+                "id",
+                lambda v: sum(c.isdigit() for c in v) >= 2 and len(v.replace(" ", "").replace("-", "")) >= 4,
+            ),
             RegexPattern(
                 "id after an id noun",
                 _rx(rf"{generic}[ \t]*[:#]?[ \t]*(?P<id>[A-Za-z]{{0,4}}\d[\d\-]{{2,18}}\d[A-Za-z]?)\b(?![.,/]\d)"),
@@ -354,6 +393,14 @@ def phone_recognizer() -> RegexRecognizer:
             # Other groupings ("730 064 218", "0380 7558505", "(72) 583-350"): a phone only with a context word
             RegexPattern(
                 "phone grouped", _rx(rf"(?<![\w+.,/\-]){_GROUPED}(?!\w|-\d|[.,/]\d)"), 0.2, 0, _phone_digits
+            ),
+            # In-house numbers: "pager 5532", "ext. 4471", "beeper #212" (a hospital's own short numbers)
+            RegexPattern(
+                "pager or extension",
+                _rx(r"(?i:\b(?:pager|beeper|pgr|bleep|ext\.?|extension)[ \t]*(?:no\.?|number|\#|:)?[ \t]*)"
+                    r"(?P<n>\d{3,6})(?!\d|[.,/\-]\d)"),
+                0.8,
+                "n",
             ),
         ],
         name="ClinicalPhoneRecognizer",
@@ -475,6 +522,14 @@ def address_recognizer() -> RegexRecognizer:
             RegexPattern("street address", _rx(_STREET), 0.85),
             RegexPattern("city state zip", _rx(rf"\b{_CITY},[ \t]*{_STATE}[ \t]+{_ZIP}\b"), 0.85),
             RegexPattern("po box", _rx(r"\b(?i:P\.?[ \t]?O\.?[ \t]+Box)[ \t]+\d+\b"), 0.85),
+            # A street named without its number ("on Meridian Street", "Marsh Road"): the street-type word written
+            # out (not "St", "Dr": also Saint and Doctor)
+            RegexPattern(
+                "street name",
+                _rx(r"(?<![\w\-])(?!(?:The|A|An|This|That|Our|Your|His|Her|Their|Same|Next|Main)\b)"
+                    r"(?:[A-Z][a-z'\-]+[ \t]+){1,3}(?:Street|Avenue|Road|Boulevard|Parkway|Highway|Lane|Drive)\b"),
+                0.6,
+            ),
         ],
         name="StreetAddressRecognizer",
     )
@@ -512,6 +567,8 @@ FACILITY_HEADS = (
     "Surgical Center", "Care Center", "Cancer Center", "Children's", "Sanatorium", "Health", "Home Care",
     "Assisted Living", "Retirement Home", "Retirement Community", "Care Home", "Group Home",
     "Family Practice", "Medical Group", "Pharmacy", "Laboratory", "Laboratories",
+    "Rehab", "Rehabilitation", "Nursing Center", "Nursing Facility", "Care Facility", "Living Center", "Manor",
+    "Urgent Care", "Dialysis Center", "Medical Office", "Medical Offices", "Treatment Center", "Senior Living",
     "School", "Academy", "College", "University",
     "Correctional Facility", "Prison", "Jail", "Shelter",
 )  # fmt: skip
@@ -523,7 +580,7 @@ def _heads(words: Iterable[str]) -> str:
 
 # Title case ("Mercy General Hospital") or capitals ("MERCY GENERAL HOSPITAL"), not lower case ("GI clinic").
 _FACILITY_KIND = r"(?:" + _heads(FACILITY_HEADS) + "|" + _heads(h.upper() for h in FACILITY_HEADS) + r")"
-_FAC_WORD = r"(?:[A-Z][a-zA-Z.'&\-]*|of|the|and|for|at)"
+_FAC_WORD = r"(?:[A-Z][a-zA-Z.'&\-]*|of|the|and|for|at|&)"
 
 
 def facility_recognizer() -> RegexRecognizer:
@@ -794,7 +851,8 @@ def yearless_date_recognizer() -> RegexRecognizer:
             ),
             RegexPattern(
                 "month/day time",
-                _rx(rf"(?P<date>{md})[ \t]+(?:at[ \t]+|@[ \t]*)?(?:[01]?\d|2[0-3]):?[0-5]\d\b"),
+                _rx(rf"(?P<date>{md})[ \t]+(?:at[ \t]+|@[ \t]*)?"
+                    r"(?:(?:[01]?\d|2[0-3]):?[0-5]\d\b|(?i:[ap]\.?m\.?)(?!\w))"),
                 0.75,
                 "date",
                 valid,

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import itertools
 import re
+from collections import Counter
 from collections.abc import Iterator
 
 from presidio_analyzer import EntityRecognizer, LocalRecognizer, RecognizerResult
@@ -299,6 +300,10 @@ _LABELLED_NAME = re.compile(
     rf"{_CAPWORD}(?:[ \t]+(?:[A-Z]\.?[ \t]+)?{_CAPWORD}){{0,3}}|{_CAPWORD_LONG},[ \t]*{_CAPWORD_LONG}"
 )
 _LABEL = re.compile(rf"(?m)^[^\w\n]*{_U}[A-Za-z' /]{{1,30}}:[ \t]*")
+#: "Given I. Family": two capitalised words with one capital initial between them, as names are signed and typed.
+_INITIALLED = re.compile(rf"(?<![\w\-])({_CAPWORD_LONG}) [A-Z]\.? ({_CAPWORD_LONG})(?![\w\-])")
+#: A line of a dialogue or chat transcript: one capitalised word, a colon, then words ("Amaru: How are you?").
+_SPEAKER_LINE = re.compile(rf"(?m)^[ \t]*({_CAPWORD_LONG})[ \t]*:[ \t]*(?=[\"'\u201c]?{_L}[^\n]*?[ \t,]{_L})")
 
 
 class DictionaryNameRecognizer(_Base):
@@ -355,9 +360,67 @@ class DictionaryNameRecognizer(_Base):
             named = any((t.lower() in given or t.lower() in family) and not _ordinary(t) for t in tokens)
             if named and not is_eponym(text, m.end(), m.end() + run.end()):
                 yield m.end(), m.end() + run.end(), 0.85
+        yield from _initialled_names(text, given)
+        yield from _speakers(text, given)
 
 
-_DATE_HEADER = re.compile(r"(?i)\b(?:date|day|dos|when|dated)\b")
+#: Inflections web2 does not list (it holds base forms): plural, past, gerund, possessive -> the base form.
+_INFLECTIONS = (("ies", "y"), ("es", ""), ("s", ""), ("ed", ""), ("ed", "e"), ("ing", ""), ("ing", "e"), ("'s", ""))
+
+
+def _english_word(low: str) -> bool:
+    """Whether a lower-case word is an English word, inflected or not, or a hyphenated compound of English words."""
+    if _ordinary(low):
+        return True
+    if "-" in low:
+        return all(_english_word(part) for part in low.split("-") if part)
+    common = lexicons.common_words()
+    return any(low.endswith(end) and low[: -len(end)] + base in common for end, base in _INFLECTIONS
+               if len(low) > len(end) + 2)  # fmt: skip
+
+
+#: Above spaCy's 0.85: Presidio keeps one of two equal spans, the higher score, and spaCy's guess of the same span may
+#: then be dropped as clinical vocabulary ("Okonjo:" read as a heading), taking the name with it.
+_ABOVE_NER = 0.86
+
+
+def _unknown_word(word: str) -> bool:
+    """A word in title case that is no English word (inflected or not), medicine or country: most likely a name.
+    Words in capitals are headings and abbreviations ("ALLERGIES", "WO"), never unknown words."""
+    low = word.lower()
+    return not (word.isupper() or _english_word(low) or low in lexicons.drug_names() or low in lexicons.country_names())
+
+
+def _initialled_names(text: str, given: frozenset[str]) -> Iterator[tuple[int, int, float]]:
+    """ "Tara M Nuncija", "Czcibor J. Borkowski": a middle initial between two words that are names or no English
+    words ("Vitamin D Deficiency", "Factor V Leiden" and "Type A Dissection" start with an English word)."""
+    for m in _INITIALLED.finditer(text):
+        first, last = m.group(1), m.group(2)
+        if first.lower() in STOP_WORDS or last.lower() in STOP_WORDS or is_eponym(text, m.start(), m.end()):
+            continue
+        if (first.lower() in given and not first.isupper()) or (
+            _unknown_word(first) and _unknown_word(last)
+        ):
+            yield m.start(), m.end(), _ABOVE_NER
+
+
+def _speakers(text: str, given: frozenset[str]) -> Iterator[tuple[int, int, float]]:
+    """Speakers of a dialogue or chat transcript, in a text with two or more lines of words after a one-word label:
+    a label that is a given name, or that is no English word and speaks on two lines or more ("Sini: ..."; a
+    note's headings are English words or abbreviations written once: "Lungs:", "ALLERGIES:", "Neuro:")."""
+    speakers = [(m.start(1), m.end(1), m.group(1)) for m in _SPEAKER_LINE.finditer(text)]
+    if len(speakers) < 2:
+        return
+    turns = Counter(word for _, _, word in speakers)
+    for start, end, word in speakers:
+        if word.isupper() or _english_word(word.lower()):
+            continue
+        if (word.lower() in given or (turns[word] >= 2 and _unknown_word(word))) and not is_eponym(text, start, end):
+            yield start, end, _ABOVE_NER
+
+
+#: Column headers of dates: the date words, and the times a medication list records ("Last dose", "Given", "Start").
+_DATE_HEADER = re.compile(r"(?i)\b(?:date|day|dos|when|dated|last|given|taken|start(?:ed)?|stop(?:ped)?)\b")
 _CELL_MONTH_DAY = re.compile(r"(?:1[0-2]|0?[1-9])/(?:3[01]|[12]\d|0?[1-9])(?:[ \t]+(?:[01]?\d|2[0-3]):?[0-5]\d)?")
 
 
