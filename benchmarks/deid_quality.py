@@ -15,7 +15,7 @@ generator (canaries as labels), (b) presidio-evaluator's ``PresidioSentenceFaker
 (c) the hand-written notes of ``clinical_pipelines_tests/data/notes``, (d) ``notes_heldout`` (written without sight
 of the engine, a development set since its misses were read), (e) and (f) the held-out hand-written notes of
 ``notes_heldout2`` and ``notes_heldout3`` (written without sight of the engine or of the other sets; see
-``notes_eval``).
+``notes_eval``), and (g) ``notes_dev``, written to be read while developing (no unbiased figure).
 """
 
 from __future__ import annotations
@@ -97,6 +97,10 @@ def notes_quality(patients: int, faker_sentences: int) -> None:
     if notes_eval.HELDOUT3_DIR.is_dir():  # a third, written after the engine changes of 2026-12-02
         sets["(f) held-out hand-written notes, set 3 (clinical_pipelines_tests/data/notes_heldout3)"] = (
             notes_eval.handwritten_notes(notes_eval.HELDOUT3_DIR)
+        )
+    if notes_eval.DEV_DIR.is_dir():  # written to be read: its misses guide the engine, so it measures nothing unbiased
+        sets["(g) development notes (clinical_pipelines_tests/data/notes_dev)"] = (
+            notes_eval.handwritten_notes(notes_eval.DEV_DIR)
         )
     ours = NoteDeidentifier(Pseudonymizer(KEY))
     presidio = notes_eval.out_of_the_box_presidio()

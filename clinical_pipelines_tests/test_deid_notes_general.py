@@ -64,13 +64,17 @@ def test_postal_address_blocks_are_removed_whole(deid, text, address) -> None:
     _assert_gone(out, *[line.strip(" ,") for line in address.replace(",", "\n").split("\n") if line.strip()])
 
 
-def test_hospital_rooms_doses_and_scores_are_no_address(deid) -> None:
+def test_hospital_rooms_are_locations_but_no_address_and_doses_and_scores_are_kept(deid) -> None:
+    # Where a patient lay is a location (with a date it places the patient), removed on its own; it is no evidence
+    # of a postal address, so the text after it is not taken into an address block.
     text = (
         "Transferred to Room 412, Bed 2 on Unit 6 West, Floor 3. Sent home with Augmentin 875 BID.\n"
         "Lead II. Stage 2. Hunt-Hess grade 3. Tanner stage 4. Bay 7."
     )
     out = _out(deid, text)
-    _assert_kept(out, "Room 412", "Unit 6 West", "Floor 3", "Augmentin 875 BID", "Lead II", "Bay 7")
+    _assert_gone(out, "Room 412", "Bed 2", "Bay 7")
+    _assert_kept(out, "Unit 6 West", "Floor 3", "Augmentin 875 BID", "Lead II", "Hunt-Hess grade 3", "Tanner stage 4")
+    assert "[ADDRESS]" not in out, out
 
 
 # --------------------------------------------------------------------------------------------- places
@@ -374,3 +378,95 @@ def test_yearless_dates_before_a_clock_word_are_dates_and_scores_are_not(deid: N
     out = _out(deid, table)
     assert "6/8" not in out and "6/7" not in out, out
     _assert_kept(out, "apixaban 2.5 mg", "Last dose")
+
+
+# --------------------------------------------------- words no dictionary knows, ages said of people, lists of people
+
+
+def test_a_word_no_dictionary_knows_is_a_name_unless_it_is_vocabulary(deid: NoteDeidentifier) -> None:
+    text = (
+        "Discussed the plan with Tchaikovskaya-Brandt and Oyelowo; per Zubrzycki the margins are clear. "
+        "Cultures grew Pseudomonas aeruginosa and Enterobacter cloacae. Cholangiogram was normal. "
+        "The family is Norwegian and speaks English. It's fine, they're coming."
+    )
+    out = _out(deid, text)
+    _assert_gone(out, "Tchaikovskaya-Brandt", "Oyelowo", "Zubrzycki")
+    # "Norwegian" is left to spaCy: Presidio's defaults remove a nationality (NRP), and ours are never fewer
+    _assert_kept(out, "Pseudomonas aeruginosa", "Enterobacter cloacae", "Cholangiogram", "English",
+                 "It's fine, they're coming")  # fmt: skip
+
+
+def test_unknown_words_in_a_dicom_value_read_alone_are_no_finding() -> None:
+    from presidio_analyzer import RecognizerResult
+
+    from clinical_pipelines.deid.residual import residual_entities
+    from clinical_pipelines.deid.structure import UNKNOWN_WORD_RECOGNIZER
+
+    meta = {RecognizerResult.RECOGNIZER_NAME_KEY: UNKNOWN_WORD_RECOGNIZER}
+    guess = RecognizerResult("PERSON", 0, 8, 0.5, recognition_metadata=meta)
+    assert residual_entities("Aquiloxa Prime scanner", [guess], ner_persons=True, in_context=False) == {}
+    found = residual_entities("Aquiloxa said hello", [guess], ner_persons=True, in_context=True)
+    assert found == {"presidio:PERSON": 1}
+
+
+@pytest.mark.parametrize(
+    ("text", "age"),
+    [
+        ("Her grandmother, who is ninety-two, lives with them.", "ninety-two"),
+        ("His mother is 99 and still drives.", "99"),
+        ("Her sister died at 96 in this hospital.", "96"),
+        ("Patient: Amadou Diallo, 94 years, retired teacher.", "94"),
+        ("She wants to celebrate her 100th birthday at home.", "100th"),
+    ],
+)
+def test_ages_over_89_said_of_people(deid: NoteDeidentifier, text: str, age: str) -> None:
+    out = _out(deid, text)
+    assert age not in out and "90+" in out, out
+
+
+def test_numbers_that_are_measurements_are_no_ages(deid: NoteDeidentifier) -> None:
+    text = (
+        "SpO2 at 93% on room air; HR 96 bpm; glucose 101; she walked for ninety minutes; "
+        "married for 95 years of joy."
+    )
+    out = _out(deid, text)
+    _assert_kept(out, "93%", "96 bpm", "glucose 101", "ninety minutes")
+
+
+@pytest.mark.parametrize(
+    ("text", "value", "kept"),
+    [
+        ("The GP was sent an update on 14/11 by fax.", "14/11", "by fax"),
+        ("She fell again on the 16th in the bathroom.", "16th", "in the bathroom"),
+        ("Hospital no.: NGI 660 3197, seen today.", "660 3197", "seen today"),
+        ("Faulty pump serial SN 7731-BX-99120 was changed.", "7731-BX-99120", "was changed"),
+        ("Call her colleague on 555-0186 after six.", "555-0186", "after six"),
+        ("Flat 2, 9 Kilbride Terrace\nDunmarra\nCo. Ardloe\nA93 KX72", "Flat 2 Co. Ardloe A93 KX72", "\n"),
+        ("Linwood Clinic, Level 2, 450 Garnet Road, Eastvale", "Linwood Level 2, 450 Garnet Road", "[FACILITY], "),
+    ],
+)
+def test_day_first_dates_days_alone_spaced_ids_local_phones_and_irish_addresses(
+    deid: NoteDeidentifier, text: str, value: str, kept: str
+) -> None:
+    out = _out(deid, text)
+    _assert_gone(out, value)
+    _assert_kept(out, kept)
+
+
+def test_on_the_2nd_day_is_no_date(deid: NoteDeidentifier) -> None:
+    _assert_kept(_out(deid, "Fever settled on the 2nd day of antibiotics."), "on the 2nd day")
+
+
+def test_people_listed_with_a_name_are_names(deid: NoteDeidentifier) -> None:
+    out = _out(deid, "Aides Amber, Precious and Sunny Oduya rotate mornings. Seen by Dr. Ruiz and Mr. Obi.")
+    _assert_gone(out, "Amber", "Precious", "Sunny Oduya", "Ruiz", "Obi")
+    _assert_kept(out, "Dr.", "Mr.", "rotate mornings")
+
+
+@pytest.mark.parametrize(
+    "phrase",
+    ["Berg Balance Scale 36/56", "Young Mania Rating Scale 28", "Zimmer frame", "Hoyer lift", "Cheyne-Stokes breathing",
+     "Klebsiella pneumoniae", "BP 118/64", "Apgar 8"],
+)  # fmt: skip
+def test_eponymous_scales_devices_microbes_and_measurements_are_kept(deid: NoteDeidentifier, phrase: str) -> None:
+    _assert_kept(_out(deid, f"Today: {phrase} noted by the team."), phrase)

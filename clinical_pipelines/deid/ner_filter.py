@@ -46,7 +46,8 @@ EPONYM_HEADS = (
     "protocol", "incision", "hernia", "cyst", "diverticulum", "contracture", "chorea", "encephalopathy",
     "thyroiditis", "esophagus", "oesophagus", "cell", "cells", "dementia", "duct", "gland", "membrane", "ligament",
     "trocar", "needle", "clamp", "suture", "stitch", "flap", "graft", "shunt", "stent", "pump", "mask", "splint",
-    "valve", "class", "patch", "monitor",
+    "valve", "class", "patch", "monitor", "triangle", "chart", "point", "canal", "pouch", "body", "bodies", "bundle",
+    "frame", "lift", "checklist", "inventory", "questionnaire", "breathing", "respiration", "respirations",
 )  # fmt: skip
 _HEAD = r"(?:" + "|".join(EPONYM_HEADS) + r")\b"
 # A grade or class may stand between the name and the head ("Bosniak IIF cyst", "Salter-Harris II fracture").
@@ -55,6 +56,12 @@ _FOLLOWED_BY_HEAD = re.compile(
     re.IGNORECASE,
 )
 _ENDS_WITH_HEAD = re.compile(rf"\b{_HEAD}$", re.IGNORECASE)
+#: One or two words in title case between the name and the head ("Berg Balance Scale", "Young Mania Rating Scale").
+_HEAD_AFTER_WORDS = re.compile(rf"(?:'s)?(?:[ \t]+[A-Z][a-z]+){{1,2}}[ \t]+(?i:{_HEAD})")
+#: A classification's grade after the name ("Hinchey III", "Gustilo IIIB", "ASA 4E").
+_GRADE_AT_END = re.compile(r"[ \t]+(?:[IVX]{1,4}[A-Ca-c]?|\d[A-E]?)$")
+#: Binomial names of microbes: a genus in title case, then its species in lower case ("Klebsiella pneumoniae").
+_SPECIES_NEXT = re.compile(r"[ \t]+[a-z]+(?:ae|us|is|um|ii|i|a|es|ens|ans|ica|ilis)\b")
 #: A measurement's value: up to three digits, a decimal or a percentage; not a postcode after a state or region
 #: abbreviation ("NY 10027", "NSW 2000").
 _NUMBER_NEXT = re.compile(r"[ \t]*[:=]?[ \t]*\d{1,3}(?![\d])")
@@ -102,6 +109,10 @@ _DURATION = re.compile(
     rf"\d+(?:\.\d+)?(?:[ \t]*(?:-|to)[ \t]*\d+(?:\.\d+)?)?\+?[ \t]*-?[ \t]*{_DURATION_UNIT}\b\.?"
     rf"(?:[ \t]+(?:ago|prior|later|earlier|post-?op))?"
     r"|(?:hospital[ \t]+|post-?op(?:erative)?[ \t]+)?(?:day|pod|hd|cycle|week|wk|month|year)[ \t]*#?[ \t]*\d{1,3})"
+)
+_ORDINAL_COUNT = re.compile(
+    rf"(?i:(?:the[ \t]+)?\d{{1,3}}(?:st|nd|rd|th)[ \t]+"
+    rf"(?:{_DURATION_UNIT}|doses?|cycles?|visits?|attempts?|trimester)\b)"
 )
 _CLOCK = re.compile(r"(?i:\d{1,2}(?::[0-5]\d)?[ \t]*o['\u2019]?[ \t]*clock)")
 _SHORT_NUMBER = re.compile(r"[x~]?\d{1,3}(?:\.\d+)?\+?")
@@ -167,6 +178,27 @@ def _abbreviations_only(value: str) -> bool:
                or is_medicine(w) for w in words)  # fmt: skip
 
 
+_MEASURE_FRACTION = re.compile(r"\b\d{2,3}/\d{2,3}\b")
+_FOUR_DIGITS = re.compile(r"\d{4}")  # a year, or a number that may be a house number, a postcode or a code
+_CLOCK_TIME = re.compile(r"(?<!\d)(?:[01]?\d|2[0-3]):[0-5]\d(?!\d)|(?i:\d{1,2}[ \t]*[ap]\.?m\b)")
+
+
+def _genus(value: str) -> bool:
+    """One word in title case that is no census name or place: the genus of a binomial name."""
+    from clinical_pipelines.deid import lexicons
+
+    low = value.strip().lower()
+    return (value.strip().istitle() and " " not in value.strip() and low not in lexicons.given_names()
+            and low not in lexicons.surnames() and low not in lexicons.place_names())  # fmt: skip
+
+
+def _latin(word: str) -> bool:
+    """A lower-case word no English dictionary holds ("cloacae", "aeruginosa"): a species epithet, not a verb."""
+    from clinical_pipelines.deid.structure import _english_word
+
+    return not _english_word(word)
+
+
 def _named(word: str) -> bool:
     from clinical_pipelines.deid import lexicons
 
@@ -195,7 +227,8 @@ def is_eponym(text: str, start: int, end: int) -> bool:
     if _TITLE_BEFORE.search(text, max(0, start - 12), start):
         return False
     value = _TRAILING_NUMBER.sub("", text[start:end])  # "Wells score 4"
-    return bool(_FOLLOWED_BY_HEAD.match(text, end) or _ENDS_WITH_HEAD.search(value))
+    head_after = _FOLLOWED_BY_HEAD.match(text, end) or _HEAD_AFTER_WORDS.match(text, end)
+    return bool(head_after or _ENDS_WITH_HEAD.search(value))
 
 
 def is_clinical_ner_guess(text: str, result: RecognizerResult, *, case_informative: bool) -> bool:
@@ -209,10 +242,16 @@ def is_clinical_ner_guess(text: str, result: RecognizerResult, *, case_informati
         # An age is no date ("96-year-old"; ages over 89 are found by the age recognizer), nor are words without
         # a digit or a month ("today", "daily", "three months", "Thursday"). Other DATE_TIME guesses are kept:
         # "in 2159" may be a house number as well as a year.
+        if _ORDINAL_COUNT.fullmatch(value):
+            return True  # "the 2nd day", "3rd cycle": which one of a series, not a day of a month
         if has_date_element(value):
             return False
         if _DURATION.fullmatch(value) or _SHORT_NUMBER.fullmatch(value) or _CLOCK.fullmatch(value):
             return True  # a duration or a count ("2 weeks", "x3 days", "Day 5", "48 hours"), a bare "40"
+        if re.search(_DOSE, value) or _MEASURE_FRACTION.search(value):
+            return True  # a dose or a pressure inside the guess ("10 mg over 24 hours", "118/64")
+        if not (_FOUR_DIGITS.search(value) or _CLOCK_TIME.search(value)):
+            return True  # a number with words but no year, clock time, month or day ("6 this morning", "Apgar 8")
         return _AGE_EXPRESSION.search(value) is not None or not any(c.isdigit() for c in value)
     if entity not in _NAMED:
         return False
@@ -220,6 +259,11 @@ def is_clinical_ner_guess(text: str, result: RecognizerResult, *, case_informati
         return True  # a medication order ("Tylenol 650 mg", "Augmentin 875 BID"), not a name or a place
     if is_medicine(value):
         return True  # "Spiriva", "Keytruda", "Bactrim DS"
+    species = _SPECIES_NEXT.match(text, result.end)
+    if species and _genus(value) and (entity in ("ORGANIZATION", "NRP", "LOCATION") or _latin(species.group().strip())):
+        return True  # "Klebsiella pneumoniae", "Staphylococcus aureus"; a PERSON only before a word English lacks
+    if entity in ("ORGANIZATION", "NRP") and _GRADE_AT_END.search(value) and " " in value.strip():
+        return True  # a classification and its grade ("Hinchey III", "ASA 4E"), not an organisation
     if entity in ("ORGANIZATION", "NRP", "LOCATION") and _abbreviations_only(value):
         return True  # "PO BID", "KG/MIN", "mcg/dL", "DTaP-IPV", "ASQ-3", "MMRV (ProQuad": orders, units, vaccines
     if any(c.isdigit() for c in value):

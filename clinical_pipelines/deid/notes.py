@@ -66,7 +66,7 @@ from clinical_pipelines.deid.recognizers import (
     parse_date,
     parse_datetime,
 )
-from clinical_pipelines.deid.structure import structure_recognizers
+from clinical_pipelines.deid.structure import UNKNOWN_WORD_RECOGNIZER, structure_recognizers
 
 if TYPE_CHECKING:
     from presidio_analyzer import AnalyzerEngine, RecognizerResult
@@ -127,6 +127,8 @@ AGE_REPLACEMENT = "90+"
 
 #: Entity types whose detected strings are also removed wherever else they occur in the note.
 _PROPAGATED = {"MRN", "ACCESSION_NUMBER", "ID", "US_SSN", "PHONE_NUMBER", "EMAIL_ADDRESS"}
+#: Recognizers whose results are guesses (spaCy's NER, our unknown-word names), not patterns.
+_GUESSERS = frozenset({NER_RECOGNIZER, UNKNOWN_WORD_RECOGNIZER})
 #: Recognizers whose PERSON results are precise enough to propagate word by word.
 _NAME_SOURCES = {"ClinicalNameRecognizer"}
 _NAME_STOPWORDS = {
@@ -355,11 +357,48 @@ def _propagate(text: str, results: list[RecognizerResult]) -> list[RecognizerRes
                 word = word.strip(".,'")
                 if len(word) >= 3 and word[0].isupper() and word.lower() not in _NAME_STOPWORDS:
                     wanted.setdefault(word, ("PERSON", r.score))
-    extra = []
+    extra = _coordinated_names(text, results)
     for value, (entity, score) in wanted.items():
         for m in re.finditer(r"(?<![\w@.\-])" + re.escape(value) + r"(?![\w@\-]|\.\w)", text):
             extra.append(RecognizerResult(entity, m.start(), m.end(), score))
     return results + extra
+
+
+_COORDINATED_BEFORE = re.compile(r"(?:\b[A-Z][a-z'\-]+,[ \t]+)*\b[A-Z][a-z'\-]+,?[ \t]+(?:and|or|&)[ \t]+$")
+_COORDINATED_AFTER = re.compile(r",?[ \t]+(?:and|or|&)[ \t]+([A-Z][a-z'\-]+)\b")
+_CAPITALISED = re.compile(r"[A-Z][a-z'\-]+")
+
+
+def _coordinated_names(text: str, results: list[RecognizerResult]) -> list[RecognizerResult]:
+    """Single capitalised words listed with a name ("Amber, Precious and Sunny Oduya", "Tobias and Amara"): the
+    members of a list of people are people. Function words and month or day names are left alone."""
+    from presidio_analyzer import RecognizerResult
+    from spacy.lang.en.stop_words import STOP_WORDS
+
+    found = []
+    for r in results:
+        if r.entity_type != "PERSON":
+            continue
+        spans = []
+        before = _COORDINATED_BEFORE.search(text, max(0, r.start - 80), r.start)
+        if before is not None:
+            spans += [(before.start() + m.start(), before.start() + m.end())
+                      for m in _CAPITALISED.finditer(before.group())]  # fmt: skip
+        after = _COORDINATED_AFTER.match(text, r.end)
+        if after is not None:
+            spans.append(after.span(1))
+        for s, e in spans:
+            word = text[s:e].lower()
+            if word in _TITLE_WORDS or word in STOP_WORDS or word[:3] in _MONTH_PREFIXES or word in _WEEKDAYS:
+                continue  # "Dr. Lovelace and Mr. Babbage": a title, not a listed name
+            metadata = r.recognition_metadata
+            found.append(RecognizerResult("PERSON", s, e, r.score * 0.9, recognition_metadata=metadata))
+    return found
+
+
+_MONTH_PREFIXES = {"jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"}
+_TITLE_WORDS = {"mr", "mrs", "ms", "miss", "mx", "dr", "prof", "rev", "sir", "dame", "doctor", "nurse", "father"}
+_WEEKDAYS = {"monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"}
 
 
 def is_precise_name(result: RecognizerResult) -> bool:
@@ -369,7 +408,12 @@ def is_precise_name(result: RecognizerResult) -> bool:
 
 def is_statistical_guess(result: RecognizerResult) -> bool:
     """True for a result of spaCy's statistical NER (Presidio's SpacyRecognizer), not of a pattern recognizer."""
-    return _recognizer_name(result) == NER_RECOGNIZER
+    return _recognizer_name(result) in _GUESSERS
+
+
+def is_unknown_word_guess(result: RecognizerResult) -> bool:
+    """True for a name guessed only because no dictionary knows the word (see ``UnknownWordNameRecognizer``)."""
+    return _recognizer_name(result) == UNKNOWN_WORD_RECOGNIZER
 
 
 def _recognizer_name(result: RecognizerResult) -> str | None:

@@ -142,7 +142,10 @@ _NAME_FIELDS = (
 _RELATION = (
     r"(?i:wife|husband|spouse|partner|fianc[eé]e?|son|daughter|mother|father|mom|mum|dad|brother|sister|sibling"
     r"|aunt|uncle|niece|nephew|cousin|grand(?:son|daughter|mother|father|child)|step(?:son|daughter|mother|father)"
-    r"|in-law|friend|neighbou?r|roommate|guardian|caregiver|pastor|priest|rabbi|imam)"
+    r"|in-law|friend|neighbou?r|roommate|guardian|caregiver|pastor|priest|rabbi|imam"
+    # people around a patient named by their role ("carer, Summer", "classmate Rory", "charge nurse Joy")
+    r"|boyfriend|girlfriend|fianc[eé]|housemate|flatmate|classmate|schoolmate|colleague|co-?worker|boss|landlord"
+    r"|landlady|teacher|coach|carer|aide|nurse|physio|interpreter|chaplain|pharmacist|sponsor)"
 )
 # A name after a relation: one word, a second only when written in title case (not a run of ALL CAPS words).
 _RELATIVE_NAME = rf"(?P<name>{_NAME_WORD}(?:[ \t]+{_UPPER}(?![A-Z])(?:{_LETTER}|['\-])+)?)\b"
@@ -187,7 +190,7 @@ def person_recognizer() -> RegexRecognizer:
                 _rx(rf"\b{_RELATION}(?:'s)?[ \t]*[(,:]?[ \t]*{_TITLE_PREFIX}{_RELATIVE_NAME}"),
                 0.9,  # above spaCy's 0.85: Presidio drops a PERSON inside another PERSON of equal score
                 "name",
-                _not_a_common_word,
+                _a_given_name_or_no_function_word,
             ),
         ],
         name="ClinicalNameRecognizer",
@@ -203,6 +206,14 @@ def _a_name_or_no_common_word(value: str) -> bool:
     if first in lexicons.given_names():
         return True
     return _not_a_common_word(value) and first not in lexicons.common_words()
+
+
+def _a_given_name_or_no_function_word(value: str) -> bool:
+    """After a relation: a census given name even when it is a function word ("son Will"), else no function word
+    ("daughter At bedside")."""
+    from clinical_pipelines.deid import lexicons
+
+    return value.split()[0].lower() in lexicons.given_names() or _not_a_common_word(value)
 
 
 def _not_a_common_word(value: str) -> bool:
@@ -280,6 +291,14 @@ def other_id_recognizer() -> RegexRecognizer:
         "ID",
         [
             RegexPattern("labelled id", _rx(rf"{label}[ \t]*[:#]?[ \t]*{_ID}"), 0.85, "id", _has_digit),
+            # Serial numbers: "S/N 77A-20934", "SN 7731-BX-99120"
+            RegexPattern(
+                "serial",
+                _rx(r"\b(?:S/N|SN|s/n)[ \t]*[:#]?[ \t]*(?P<id>[A-Za-z0-9][A-Za-z0-9\-]{3,24})\b"),
+                0.8,
+                "id",
+                _has_digit,
+            ),
             # Vehicle identifiers (Safe Harbor's twelfth kind): a licence plate or VIN after its label.
             RegexPattern(
                 "vehicle id",
@@ -292,7 +311,7 @@ def other_id_recognizer() -> RegexRecognizer:
             ),
             RegexPattern(
                 "id after an id noun",
-                _rx(rf"{generic}[ \t]*[:#]?[ \t]*(?P<id>[A-Za-z]{{0,4}}\d[\d\-]{{2,18}}\d[A-Za-z]?)\b(?![.,/]\d)"),
+                _rx(rf"{generic}[ \t]*[:#]?[ \t]*(?P<id>[A-Za-z]{{0,4}}[ ]?\d[\d\- ]{{2,18}}\d[A-Za-z]?)\b(?![.,/]\d)"),
                 0.6,
                 "id",
                 lambda v: sum(c.isdigit() for c in v) >= 4,
@@ -388,6 +407,8 @@ def phone_recognizer() -> RegexRecognizer:
         [
             RegexPattern("phone", _rx(_PHONE), 0.55),
             RegexPattern("phone bare 10 digits", _rx(r"(?<!\d)\d{10}(?!\d)"), 0.2),
+            # A local number without its area code ("555-0186")
+            RegexPattern("phone local", _rx(r"(?<![\w\-/.])[2-9]\d{2}-\d{4}(?![\w\-/]|\.\d)"), 0.5),
             # International forms: "+41 53 147 37 99", "+44 (0)20 7946 0958"
             RegexPattern("phone international", _rx(rf"(?<![\w+]){_INTL}(?!\d|-\d)"), 0.6, 0, _phone_digits),
             # Other groupings ("730 064 218", "0380 7558505", "(72) 583-350"): a phone only with a context word
@@ -551,6 +572,12 @@ def zip_recognizer() -> RegexRecognizer:
             # Canadian ("K1A 0B1") and British ("SW1A 1AA") postcodes have shapes of their own
             RegexPattern("canadian postcode", _rx(rf"\b{_CA_POST}\b"), 0.5),
             RegexPattern("british postcode", _rx(rf"\b{_UK_POST}\b"), 0.45),
+            # Irish Eircodes ("A65 F4E2"): a routing key, then four letters and digits, both present
+            RegexPattern(
+                "eircode",
+                _rx(r"\b[AC-FHKNPRTV-Y]\d{2}[ ](?=[A-Z\d]{0,3}[A-Z])(?=[A-Z\d]{0,3}\d)[AC-FHKNPRTV-Y\d]{4}\b"),
+                0.45,
+            ),
         ],
         name="ZipCodeRecognizer",
         context=["zip", "zipcode", "zip code", "postal", "postcode"],
@@ -570,6 +597,7 @@ FACILITY_HEADS = (
     "Rehab", "Rehabilitation", "Nursing Center", "Nursing Facility", "Care Facility", "Living Center", "Manor",
     "Urgent Care", "Dialysis Center", "Medical Office", "Medical Offices", "Treatment Center", "Senior Living",
     "School", "Academy", "College", "University",
+    "Church", "Chapel", "Cathedral", "Mosque", "Temple", "Synagogue", "Gurdwara",
     "Correctional Facility", "Prison", "Jail", "Shelter",
 )  # fmt: skip
 
@@ -581,6 +609,18 @@ def _heads(words: Iterable[str]) -> str:
 # Title case ("Mercy General Hospital") or capitals ("MERCY GENERAL HOSPITAL"), not lower case ("GI clinic").
 _FACILITY_KIND = r"(?:" + _heads(FACILITY_HEADS) + "|" + _heads(h.upper() for h in FACILITY_HEADS) + r")"
 _FAC_WORD = r"(?:[A-Z][a-zA-Z.'&\-]*|of|the|and|for|at|&)"
+
+
+def care_location_recognizer() -> RegexRecognizer:
+    """Where in a hospital a patient lies: "Ward 6 East", "Bed 14", "Room 412", "Bay 3", "Clinic 4" (a location in the
+    i2b2 sense: with the date it places the patient), written with a capital or in capitals."""
+    place = r"(?:Ward|Bed|Room|Rm|Bay|Cubicle|Clinic|WARD|BED|ROOM|BAY|CLINIC)"
+    side = r"(?:[ \t\-]+(?:North|South|East|West|NORTH|SOUTH|EAST|WEST|[NSEW])\b)?"
+    return RegexRecognizer(
+        "LOCATION",
+        [RegexPattern("ward bed room", _rx(rf"\b{place}\.?[ \t]*\#?[ \t]*\d{{1,4}}[A-Za-z]?\b{side}"), 0.6)],
+        name="CareLocationRecognizer",
+    )
 
 
 def facility_recognizer() -> RegexRecognizer:
@@ -611,6 +651,13 @@ _TEENS_WORDS = r"ten|eleven|twelve|thirteen|fourteen|fifteen|sixteen|seventeen|e
 _OLD_WORDS = (
     rf"(?P<n>(?i:ninety(?:[ \t\-]+(?:{_UNITS_WORDS}))?"
     rf"|(?:one|a)[ \t\-]+hundred(?:[ \t\-]+(?:and[ \t\-]+)?(?:(?:twenty[ \t\-]+)?(?:{_UNITS_WORDS})|{_TEENS_WORDS}))?))"
+)
+
+
+#: Words after a number that make it a measurement or a duration, not an age.
+_NOT_AN_AGE = (
+    r"(?i:%|percent|per[ \t]*cent|mg|mcg|g\b|kg|lbs?|pounds|ml|cc|mmhg|mm|cm|bpm|beats|breaths|degrees|°|units?"
+    r"|minutes?|mins?|seconds?|secs?|hours?|hrs?|days?|weeks?|months?|times|tablets?|pills?|meters|metres|feet|ft|steps|points?)"
 )
 
 
@@ -647,6 +694,27 @@ def age_recognizer() -> RegexRecognizer:
             RegexPattern(
                 "age words", _rx(rf"(?i:\bage[ds]?)[ \t]*(?:of[ \t]+|:[ \t]*|is[ \t]+)?{_OLD_WORDS}\b"), 0.9, "n"
             ),
+            # 90..129 written in words, anywhere: measurements are written in digits ("who is ninety-two")
+            RegexPattern("number words", _rx(rf"\b{_OLD_WORDS}\b(?![ \t\-]*{_NOT_AN_AGE})"), 0.7, "n"),
+            # "she is 93", "who was 99", "I am 101", "turns 95", "died at 96", "reach 100": said of a person
+            RegexPattern(
+                "person is n",
+                _rx(rf"(?i:\b(?:she|he|who|i|they|you|mother|father|mum|mom|dad|wife|husband|sister|brother"
+                    rf"|herself|himself)(?:['\u2019]s)?[ \t]+(?:is|was|am|are|turns?|turned|will[ \t]+be"
+                    rf"|would[ \t]+have[ \t]+been)|\b(?:died|passed[ \t]+away|still[ \t]+living|lived|living)[ \t]+"
+                    rf"(?:at|aged)|\b(?:reach(?:ed)?|turns?|turned))[ \t]+{_OLD}(?![\d.,%/]|[ \t\-]*{_NOT_AN_AGE})"),
+                0.6,
+                "n",
+            ),
+            # "Georges Nassar, 94 years": not a duration ("90 years ago", "for 95 years of marriage")
+            RegexPattern(
+                "n years",
+                _rx(rf"(?<!for[ \t])(?<![\d.\-]){_OLD}[ \t]+(?i:years|yrs)\b"
+                    r"(?![ \t]+(?i:ago|later|earlier|before|after|since|of[ \t]+(?!age)))"),
+                0.6,
+                "n",
+            ),
+            RegexPattern("nth birthday", _rx(rf"(?<![\d.]){_OLD}(?i:st|nd|rd|th)[ \t]+(?i:birthday)"), 0.85, "n"),
         ],
         name="AgeOver89Recognizer",
     )
@@ -681,6 +749,8 @@ DATE_PATTERNS: dict[str, re.Pattern[str]] = {
 #: position (a date word just before it, or a time of day just after), never after a dose or a score.
 YEARLESS_PATTERNS: dict[str, re.Pattern[str]] = {
     "md": _rx(r"(?<![\d/\-.:])(?P<m>1[0-2]|0?[1-9])(?P<sep>/)(?P<d>3[01]|[12]\d|0?[1-9])(?![\d/]|[.,:]\d)"),
+    # Day first where the day cannot be a month ("14/11", "28/2": British and European usage)
+    "dm": _rx(r"(?<![\d/\-.:])(?P<d>3[01]|2\d|1[3-9])(?P<sep>/)(?P<m>1[0-2]|0?[1-9])(?![\d/]|[.,:]\d)"),
 }
 _MD_PLAIN = r"(?:1[0-2]|0?[1-9])/(?:3[01]|[12]\d|0?[1-9])(?![\d/]|[.,:]\d)"
 _RANGE_TO = r"[ \t]*(?:-|\u2013|to|through|thru)[ \t]*"
@@ -749,7 +819,7 @@ def parse_date(text: str) -> tuple[datetime.date, Callable[[datetime.date], str]
             continue
         g = m.groupdict()
         try:
-            month = int(g["m"]) if kind in ("iso", "mdy", "md") else _month_number(g["month"])
+            month = int(g["m"]) if kind in ("iso", "mdy", "md", "dm") else _month_number(g["month"])
             value = datetime.date(_year(g["y"]) if g.get("y") else _NO_YEAR, month, int(g["d"]))
         except (ValueError, StopIteration):
             return None
@@ -764,6 +834,8 @@ def _renderer(kind: str, g: dict[str, str]) -> Callable[[datetime.date], str]:
             return f"{y}{g['sep']}{_pad(d.month, g['m'], numeric=True)}{g['sep']}{_pad(d.day, g['d'], numeric=True)}"
         if kind == "md":
             return f"{_pad(d.month, g['m'], numeric=True)}{g['sep']}{_pad(d.day, g['d'], numeric=True)}"
+        if kind == "dm":
+            return f"{_pad(d.day, g['d'], numeric=True)}{g['sep']}{_pad(d.month, g['m'], numeric=True)}"
         if kind == "mdy":
             return f"{_pad(d.month, g['m'], numeric=True)}{g['sep']}{_pad(d.day, g['d'], numeric=True)}{g['sep']}{y}"
         month = _render_month(d.month, g["month"]) + g["dot"]
@@ -836,6 +908,16 @@ def yearless_date_recognizer() -> RegexRecognizer:
         "DATE",
         [
             RegexPattern("month/day", _rx(md + _NOT_A_DATE_AFTER), 0.3, 0, valid),
+            RegexPattern("day/month", _rx(YEARLESS_PATTERNS["dm"].pattern + _NOT_A_DATE_AFTER), 0.3, 0, valid),
+            # "on the 24th", "since the 3rd": a day of the month named alone (replaced, there is no month to shift)
+            RegexPattern(
+                "day of the month",
+                _rx(r"(?i:\b(?:on|since|from|until|till|by|before|after|over)[ \t]+the[ \t]+)"
+                    r"(?P<date>(?:[1-9]|[12]\d|3[01])(?:st|nd|rd|th))\b(?![ \t]+(?i:day|week|month|year|floor|attempt"
+                    r"|dose|time|cycle|line|visit|trial|try|round|session|percentile|centile|of[ \t]+\d))"),
+                0.75,
+                "date",
+            ),
             # A range of two month/days ("6/7-6/9", "11/28 to 12/2"): both ends are dates
             RegexPattern(
                 "month/day range start", _rx(rf"(?P<date>{md})(?={_RANGE_TO}{_MD_PLAIN})"), 0.7, "date", valid
@@ -874,7 +956,9 @@ def county_recognizer() -> RegexRecognizer:
                 "county",
                 _rx(r"\b(?:St\.?[ \t]+)?[A-Z][a-z'\-]+(?:[ \t\-][A-Z][a-z'\-]+){0,2}[ \t]+(?:County|Parish|Borough)\b"),
                 0.85,
-            )
+            ),
+            # Irish and British usage: "Co. Kerry", "County Antrim"
+            RegexPattern("co. county", _rx(r"\b(?:Co\.|County)[ \t]+[A-Z][a-z'\-]+(?:[ \t\-][A-Z][a-z'\-]+)?\b"), 0.7),
         ],
         name="CountyRecognizer",
     )
@@ -900,4 +984,5 @@ def clinical_recognizers() -> list[EntityRecognizer]:
         date_recognizer(),
         yearless_date_recognizer(),
         county_recognizer(),
+        care_location_recognizer(),
     ]

@@ -269,7 +269,7 @@ def residual_entities(
     statistical guesses other than PERSON: a vendor ("GE MEDICAL SYSTEMS") or a body part read alone is
     not a place or an organisation that identifies anyone.
     """
-    from clinical_pipelines.deid.notes import is_statistical_guess
+    from clinical_pipelines.deid.notes import is_statistical_guess, is_unknown_word_guess
 
     found: Counter[str] = Counter()
     for result in results:
@@ -281,6 +281,8 @@ def residual_entities(
         if result.entity_type == "AGE_OVER_89" and "90+" in text[result.start : result.end + 1]:
             continue  # the Safe Harbor cap we wrote ("age 90+")
         if is_statistical_guess(result) and (not ner_persons or (not in_context and result.entity_type != "PERSON")):
+            continue
+        if not in_context and is_unknown_word_guess(result):  # a model or product name read alone ("Aquilion")
             continue
         found[RE_ANALYSIS_PREFIX + result.entity_type] += 1
     return found

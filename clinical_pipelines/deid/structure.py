@@ -104,7 +104,8 @@ _MILITARY_FIRST = re.compile(
 )
 _MILITARY_POST = r"(?:APO|FPO|DPO)[ \t]+(?:AA|AE|AP)[ \t]+\d{5}(?:-\d{4})?"
 _UNIT = (
-    r"(?:(?i:Apt|Apartment|Suite|Ste|Unit|Flat|Floor|Fl|Room|Rm|Bldg|Building)\.?|\#)[ \t]*[A-Za-z]?\d{1,5}[A-Za-z]?\b"
+    r"(?:(?i:Apt|Apartment|Suite|Ste|Unit|Flat|Floor|Fl|Level|Lvl|Room|Rm|Bldg|Building)\.?|\#)[ \t]*[A-Za-z]?\d{1,5}"
+    r"[A-Za-z]?\b"
 )
 #: Unit designators of dwellings and offices: evidence of a postal address on their own ("Room 4", "Unit 5 West"
 #: and "Floor 3" are also wards and beds in a hospital, so they only continue a block).
@@ -124,6 +125,7 @@ _ADDRESS_WORDS = re.compile(
     r"(?i:\b(?:address|lives?|lived|living|resides?|resided|residing|located|moved|relocated)\b[^.\n]{0,20}$)"
 )
 _LINE_PREFIX = re.compile(r"[^\w\n(#]*")
+_UNIT_BEFORE = re.compile(rf"(?<![\w\-]){_UNIT}[ \t]*,?[ \t]*$")
 
 
 def _strong_piece(text: str) -> bool:
@@ -191,8 +193,12 @@ class AddressBlockRecognizer(_Base):
                 unit_only = re.fullmatch(rf"[ \t]*{_DWELLING}", text[start:end]) is not None
                 if not evidence or (unit_only and not extended):
                     continue
-            # A street or a military first line on the line before a unit/postal anchor belongs to the block.
+            # A street or a military first line on the line before a unit/postal anchor belongs to the block, and so
+            # does a unit written before the street on its line ("Flat 9, 56 Orrin Street", "Level 2, 450 Garnet Rd").
             start = self._extend_back(text, lines, start)
+            unit_before = _UNIT_BEFORE.search(text, max(0, start - 24), start)
+            if unit_before is not None:
+                start = unit_before.start()
             done_to = block_end
             yield start, block_end, 0.85
 
@@ -333,11 +339,14 @@ class DictionaryNameRecognizer(_Base):
                 i = j + 1
                 continue
             rest = [x[2] for x in words[i + 1 : j + 1]]
-            surname_follows = any(x.lower() in family or _non_ascii_name_word(x) for x in rest)
+            census_surname_follows = any(x.lower() in family for x in rest)
+            surname_follows = census_surname_follows or any(_non_ascii_name_word(x) or _unknown_word(x) for x in rest)
             if low in STOP_WORDS:
                 pass
             elif j > i and (strange or (is_given and (not _ordinary(w) or surname_follows))):
                 yield s, end, 0.6  # "Teresa Okafor", "Snæfríður Friðbjarnardóttir"
+            elif j > i and census_surname_follows and _unknown_word(w):
+                yield s, end, 0.6  # "Niamh Gallagher": a name no list holds, then a census surname
             elif is_given and not _ordinary(w):
                 yield s, e, 0.5  # a given name alone, not an English word ("Molly")
             elif strange and not _ordinary(w) and w.lower() not in lexicons.country_names():
@@ -365,7 +374,8 @@ class DictionaryNameRecognizer(_Base):
 
 
 #: Inflections web2 does not list (it holds base forms): plural, past, gerund, possessive -> the base form.
-_INFLECTIONS = (("ies", "y"), ("es", ""), ("s", ""), ("ed", ""), ("ed", "e"), ("ing", ""), ("ing", "e"), ("'s", ""))
+_INFLECTIONS = (("ies", "y"), ("ied", "y"), ("es", ""), ("s", ""), ("ed", ""), ("ed", "e"), ("ing", ""), ("ing", "e"),
+                ("'s", ""), ("\u2019s", ""))
 
 
 def _english_word(low: str) -> bool:
@@ -375,8 +385,13 @@ def _english_word(low: str) -> bool:
     if "-" in low:
         return all(_english_word(part) for part in low.split("-") if part)
     common = lexicons.common_words()
-    return any(low.endswith(end) and low[: -len(end)] + base in common for end, base in _INFLECTIONS
-               if len(low) > len(end) + 2)  # fmt: skip
+    for end, base in _INFLECTIONS:
+        if low.endswith(end) and len(low) > len(end) + 2:
+            stem = low[: -len(end)]
+            # "submitting", "planned": the final consonant doubled before the ending
+            if stem + base in common or (end in ("ing", "ed") and stem[-1] == stem[-2] and stem[:-1] in common):
+                return True
+    return False
 
 
 #: Above spaCy's 0.85: Presidio keeps one of two equal spans, the higher score, and spaCy's guess of the same span may
@@ -485,7 +500,62 @@ class ForeignScriptRecognizer(_Base):
             yield m.start(), m.end(), 0.6
 
 
+#: Endings of medical words made from Greek and Latin roots ("cholangiogram", "centrilobular", "cryotherapy") and of
+#: microbe genera: such a word is vocabulary the 1934 ``web2`` list lacks, not a name.
+_MEDICAL_ENDING = re.compile(
+    r"(?i:.*(?:itis|osis|oses|ectomy|otomy|ostomy|plasty|scopy|scopic|gram|graphy|logy|logic|logical|logist|pathy"
+    r"|a?emia|algia|therapy|cyte|omas?|ular|ation|ative|ists?|ism|genic|ase|ine|ide|ol|ium|ia|ic|al"
+    # genera of microbes ("Pseudomonas", "Enterobacter", "Streptococcus", "Candida" is a census name)
+    r"|ella|cocc(?:us|i)|bacter|monas|myces|bacill(?:us|i)|plasma|spora|virus))"
+)
+#: spaCy's labels for a word that is a nationality, a language, a company, a product or a title, not a person.
+_NOT_A_PERSON_LABELS = frozenset({"NORP", "LANGUAGE", "ORG", "PRODUCT", "EVENT", "WORK_OF_ART", "LAW"})
+_CONTRACTION = re.compile(r"(?i:.*['\u2019](?:s|t|d|m|ll|re|ve))")
+_WORD_IN_TEXT = re.compile(rf"(?<![\w\-'\u2019]){_CAPWORD_LONG}(?![\w'\u2019])")
+UNKNOWN_WORD_RECOGNIZER = "UnknownWordNameRecognizer"
+
+
+class UnknownWordNameRecognizer(_Base):
+    """A word in title case that no dictionary here knows is a proper name: not an English word (inflected or not),
+    medicine, census name (those have their own rules), place, abbreviation (capitals, or capitals inside), a word
+    with a Greek or Latin medical ending, a contraction, an eponym or a heading before ``:``, and not inside what
+    spaCy calls a nationality, language, organisation or product. Scored as a statistical guess."""
+
+    ENTITY = "PERSON"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.name = UNKNOWN_WORD_RECOGNIZER
+
+    def analyze(
+        self, text: str, entities: list[str], nlp_artifacts: NlpArtifacts | None = None
+    ) -> list[RecognizerResult]:
+        if entities and self.ENTITY not in entities:
+            return []
+        doc = getattr(nlp_artifacts, "tokens", None)
+        covered = [(e.start_char, e.end_char) for e in (doc.ents if doc is not None else ())
+                   if e.label_ in _NOT_A_PERSON_LABELS]  # fmt: skip
+        found = []
+        for s, e, score in self.spans(text):
+            if not any(a <= s and e <= b for a, b in covered):
+                found.append(_result(self.ENTITY, s, e, score, self.name, self.id))
+        return found
+
+    def spans(self, text: str) -> Iterator[tuple[int, int, float]]:
+        known = (lexicons.given_names(), lexicons.surnames(), lexicons.place_names())
+        for m in _WORD_IN_TEXT.finditer(text):
+            word, (s, e) = m.group(), m.span()
+            low = word.lower()
+            if len(word) < 4 or any(c.isupper() for c in word[1:]) or _CONTRACTION.fullmatch(word):
+                continue
+            if text[e : e + 1] == ":" or any(low in k for k in known) or _MEDICAL_ENDING.fullmatch(word):
+                continue
+            if not _unknown_word(word) or is_eponym(text, s, e):
+                continue
+            yield s, e, 0.5
+
+
 def structure_recognizers() -> list[EntityRecognizer]:
     """The structural and dictionary recognizers (the engine adds them beside ``clinical_recognizers``)."""
     return [AddressBlockRecognizer(), PlaceNameRecognizer(), DictionaryNameRecognizer(), TableDateColumnRecognizer(),
-            ForeignScriptRecognizer()]  # fmt: skip
+            ForeignScriptRecognizer(), UnknownWordNameRecognizer()]  # fmt: skip
