@@ -11,6 +11,7 @@ import dagster as dg
 
 from clinical_pipelines.defs import curate, deid, ingest, training, validate
 from clinical_pipelines.defs.resources import resources_for
+from clinical_pipelines.defs.skipped_modalities import quiet_skipped_check_warnings
 from clinical_pipelines.settings import Settings
 
 STAGES = [ingest.defs, validate.defs, deid.defs]
@@ -19,6 +20,7 @@ STAGES = [ingest.defs, validate.defs, deid.defs]
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     """Every stage's definitions, bound to resources built from ``settings`` (default: the environment)."""
     settings = settings or Settings.from_env()
+    quiet_skipped_check_warnings()
     curated = curate.defs_for(settings.specs_dir)  # one asset per dataset spec in the configured folder
     ready = training.defs_for(settings.specs_dir)  # training-ready shards of each curated dataset
     return dg.Definitions.merge(*STAGES, curated, ready, dg.Definitions(resources=resources_for(settings)))

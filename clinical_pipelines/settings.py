@@ -16,6 +16,9 @@ Environment variables (a contract: keep the names):
 - ``CLINICAL_PIPELINES_STALE_AFTER_HOURS``: an incomplete drop older than this is quarantined
   (default 24; 0 disables).
 - ``CLINICAL_PIPELINES_INGEST_WORKERS``: files ingested in parallel per drop (default 4).
+- ``CLINICAL_PIPELINES_DEID_WORKERS``: warm worker processes de-identifying a drop's DICOM files (default:
+  the CPU count, at most 4; 1 runs them in the stage's own process). Drops of fewer than 32 files are
+  always done in process.
 - ``CLINICAL_PIPELINES_MAX_DROP_FILES``: entries one ``drop.json`` may list (default 100,000); a
   drop listing more is quarantined whole with one ``unreadable_drop_manifest`` record.
 - ``CLINICAL_PIPELINES_MAX_ITEM_FAILURE_FRACTION``: share of a drop's items (per modality) that may
@@ -55,6 +58,7 @@ ENV_S3_ENDPOINT_URL = "CLINICAL_PIPELINES_S3_ENDPOINT_URL"
 ENV_KEY_DIR = "CLINICAL_PIPELINES_KEY_DIR"
 ENV_STALE_AFTER_HOURS = "CLINICAL_PIPELINES_STALE_AFTER_HOURS"
 ENV_INGEST_WORKERS = "CLINICAL_PIPELINES_INGEST_WORKERS"
+ENV_DEID_WORKERS = "CLINICAL_PIPELINES_DEID_WORKERS"
 ENV_MAX_ITEM_FAILURE_FRACTION = "CLINICAL_PIPELINES_MAX_ITEM_FAILURE_FRACTION"
 ENV_CACHE_DIR = "CLINICAL_PIPELINES_CACHE_DIR"
 ENV_CACHE_MAX_GB = "CLINICAL_PIPELINES_CACHE_MAX_GB"
@@ -87,6 +91,7 @@ class Settings:
     key_dir: Path
     stale_after_hours: float
     ingest_workers: int
+    deid_workers: int = 1
     max_item_failure_fraction: float = 0.2
     cache_dir: Path | None = None  # None: <data_dir>/.cache/shards
     cache_max_gb: float = 50.0
@@ -117,6 +122,7 @@ class Settings:
             key_dir=Path(str(overrides.get("key_dir") or env.get(ENV_KEY_DIR) or _default_key_dir(env))).absolute(),
             stale_after_hours=number(float, "stale_after_hours", ENV_STALE_AFTER_HOURS, 24),
             ingest_workers=int(number(int, "ingest_workers", ENV_INGEST_WORKERS, 4)),
+            deid_workers=int(number(int, "deid_workers", ENV_DEID_WORKERS, min(4, os.cpu_count() or 1))),
             max_item_failure_fraction=number(float, "max_item_failure_fraction", ENV_MAX_ITEM_FAILURE_FRACTION, 0.2),
             cache_dir=Path(
                 str(overrides.get("cache_dir") or env.get(ENV_CACHE_DIR) or data_dir / ".cache" / "shards")
@@ -144,6 +150,8 @@ class Settings:
                 f"{ENV_KEY_DIR} must lie outside the data folder {data_dir} (symlinks resolved; "
                 f"{self.key_dir} is inside it): point it at a folder outside"
             )
+        if self.deid_workers < 1:
+            raise SettingsError(f"{ENV_DEID_WORKERS} must be 1 or more (1: no worker processes)")
         if not 0.0 <= self.max_item_failure_fraction <= 1.0:
             raise SettingsError(f"{ENV_MAX_ITEM_FAILURE_FRACTION} must be between 0 and 1")
         for required in (ENV_MASTER_KEY, "CLINICAL_PIPELINES_DEID_KEY"):

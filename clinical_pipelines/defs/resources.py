@@ -99,6 +99,7 @@ class DeidSecretResource(dg.ConfigurableResource):
 
     key_dir: str
     create_if_missing: bool = True  # the embedded default only; production reads configuration
+    workers: int = 1  # warm processes de-identifying a drop's DICOM (1: in the step's own process)
 
     def pseudonymizer(self) -> "Pseudonymizer":
         """A pseudonymizer keyed by the configured secret."""
@@ -170,7 +171,9 @@ def resources_for(settings: Settings) -> dict[str, dg.ConfigurableResource]:
         ),
         "limits": LimitsResource.of(settings.limits),
         "validation": ValidationSettingsResource(max_item_failure_fraction=settings.max_item_failure_fraction),
-        "deid_secret": DeidSecretResource(key_dir=str(settings.key_dir), create_if_missing=settings.env == "local"),
+        "deid_secret": DeidSecretResource(
+            key_dir=str(settings.key_dir), create_if_missing=settings.env == "local", workers=settings.deid_workers
+        ),
         "training": TrainingResource(
             cache_dir=str(settings.cache_dir or settings.data_dir / ".cache" / "shards"),
             cache_max_gb=settings.cache_max_gb,

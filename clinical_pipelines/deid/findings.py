@@ -119,6 +119,13 @@ class DicomFindings:
         The original is read once: its identifiers are taken from the dataset the deidentifier reads,
         before it changes it. Raises what :meth:`DicomDeidentifier.deidentify_bytes` raises.
         """
+        out, report, hits, texts = self.deidentify_deferred(data)
+        return out, report, +(hits + self.reanalysed(texts))
+
+    def deidentify_deferred(self, data: bytes) -> tuple[bytes, DicomDeidReport, Counter[str], tuple[str, ...]]:
+        """As :meth:`deidentify`, without the re-analysis: (output, report, findings of the searches that need
+        no analyzer, the output's text values for :meth:`reanalysed`). A worker process that has no analyzer
+        loaded returns these, and the process holding the analyzer finishes the findings."""
         identifiers: dict[str, set[str]] = {}
         pixels: list[int] = []
 
@@ -129,7 +136,8 @@ class DicomFindings:
                 pixels.append(raw.length)
 
         out, report = self.deidentifier.deidentify_bytes(data, before=read)
-        return out, report, self(data, out, identifiers=identifiers, pixel_length=pixels[0] if pixels else None)
+        hits, texts = self.searched(data, out, identifiers=identifiers, pixel_length=pixels[0] if pixels else None)
+        return out, report, hits, texts
 
     def __call__(
         self,
@@ -144,25 +152,43 @@ class DicomFindings:
         ``identifiers``: the original's, when already read (:meth:`identifiers_of`); ``pixel_length``:
         its Pixel Data value's length, when known (see :func:`header_bytes`).
         """
+        hits, texts = self.searched(original, output, identifiers=identifiers, pixel_length=pixel_length)
+        return +(hits + self.reanalysed(texts))
+
+    def searched(
+        self,
+        original: bytes,
+        output: bytes,
+        *,
+        identifiers: dict[str, set[str]] | None = None,
+        pixel_length: int | None = None,
+    ) -> tuple[Counter[str], tuple[str, ...]]:
+        """The original's identifiers and foreign Person Names found in ``output``, and its text values."""
         if identifiers is None:
             identifiers = dicom_identifiers(original, self.actions, kept=self.kept)
         self.identifiers_searched += sum(len(v) for v in identifiers.values())
         hits: Counter[str] = Counter(scan(header_bytes(output, pixel_length), identifiers))
         person_names, texts = dicom_text_values(output)
         hits["presidio:PN"] += foreign_names(person_names)
-        if self._analyzer_factory is not None:
-            new = sorted(t for t in texts if t not in self._seen and needs_reanalysis(t))
-            if new:
-                if self._analyze is None:
-                    self._analyze = self._analyzer_factory()
-                for text, results in zip(new, self._analyze(new), strict=True):
-                    # spaCy's PERSON guesses count on values written as words, not on codes
-                    self._seen[text] = residual_entities(
-                        text, results, ner_persons=longer_than_a_code(text), in_context=False
-                    )
-            for text in texts:
-                hits.update(self._seen.get(text, ()))
-        return +hits
+        return hits, tuple(sorted(texts))
+
+    def reanalysed(self, texts: Sequence[str]) -> Counter[str]:
+        """What the analyzer finds in the text values ``texts`` (each distinct value analysed once)."""
+        hits: Counter[str] = Counter()
+        if self._analyzer_factory is None:
+            return hits
+        new = sorted({t for t in texts if t not in self._seen and needs_reanalysis(t)})
+        if new:
+            if self._analyze is None:
+                self._analyze = self._analyzer_factory()
+            for text, results in zip(new, self._analyze(new), strict=True):
+                # spaCy's PERSON guesses count on values written as words, not on codes
+                self._seen[text] = residual_entities(
+                    text, results, ner_persons=longer_than_a_code(text), in_context=False
+                )
+        for text in texts:
+            hits.update(self._seen.get(text, ()))
+        return hits
 
 
 def note_identifiers(text: str, result: NoteResult) -> dict[str, set[str]]:

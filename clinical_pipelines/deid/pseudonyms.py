@@ -38,6 +38,14 @@ class Pseudonymizer:
         self.date_shift_days = lru_cache(maxsize=65536)(self._date_shift_days)  # type: ignore[method-assign]
         self.time_shift_seconds = lru_cache(maxsize=65536)(self._time_shift_seconds)  # type: ignore[method-assign]
 
+    def worker_copy_args(self) -> tuple[bytes, int]:
+        """``(key, max_shift_days)``: what one of our own worker processes needs to build the same pseudonymizer.
+
+        Only for handing to a local process this package starts (:mod:`clinical_pipelines.deid.dicom_pool`);
+        never log, store or send it anywhere else.
+        """
+        return self._key, self.max_shift_days
+
     def mac(self, domain: str, value: str) -> bytes:
         """HMAC-SHA256 of ``value`` in ``domain``."""
         return hmac.new(self._key, domain.encode() + b"\0" + value.encode("utf-8", "surrogateescape"),

@@ -14,10 +14,12 @@ import io
 import json
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 
-from clinical_pipelines.deid.dicom import DeidRejected, DicomDeidentifier
+from clinical_pipelines.deid.dicom import DicomDeidentifier
+from clinical_pipelines.deid.dicom_pool import DicomOutcome, deidentify_one, warm_pool
 from clinical_pipelines.deid.findings import DicomFindings, note_findings, note_identifiers, table_findings
 from clinical_pipelines.deid.notes import NoteDeidentifier
 from clinical_pipelines.deid.profile import PROFILE_NAME, PROFILE_VERSION
@@ -34,6 +36,9 @@ from clinical_pipelines.validate.engine import read_validated_record
 from clinical_pipelines.zones import curated_object_key, deid_lineage_key, deid_record_key
 
 STAGE = "deid"
+#: A drop with fewer DICOM files is de-identified in the stage's own process: starting worker processes
+#: (imports, engines) costs more than a few files take.
+POOL_MIN_FILES = 32
 ENGINE_ERROR = "engine_error"
 TAMPERED = "tampered_object"
 
@@ -132,8 +137,12 @@ class DropDeidentifier:
         notes: NoteDeidentifier | None = None,
         *,
         limits: Limits | None = None,
+        workers: int = 1,
+        pool_min_files: int = POOL_MIN_FILES,
     ) -> None:
         self.limits = limits or Limits()
+        self.workers = workers
+        self.pool_min_files = pool_min_files
         self.store = store
         self.keyring = keyring
         self.raw = RawZone(store, keyring)
@@ -171,25 +180,38 @@ class DropDeidentifier:
 
     def _dicom(self, report: DeidStageReport, raw_items: list[str], lineage: dict[str, str]) -> None:
         names = self._names(report)
+        in_flight: deque[tuple[str, bytes]] = deque()  # read, not yet judged: bounded by the pool's window
+
+        def inputs() -> Iterator[bytes]:
+            for sha in raw_items:  # read one file at a time, just before it is needed
+                data = self._read(report, sha, names.get(sha))
+                if data is not None:
+                    report.bytes_in += len(data)
+                    in_flight.append((sha, data))
+                    yield data
+
         notes = self.notes
         findings = DicomFindings(self.dicom, (lambda: notes.analyze_many) if notes is not None else None)
-        for sha in raw_items:  # one file at a time
-            data = self._read(report, sha, names.get(sha))
-            if data is None:
-                continue
-            report.bytes_in += len(data)
-            try:
-                out, item_report, hits = findings.deidentify(data)  # identifiers read from the original here
-            except DeidRejected as rejected:
-                self._quarantine(report, names.get(sha), rejected.reason, rejected.detail, data)
-                continue
-            except Exception as exc:  # never fails the drop, never carries a value: this item, its type only
-                self._quarantine(report, names.get(sha), ENGINE_ERROR, _type_only(exc, "de-identifying"), data)
-                continue
-            attributes = item_report.attributes
-            self._emit(report, lineage, sha, names.get(sha), data, out, "dicom", (item_report.patient_id,), hits,
-                       attributes)  # fmt: skip
-        report.identifiers_searched += findings.identifiers_searched
+        for outcome in self._dicom_outcomes(findings, inputs(), len(raw_items)):
+            sha, data = in_flight.popleft()
+            report.identifiers_searched += outcome.identifiers_searched
+            if outcome.refused is not None:
+                self._quarantine(report, names.get(sha), *outcome.refused, data)
+            elif outcome.error is not None or outcome.report is None or outcome.hits is None:
+                detail = f"{outcome.error or 'no result'} while de-identifying"  # never fails the drop
+                self._quarantine(report, names.get(sha), ENGINE_ERROR, detail, data)
+            else:
+                item, hits = outcome.report, outcome.hits + findings.reanalysed(outcome.texts)
+                self._emit(report, lineage, sha, names.get(sha), data, outcome.out, "dicom", (item.patient_id,),
+                           hits, item.attributes)  # fmt: skip
+
+    def _dicom_outcomes(self, findings: DicomFindings, inputs: Iterator[bytes], count: int) -> Iterator[DicomOutcome]:
+        """De-identified and searched inputs, in order: over the warm worker pool when the drop is large enough
+        to pay for it (text values left for ``findings`` to re-analyse), else here with ``findings`` (the same
+        engines either way, so the same bytes and findings)."""
+        if self.workers > 1 and count >= self.pool_min_files and self.dicom.text_cleaner is None:
+            return warm_pool(self.pseudonymizer, self.dicom.policy, self.workers).map(inputs)
+        return (deidentify_one(findings, data) for data in inputs)
 
     def _notes(self, report: DeidStageReport, raw_items: list[str], lineage: dict[str, str]) -> None:
         assert self.notes is not None

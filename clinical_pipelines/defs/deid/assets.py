@@ -63,6 +63,7 @@ def _build(modality: str) -> Callable[..., Iterator[dg.MaterializeResult | dg.As
             dicom_engine,
             notes_engine,  # de-identifies notes; re-reads every modality's text output
             limits=limits.limits(),
+            workers=deid_secret.workers,
         )
         report = engine.deidentify(source, drop_id, modality)
         if report.quarantined:

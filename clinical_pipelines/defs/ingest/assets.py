@@ -14,7 +14,7 @@ from clinical_pipelines.defs.resources import (
 )
 from clinical_pipelines.landing.discovery import parse_partition_key
 from clinical_pipelines.landing.manifest import MODALITIES
-from clinical_pipelines.raw.ingest import DropIngestor
+from clinical_pipelines.raw.ingest import DropIngestor, IngestReport
 
 LANDING_DROPS = dg.AssetKey(["landing", "drops"])
 
@@ -44,6 +44,7 @@ def raw_key(modality: str) -> dg.AssetKey:
             "by sha256, write-once and AES-256-GCM envelope-encrypted in raw/. Rejected items go to quarantine/.",
             kinds={"python"},
             tags={"phi": "true"},
+            skippable=True,  # a drop without this modality skips its validated/de-identified steps
         )
         for modality in MODALITIES
     ],
@@ -76,5 +77,16 @@ def ingest_drop(
             f"drop {context.partition_key}: {len(report.quarantined)} item(s) quarantined "
             f"{report.quarantined_by_reason()}"
         )
-    for modality in MODALITIES:
+    for modality in modalities_to_materialize(report):
         yield dg.MaterializeResult(asset_key=raw_key(modality), metadata=raw_metadata(report, modality))
+
+
+def modalities_to_materialize(report: IngestReport) -> list[str]:
+    """The modalities of the drop's accepted files; all of them when it has none (a drop whose every file
+    was quarantined is still recorded, and its later stages pass with nothing to do).
+
+    A modality the drop lacks is not materialized, so Dagster skips its validated and de-identified steps
+    in this run instead of running them on nothing (each step costs a few event-log writes).
+    """
+    present = {f.modality for f in report.files}
+    return [m for m in MODALITIES if m in present] or list(MODALITIES)

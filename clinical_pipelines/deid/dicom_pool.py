@@ -1,0 +1,156 @@
+"""Warm worker processes that de-identify and scan DICOM bytes for the pipeline's de-identified stage.
+
+The stage keeps every read, write, quarantine and record in its own process; only the CPU-bound part
+(parse, apply the profile, write the output, search it) runs here, on bytes in and bytes out. The
+re-analysis of the output's text values stays with the stage, whose analyzer is loaded anyway. Each worker
+builds its engines once (the same secret and policy as the stage's own, so an output is byte for byte
+what the stage computes inline) and keeps them across drops: a pool lives as long as its process.
+
+Worker processes come from a ``forkserver`` context, as the CLI's do: they never inherit the parent's
+threads (Dagster's, a progress bar's) or its locks.
+"""
+
+from __future__ import annotations
+
+import atexit
+import hashlib
+import multiprocessing
+import threading
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from clinical_pipelines.deid.dicom import DeidRejected, DicomDeidentifier, DicomDeidPolicy, DicomDeidReport
+from clinical_pipelines.deid.findings import DicomFindings
+from clinical_pipelines.deid.pseudonyms import Pseudonymizer
+
+if TYPE_CHECKING:
+    from collections import Counter
+
+#: Files sent to a worker at once: enough to amortise a round trip, few enough to keep memory small.
+CHUNK_FILES = 8
+
+
+@dataclass(frozen=True)
+class DicomOutcome:
+    """One input's result: an output with its report and findings, or why it was refused.
+
+    ``refused`` is ``(reason, detail)``; a detail never quotes a value from the file.
+    """
+
+    out: bytes = b""
+    report: DicomDeidReport | None = None
+    hits: Counter[str] | None = None
+    identifiers_searched: int = 0
+    refused: tuple[str, str] | None = None
+    error: str | None = None  # an unexpected exception's type name
+    texts: tuple[str, ...] = ()  # text values still to re-analyse (from a worker, which has no analyzer)
+
+
+_findings: DicomFindings | None = None
+
+
+def _init(key: bytes, max_shift_days: int, policy: DicomDeidPolicy) -> None:
+    global _findings
+    from clinical_pipelines.deid.batch import skip_unused_heavy_imports
+
+    skip_unused_heavy_imports()  # torch/transformers: seconds per process, never used here
+    # No analyzer here: the text values go back to the stage, whose analyzer (loaded once, for notes too)
+    # re-analyses each distinct value; a worker never loads Presidio or spaCy.
+    _findings = DicomFindings(DicomDeidentifier(Pseudonymizer(key, max_shift_days=max_shift_days), policy), None)
+
+
+def deidentify_one(findings: DicomFindings, data: bytes, *, deferred: bool = False) -> DicomOutcome:
+    """De-identify and scan ``data`` with ``findings``; refusals and unexpected errors become outcomes.
+
+    ``deferred``: leave the re-analysis to the caller (:meth:`DicomFindings.reanalysed` on ``texts``).
+    """
+    before = findings.identifiers_searched
+    try:
+        if deferred:
+            out, report, hits, texts = findings.deidentify_deferred(data)
+        else:
+            (out, report, hits), texts = findings.deidentify(data), ()
+    except DeidRejected as rejected:
+        return DicomOutcome(refused=(rejected.reason, rejected.detail))
+    except Exception as exc:  # never carries a value: the type only
+        return DicomOutcome(error=type(exc).__name__)
+    return DicomOutcome(out, report, hits, findings.identifiers_searched - before, texts=texts)
+
+
+def _chunk(items: list[bytes]) -> list[DicomOutcome]:
+    assert _findings is not None
+    return [deidentify_one(_findings, data, deferred=True) for data in items]
+
+
+class DicomPool:
+    """``workers`` warm processes de-identifying DICOM as ``DicomDeidentifier(pseudonymizer, policy)`` does."""
+
+    def __init__(self, pseudonymizer: Pseudonymizer, policy: DicomDeidPolicy, workers: int) -> None:
+        context = multiprocessing.get_context("forkserver")
+        self.workers = workers
+        self._executor = ProcessPoolExecutor(
+            max_workers=workers, mp_context=context, initializer=_init,
+            initargs=(*pseudonymizer.worker_copy_args(), policy),
+        )  # fmt: skip
+
+    def map(self, items: Iterable[bytes]) -> Iterator[DicomOutcome]:
+        """Outcomes of ``items``, in order; at most ``2 * workers`` chunks in flight (memory stays bounded).
+
+        ``items`` is consumed lazily, so the caller may read each input just before it is needed.
+        """
+        pending: deque[Future[list[DicomOutcome]]] = deque()
+        chunk: list[bytes] = []
+        for data in items:
+            chunk.append(data)
+            if len(chunk) == CHUNK_FILES:
+                pending.append(self._executor.submit(_chunk, chunk))
+                chunk = []
+                while len(pending) >= 2 * self.workers:
+                    yield from pending.popleft().result()
+        if chunk:
+            pending.append(self._executor.submit(_chunk, chunk))
+        while pending:
+            yield from pending.popleft().result()
+
+    @property
+    def broken(self) -> bool:
+        """A worker died (killed, out of memory): the pool takes no more work."""
+        return bool(getattr(self._executor, "_broken", False))
+
+    def shutdown(self) -> None:
+        """Stop the workers."""
+        self._executor.shutdown(cancel_futures=True)
+
+
+_POOLS: dict[tuple[bytes, int, DicomDeidPolicy, int], DicomPool] = {}
+_POOLS_LOCK = threading.Lock()
+
+
+def warm_pool(pseudonymizer: Pseudonymizer, policy: DicomDeidPolicy, workers: int) -> DicomPool:
+    """The process's pool for this pseudonymizer's secret, policy and size, started on first use and kept
+    until exit.
+
+    Keyed by a hash of the secret, never the secret itself. A pool whose workers died (a killed
+    process) is replaced; so is the pool of another secret or policy (at most one pool per process).
+    """
+    key, max_shift_days = pseudonymizer.worker_copy_args()
+    ident = (hashlib.sha256(b"clinical-pipelines/dicom-pool\0" + key).digest(), max_shift_days, policy, workers)
+    with _POOLS_LOCK:
+        pool = _POOLS.get(ident)
+        if pool is None or pool.broken:
+            for other in _POOLS.values():  # one deployment has one secret: never keep idle workers of another
+                other.shutdown()
+            _POOLS.clear()
+            pool = _POOLS[ident] = DicomPool(pseudonymizer, policy, workers)
+        return pool
+
+
+@atexit.register
+def _shutdown_all() -> None:
+    with _POOLS_LOCK:
+        for pool in _POOLS.values():
+            pool.shutdown()
+        _POOLS.clear()
