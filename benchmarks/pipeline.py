@@ -1,7 +1,7 @@
 """Throughput of the headless pipeline, stage by stage, beside each engine run standalone on the same files.
 
     .venv/bin/python benchmarks/pipeline.py [--patients 16] [--slices 40] [--notes 2] [--workdir DIR]
-                                            [--no-profile] [--top 25]
+                                            [--no-profile] [--top 25] [--scale 1,4,16 [--pending 1000]]
 
 Generates a synthetic landing (default 16 patients x 40 slices: 640 CT/MR slices of 512x512 int16,
 32 notes and 4 lab/outcome tables over 6 drops, about 340 MB), then, all in one run:
@@ -16,6 +16,14 @@ Generates a synthetic landing (default 16 patients x 40 slices: 640 CT/MR slices
    version the pipeline made;
 3. profiles a second headless run on a fresh copy (cProfile) and prints its top costs, aggregated by our
    module and by library (a builtin's own time is charged to the module that called it).
+
+With ``--scale 1,4,16`` it instead runs the headless pipeline alone on 1x, 4x and 16x the base landing
+(``--patients`` times each factor; each run in a fresh process, its landing generated beforehand and
+deleted after), and prints per stage and scale the wall time and files/s, the growth exponent of each
+stage's and the whole run's wall time against the number of files (least squares on log-log; 1.0 is
+linear), the peak RSS of the pipeline process and of its largest worker process; then one landing
+sensor tick over ``--pending`` (default 1,000) complete drops not yet registered, timed on its own
+against Dagster's default sensor evaluation limit (60 s).
 
 CPU time is the process's user + system time (all threads) plus that of its finished child processes.
 Absolute figures depend on the machine's load: compare within one run only. Nothing here is a test.
@@ -375,6 +383,22 @@ def print_table(landing: Landing, pipeline: dict[tuple[str, str], Timing], engin
         )
 
 
+def scaled_child(work: Path, out: Path) -> None:
+    """One scale's run, in its own process: process_landing over ``work/pipeline`` with the stage clock; the
+    timings, totals and peak RSS written to ``out`` as JSON."""
+    import json
+
+    with StageClock() as clock:
+        summary, wall, cpu = headless(work / "pipeline", work / "keys", work / "dagster")
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    out.write_text(json.dumps({
+        "wall": wall, "cpu": cpu,
+        "promoted": sum(d.promoted for d in summary.drops), "drops": len(summary.drops),
+        "stages": {f"{stage}|{modality}": t.wall for (stage, modality), t in clock.timings.items()},
+        "rss_mib": me.ru_maxrss / 1024, "largest_child_rss_mib": kids.ru_maxrss / 1024,
+    }))  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--patients", type=int, default=16)
@@ -385,8 +409,19 @@ def main() -> None:
     parser.add_argument("--no-profile", action="store_true", help="skip the profiled second run")
     parser.add_argument("--top", type=int, default=20)
     parser.add_argument("--profile-out", type=Path, default=None, help="also dump the cProfile stats there")
+    parser.add_argument("--scale", default=None, help="comma-separated factors of the base landing, e.g. 1,4,16")
+    parser.add_argument("--pending", type=int, default=1000, help="with --scale: drops pending for the sensor tick")
+    parser.add_argument("--headless-json", type=Path, default=None, help=argparse.SUPPRESS)  # one scale's child run
     args = parser.parse_args()
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+    if args.headless_json is not None:
+        scaled_child(args.workdir, args.headless_json)
+        return
+    if args.scale:
+        from scale import run_scales  # benchmarks/ is on the path
+
+        run_scales(args, [int(f) for f in args.scale.split(",")])
+        return
     work = Path(tempfile.mkdtemp(prefix="bench-pipeline-", dir=args.workdir or ".")).resolve()
     keys = work / "keys"
     try:

@@ -49,6 +49,7 @@ in that note ("Ms. Castellano" -> every "Castellano").
 
 from __future__ import annotations
 
+import bisect
 import re
 import threading
 import types
@@ -186,9 +187,9 @@ class NoteDeidentifier:
         with self._lock:
             if self._analyzer is not None:
                 return
-            from presidio_analyzer import AnalyzerEngine, RecognizerRegistry
+            from presidio_analyzer import RecognizerRegistry
             from presidio_analyzer.nlp_engine import NlpEngineProvider
-            from presidio_analyzer.predefined_recognizers import PhoneRecognizer
+            from presidio_analyzer.predefined_recognizers import PhoneRecognizer, UrlRecognizer
             from presidio_anonymizer import AnonymizerEngine
 
             make_tldextract_offline()
@@ -223,10 +224,13 @@ class NoteDeidentifier:
                     registry.recognizers[i] = WindowedPhoneRecognizer(
                         context=recognizer.context, supported_regions=recognizer.supported_regions
                     )
+            # Ours includes Presidio's URL recognizer, windowed (the same matches): the predefined copy would
+            # run the same patterns over the whole note a second time.
+            registry.recognizers = [r for r in registry.recognizers if type(r) is not UrlRecognizer]
             for recognizer in [*clinical_recognizers(), *structure_recognizers()]:
                 registry.add_recognizer(recognizer)
             self._anonymizer = AnonymizerEngine()
-            self._analyzer = AnalyzerEngine(
+            self._analyzer = _grouping_engine_class()(
                 registry=registry,
                 nlp_engine=nlp_engine,
                 supported_languages=[LANGUAGE],
@@ -359,9 +363,33 @@ def _propagate(text: str, results: list[RecognizerResult]) -> list[RecognizerRes
                     wanted.setdefault(word, ("PERSON", r.score))
     extra = _coordinated_names(text, results)
     for value, (entity, score) in wanted.items():
-        for m in re.finditer(r"(?<![\w@.\-])" + re.escape(value) + r"(?![\w@\-]|\.\w)", text):
-            extra.append(RecognizerResult(entity, m.start(), m.end(), score))
+        for start, end in _standalone_occurrences(text, value):
+            extra.append(RecognizerResult(entity, start, end, score))
     return results + extra
+
+
+def _word_char(c: str) -> bool:
+    return c.isalnum() or c == "_"  # what ``\w`` matches
+
+
+def _standalone_occurrences(text: str, value: str) -> Iterable[tuple[int, int]]:
+    r"""Where ``value`` stands on its own in ``text``: what ``re.finditer`` finds for
+    ``(?<![\w@.\-])value(?![\w@\-]|\.\w)`` (no word, e-mail or hyphenated word runs on either side), without
+    compiling a pattern for every value of every note."""
+    size = len(text)
+    i = text.find(value)
+    while i >= 0:
+        j = i + len(value)
+        before = text[i - 1] if i else ""
+        after = text[j] if j < size else ""
+        if (before == "" or not (_word_char(before) or before in "@.-")) and (
+            after == "" or not (_word_char(after) or after in "@-" or (after == "." and j + 1 < size
+                                                                       and _word_char(text[j + 1])))
+        ):  # fmt: skip
+            yield i, j
+            i = text.find(value, j) if j > i else text.find(value, i + 1)
+        else:
+            i = text.find(value, i + 1)
 
 
 _COORDINATED_BEFORE = re.compile(r"(?:\b[A-Z][a-z'\-]+,[ \t]+)*\b[A-Z][a-z'\-]+,?[ \t]+(?:and|or|&)[ \t]+$")
@@ -422,6 +450,39 @@ def _recognizer_name(result: RecognizerResult) -> str | None:
 
 
 @cache
+def _grouping_engine_class() -> type[AnalyzerEngine]:
+    from presidio_analyzer import AnalyzerEngine, EntityRecognizer, RecognizerResult
+
+    class GroupingAnalyzerEngine(AnalyzerEngine):
+        """Presidio's engine with its per-recognizer context step done in one pass over the results.
+
+        Presidio splits all results into "this recognizer's" and "the others'" once per recognizer (about 40
+        here), reading each result's recognizer id every time, only to hand them to a hook that none of these
+        recognizers overrides. Here the results are grouped by recognizer id once; a recognizer that overrides
+        the hook still gets both lists; the order of the results is Presidio's."""
+
+        def _enhance_using_context(self, text, raw_results, nlp_artifacts, recognizers, context=None):  # type: ignore[no-untyped-def]
+            key = RecognizerResult.RECOGNIZER_IDENTIFIER_KEY
+            by_recognizer: dict[str, list[RecognizerResult]] = {}
+            for r in raw_results:
+                by_recognizer.setdefault(r.recognition_metadata[key], []).append(r)
+            results: list[RecognizerResult] = []
+            for recognizer in recognizers:
+                own = by_recognizer.get(recognizer.id, [])
+                if type(recognizer).enhance_using_context is not EntityRecognizer.enhance_using_context:
+                    others = [r for r in raw_results if r.recognition_metadata[key] != recognizer.id]
+                    own = recognizer.enhance_using_context(
+                        text=text, raw_recognizer_results=own, other_raw_recognizer_results=others,
+                        nlp_artifacts=nlp_artifacts, context=context,
+                    )  # fmt: skip
+                results.extend(own)
+            return self.context_aware_enhancer.enhance_using_context(
+                text=text, raw_results=results, nlp_artifacts=nlp_artifacts, recognizers=recognizers, context=context
+            )
+
+    return GroupingAnalyzerEngine
+
+
 def _only_unenhanced_class() -> type:
     from presidio_analyzer import RecognizerResult
     from presidio_analyzer.context_aware_enhancers import LemmaContextAwareEnhancer
@@ -540,13 +601,18 @@ def _resolve_overlaps(text: str, results: list[RecognizerResult]) -> list[Recogn
 
     ours = _our_recognizer_names()
     kept: list[RecognizerResult] = []
+    covered: list[tuple[int, int]] = []  # the kept spans, which never overlap, in order
     order = sorted(results, key=lambda r: (-r.score, _recognizer_name(r) not in ours, -(r.end - r.start), r.start))
     for r in order:
         pieces = [(r.start, r.end)]
-        for k in kept:
-            pieces = [p for s, e in pieces for p in ((s, min(e, k.start)), (max(s, k.end), e)) if p[0] < p[1]]
+        i = max(0, bisect.bisect_right(covered, (r.start, r.start)) - 1)
+        while i < len(covered) and covered[i][0] < r.end:
+            k_start, k_end = covered[i]
+            pieces = [p for s, e in pieces for p in ((s, min(e, k_start)), (max(s, k_end), e)) if p[0] < p[1]]
+            i += 1
         if pieces == [(r.start, r.end)]:
             kept.append(r)
+            bisect.insort(covered, (r.start, r.end))
             continue
         entity = _PIECE_TYPE.get(r.entity_type, r.entity_type)
         for s, e in pieces:
@@ -556,4 +622,5 @@ def _resolve_overlaps(text: str, results: list[RecognizerResult]) -> list[Recogn
                 e -= 1
             if s < e:
                 kept.append(RecognizerResult(entity, s, e, r.score, recognition_metadata=r.recognition_metadata))
+                bisect.insort(covered, (s, e))
     return sorted(kept, key=lambda r: r.start)

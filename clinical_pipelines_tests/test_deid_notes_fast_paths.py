@@ -1,0 +1,59 @@
+"""The notes engine's fast paths find exactly what the slower forms they replace find.
+
+- the windowed URL recognizer against Presidio's own ``UrlRecognizer`` run on the whole text;
+- the occurrence search of propagated values against the regular expression it replaces;
+- the engine holds one URL recognizer, not Presidio's and ours side by side.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+
+from presidio_analyzer.predefined_recognizers import UrlRecognizer
+
+from clinical_pipelines.deid.notes import NoteDeidentifier, _standalone_occurrences
+from clinical_pipelines.deid.pseudonyms import Pseudonymizer
+from clinical_pipelines.deid.recognizers import WindowedUrlRecognizer
+
+_URL_PIECES = [
+    "see", "https://portal.example.org/records?id=7", "www.clinic-north.com", "'http://a.b.co.uk/x'", "(www.x.net)",
+    "\"intranet.local.org\"", "ends.", "3.5", "mg.", "Dr.Smith", "e.g.", "a@b.com", "v2.1.3", "x.com/path<y>",
+    "HTTP://UPPER.GOV", "sub.domain.edu:8080/a", "\n", "\t", " ", "..", ".com", "foo.", "bar.museum", "10.0.0.1",
+]
+
+
+def _texts(seed: int, count: int) -> list[str]:
+    rnd = random.Random(seed)
+    return ["".join(rnd.choice([" ", "", ", "]) + rnd.choice(_URL_PIECES) for _ in range(rnd.randint(1, 30)))
+            for _ in range(count)]  # fmt: skip
+
+
+def _found(recognizer: UrlRecognizer, text: str) -> list[tuple[int, int, float]]:
+    return sorted((r.start, r.end, r.score) for r in recognizer.analyze(text, ["URL"]))
+
+
+def test_windowed_url_recognizer_finds_what_presidios_finds() -> None:
+    whole, windowed = UrlRecognizer(), WindowedUrlRecognizer()
+    texts = _texts(7, 400)
+    assert sum(len(_found(whole, t)) for t in texts) > 400  # the texts do hold URLs
+    for text in texts:
+        assert _found(windowed, text) == _found(whole, text), text
+
+
+def test_standalone_occurrences_match_the_regular_expression() -> None:
+    rnd = random.Random(11)
+    alphabet = "ab.@-_ \n1é"
+    for _ in range(3000):
+        text = "".join(rnd.choice(alphabet) for _ in range(rnd.randint(0, 24)))
+        value = "".join(rnd.choice("ab.-") for _ in range(rnd.randint(1, 3)))
+        expected = [m.span() for m in re.finditer(r"(?<![\w@.\-])" + re.escape(value) + r"(?![\w@\-]|\.\w)", text)]
+        assert list(_standalone_occurrences(text, value)) == expected, (text, value)
+
+
+def test_the_engine_holds_one_url_recognizer() -> None:
+    engine = NoteDeidentifier(Pseudonymizer(b"fast paths test secret, 32+ bytes long"))
+    urls = [r for r in engine.analyzer.registry.recognizers if "URL" in r.supported_entities]
+    assert [type(r) for r in urls] == [WindowedUrlRecognizer]
+    result = engine.deidentify("Portal: https://portal.example.org/records?id=7 and www.clinic-north.com today.")
+    assert "example.org" not in result.text and "clinic-north" not in result.text
