@@ -45,7 +45,8 @@ def one_scale(args: argparse.Namespace, factor: int, root: Path) -> dict[str, An
                "--headless-json", str(out)]  # fmt: skip
     subprocess.run(command, check=True, cwd=REPO)
     result = json.loads(out.read_text())
-    result.update(factor=factor, files=landing.total_files, mb=landing.total_bytes / 1e6, generated_s=generated)
+    result.update(factor=factor, files=landing.total_files, mb=landing.total_bytes / 1e6, generated_s=generated,
+                  modality_files=dict(landing.files))  # fmt: skip
     print(
         f"  {factor:>3}x: {landing.total_files} files, {landing.total_bytes / 1e6:.0f} MB, {len(landing.drops)} drops"
         f" (generated in {generated:.0f} s): {result['wall']:.1f} s, {landing.total_files / result['wall']:.1f}"
@@ -64,7 +65,9 @@ def print_scales(results: list[dict[str, Any]]) -> None:
     print("-" * (len(head) + 10))
 
     def row(label: str, modality: str, seconds: list[float]) -> None:
-        cells = "".join(f"{t:13.2f}{n / t if t > 0 else 0:9.1f}" for t, n in zip(seconds, files, strict=True))
+        # files/s of a modality's row counts that modality's files; other rows count all files
+        counts = [r["modality_files"].get(modality, r["files"]) for r in results]
+        cells = "".join(f"{t:13.2f}{n / t if t > 0 else 0:9.1f}" for t, n in zip(seconds, counts, strict=True))
         print(f"{label:<9}{modality:<24}{cells}{growth_exponent(files, seconds):10.2f}")
 
     for key in stages:

@@ -20,8 +20,9 @@ from dataclasses import asdict, dataclass, field
 
 from clinical_pipelines.deid.dicom import DicomDeidentifier
 from clinical_pipelines.deid.dicom_pool import DicomOutcome, deidentify_one, warm_pool
-from clinical_pipelines.deid.findings import DicomFindings, note_findings, note_identifiers, table_findings
+from clinical_pipelines.deid.findings import DicomFindings, table_findings
 from clinical_pipelines.deid.notes import NoteDeidentifier
+from clinical_pipelines.deid.notes_pool import NoteOutcome, judge_notes, warm_notes_pool
 from clinical_pipelines.deid.profile import PROFILE_NAME, PROFILE_VERSION
 from clinical_pipelines.deid.pseudonyms import Pseudonymizer
 from clinical_pipelines.deid.residual import scan
@@ -216,39 +217,40 @@ class DropDeidentifier:
     def _notes(self, report: DeidStageReport, raw_items: list[str], lineage: dict[str, str]) -> None:
         assert self.notes is not None
         names = self._names(report)
+        pooled = self.workers > 1 and len(raw_items) >= self.pool_min_files
+        # Over the pool, batches small enough that every worker gets several; memory: a few batches at a time.
         size = max(1, self.limits.notes_batch)
-        for start in range(0, len(raw_items), size):  # memory: one batch of notes at a time
-            batch = []
-            for sha in raw_items[start : start + size]:
-                data = self._read(report, sha, names.get(sha))
-                if data is not None:
-                    report.bytes_in += len(data)
-                    batch.append((sha, data))
-            try:
-                self._notes_batch(report, batch, names, lineage)
-            except Exception:  # one note the engine fails on must not take its batch with it: retry one by one
-                for sha, data in batch:
-                    try:
-                        self._notes_batch(report, [(sha, data)], names, lineage)
-                    except Exception as exc:
-                        self._quarantine(report, names.get(sha), ENGINE_ERROR, _type_only(exc, "de-identifying"), data)
+        if pooled:
+            size = max(1, min(size, -(-len(raw_items) // (4 * self.workers))))
+        in_flight: deque[list[tuple[str, bytes]]] = deque()
 
-    def _notes_batch(
-        self, report: DeidStageReport, batch: list[tuple[str, bytes]], names: dict[str, str], lineage: dict[str, str]
-    ) -> None:
-        assert self.notes is not None
-        texts = [data.decode("utf-8-sig") for _, data in batch]
-        results = self.notes.deidentify_many(texts)
-        rereads = self.notes.analyze_many([r.text for r in results])
-        judged = []
-        for text, result, reread in zip(texts, results, rereads, strict=True):  # all computed before any write
-            searched = sum(len(v) for v in note_identifiers(text, result).values())
-            mrn = next((text[s:e] for kind, s, e in result.spans if kind == "MRN"), None)
-            patients = (self.pseudonymizer.patient_id(mrn),) if mrn else ()
-            judged.append((result.text.encode("utf-8"), searched, note_findings(text, result, reread), patients))
-        for (sha, data), (out, searched, hits, patients) in zip(batch, judged, strict=True):
-            report.identifiers_searched += searched
-            self._emit(report, lineage, sha, names.get(sha), data, out, "notes", patients, hits)
+        def batches() -> Iterator[list[str]]:
+            for start in range(0, len(raw_items), size):
+                batch = []
+                for sha in raw_items[start : start + size]:
+                    data = self._read(report, sha, names.get(sha))
+                    if data is not None:
+                        report.bytes_in += len(data)
+                        batch.append((sha, data))
+                if batch:
+                    in_flight.append(batch)
+                    yield [data.decode("utf-8-sig") for _, data in batch]
+
+        notes, pseudonymizer = self.notes, self.pseudonymizer
+        judged: Iterator[list[NoteOutcome]] = (
+            warm_notes_pool(notes, pseudonymizer, self.workers).map(batches())
+            if pooled
+            else (judge_notes(notes, pseudonymizer, texts) for texts in batches())
+        )
+        for outcomes in judged:
+            for (sha, data), outcome in zip(in_flight.popleft(), outcomes, strict=True):
+                if outcome.error is not None:
+                    self._quarantine(report, names.get(sha), ENGINE_ERROR, f"{outcome.error} while de-identifying",
+                                     data)  # fmt: skip
+                    continue
+                report.identifiers_searched += outcome.searched
+                self._emit(report, lineage, sha, names.get(sha), data, outcome.out, "notes", outcome.patients,
+                           outcome.hits)  # fmt: skip
 
     def _tables(self, report: DeidStageReport, tables: list[dict], lineage: dict[str, str]) -> None:
         import pandas as pd
