@@ -6,6 +6,8 @@ import functools
 import io
 import json
 import os
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pydicom
@@ -24,6 +26,15 @@ from clinical_pipelines.storage.local import LocalObjectStore
 from clinical_pipelines.validate.engine import DropValidator
 from clinical_pipelines.zones import curated_object_key, deid_record_key
 from clinical_pipelines_tests.corpus import small_corpus
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _stop_warm_pools() -> Iterator[None]:
+    """Warm pools keep threads in this process; stop them before later tests fork (a fork copies no threads,
+    only their held locks)."""
+    yield
+    dicom_pool._shutdown_all()
+
 
 KEY = b"dicom pool test secret, 32+ bytes long!!"
 PLANTED_PHONE = "(303) 555-0188"
@@ -115,6 +126,10 @@ def test_the_pool_is_warm_across_drops_and_replaced_when_a_worker_dies() -> None
     assert first.out
     pids = list(pool._executor._processes)  # type: ignore[attr-defined]
     os.kill(pids[0], 9)
+    deadline = time.monotonic() + 60
+    while not pool.broken and time.monotonic() < deadline:  # the executor notices the death on its own thread
+        time.sleep(0.05)
+    assert pool.broken
     with pytest.raises(Exception):  # noqa: B017 - BrokenProcessPool: the run fails and is retried
         list(pool.map([data] * 20))
     fresh = dicom_pool.warm_pool(pseudonymizer, policy, 2)

@@ -3,7 +3,10 @@ process, and a note the engine fails on quarantined without taking its batch alo
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 from clinical_pipelines.deid import notes_pool
 from clinical_pipelines.deid.dicom import DicomDeidentifier
@@ -18,6 +21,15 @@ from clinical_pipelines.storage.local import LocalObjectStore
 from clinical_pipelines.validate.engine import DropValidator
 from clinical_pipelines.zones import curated_object_key, deid_record_key
 from clinical_pipelines_tests.corpus import small_corpus
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _stop_warm_pools() -> Iterator[None]:
+    """Warm pools keep threads in this process; stop them before later tests fork (a fork copies no threads,
+    only their held locks)."""
+    yield
+    notes_pool._shutdown_all()
+
 
 KEY = b"notes pool test secret, 32+ bytes long!!"
 
