@@ -118,6 +118,14 @@ FAKER_KINDS: dict[str, str | None] = {
 }
 
 
+class _FixedNow(datetime.datetime):
+    """``datetime`` whose ``now()`` is one fixed instant, so that Faker's relative date-times repeat."""
+
+    @classmethod
+    def now(cls, tz: datetime.tzinfo | None = None) -> _FixedNow:
+        return cls(2026, 1, 1, 12, 0, 0, tzinfo=tz)
+
+
 def faker_notes(count: int, seed: int = 42) -> list[EvalNote]:
     """``count`` labelled sentences from presidio-evaluator's ``PresidioSentenceFaker`` (offline, seeded).
 
@@ -126,18 +134,31 @@ def faker_notes(count: int, seed: int = 42) -> list[EvalNote]:
     DATE_TIME values without a day or month (years, times, weekdays, durations).
     """
     import logging
+    import random
     import warnings
 
+    from faker.providers import date_time as faker_date_time
     from faker.providers.address.en_US import Provider as AddressProvider
     from presidio_evaluator.data_generator import PresidioSentenceFaker
 
     countries = {c.lower() for c in AddressProvider.countries} | {"usa", "us", "uk", "united states", "czech republic"}
 
     logging.getLogger("presidio-evaluator").setLevel(logging.ERROR)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # "Can't download hospitals data. Returning default list"
-        faker = PresidioSentenceFaker("en_US", lower_case_ratio=0.05, random_seed=seed)
-        sentences = faker.generate_new_fake_sentences(count)
+    state = random.getstate()
+    # The generator draws from the global ``random`` while loading its person records, before it applies
+    # ``random_seed`` (middle initials came out differently from run to run): seed it first, restore after.
+    # Faker's date-times are drawn relative to ``datetime.now()``: its clock is fixed for the same reason.
+    random.seed(seed)
+    clock = faker_date_time.datetime
+    faker_date_time.datetime = _FixedNow  # type: ignore[misc]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "Can't download hospitals data. Returning default list"
+            faker = PresidioSentenceFaker("en_US", lower_case_ratio=0.05, random_seed=seed)
+            sentences = faker.generate_new_fake_sentences(count)
+    finally:
+        random.setstate(state)
+        faker_date_time.datetime = clock  # type: ignore[misc]
     notes = []
     for i, sentence in enumerate(sentences):
         labels = []

@@ -43,6 +43,13 @@ def _removed(text: str, label: notes_eval.Label, spans: list[tuple[int, int]]) -
     return notes_eval.score([notes_eval.EvalNote("x", text, [label])], [spans]).recall() == 1.0
 
 
+def test_the_presidio_evaluator_set_is_the_same_from_run_to_run() -> None:
+    """The figures of set (b) are comparable between runs only if its texts and labels repeat."""
+    first, second = notes_eval.faker_notes(120, seed=3), notes_eval.faker_notes(120, seed=3)
+    assert [(n.text, n.labels) for n in first] == [(n.text, n.labels) for n in second]
+    assert [n.text for n in notes_eval.faker_notes(120, seed=4)] != [n.text for n in first]
+
+
 def test_markup_is_stripped_into_text_and_labels() -> None:
     note = notes_eval.parse_markup("x", "Seen by [[NAME:Ann Lee]] on [[DATE:Apr 13th]]; {{Murphy sign}} negative.")
     assert note.text == "Seen by Ann Lee on Apr 13th; Murphy sign negative."
