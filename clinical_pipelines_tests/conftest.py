@@ -16,6 +16,7 @@ from clinical_pipelines.storage import ObjectStore
 from clinical_pipelines.storage.keys import KeyRing, local_keyring
 from clinical_pipelines.storage.local import LocalObjectStore
 from clinical_pipelines.storage.s3 import S3ObjectStore
+from clinical_pipelines.warm_pool import shutdown_all
 
 # The machine's PostgreSQL (.ci/run starts it when it is down).
 PG = {"host": os.environ.get("CP_TEST_PG_HOST", "127.0.0.1"), "user": os.environ.get("CP_TEST_PG_USER", "postgres")}
@@ -28,6 +29,14 @@ os.environ.pop("CLINICAL_PIPELINES_STORE_URL", None)
 logging.getLogger("werkzeug").setLevel(logging.WARNING)
 
 TEST_OUTPUT = Path(__file__).resolve().parent.parent / ".test-output"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _stop_warm_pools() -> Iterator[None]:
+    """Warm worker pools keep threads in this process: stop them at each module's end, before later tests
+    fork (a fork copies no threads, only the locks they held)."""
+    yield
+    shutdown_all()
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,6 @@ import io
 import json
 import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pydicom
@@ -26,15 +25,6 @@ from clinical_pipelines.storage.local import LocalObjectStore
 from clinical_pipelines.validate.engine import DropValidator
 from clinical_pipelines.zones import curated_object_key, deid_record_key
 from clinical_pipelines_tests.corpus import small_corpus
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _stop_warm_pools() -> Iterator[None]:
-    """Warm pools keep threads in this process; stop them before later tests fork (a fork copies no threads,
-    only their held locks)."""
-    yield
-    dicom_pool._shutdown_all()
-
 
 KEY = b"dicom pool test secret, 32+ bytes long!!"
 PLANTED_PHONE = "(303) 555-0188"

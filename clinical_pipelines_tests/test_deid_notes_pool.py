@@ -3,10 +3,7 @@ process, and a note the engine fails on quarantined without taking its batch alo
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from clinical_pipelines.deid import notes_pool
 from clinical_pipelines.deid.dicom import DicomDeidentifier
@@ -22,15 +19,6 @@ from clinical_pipelines.validate.engine import DropValidator
 from clinical_pipelines.zones import curated_object_key, deid_record_key
 from clinical_pipelines_tests.corpus import small_corpus
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _stop_warm_pools() -> Iterator[None]:
-    """Warm pools keep threads in this process; stop them before later tests fork (a fork copies no threads,
-    only their held locks)."""
-    yield
-    notes_pool._shutdown_all()
-
-
 KEY = b"notes pool test secret, 32+ bytes long!!"
 
 
@@ -41,7 +29,10 @@ def _files() -> dict[str, bytes]:
     return files
 
 
-def _run(root: Path, files: dict[str, bytes], workers: int) -> tuple[DeidStageReport, LocalObjectStore, KeyRing]:
+def _run(
+    root: Path, files: dict[str, bytes], workers: int, notes: type[NoteDeidentifier] = NoteDeidentifier
+) -> tuple[DeidStageReport, LocalObjectStore, KeyRing]:
+    """Land, ingest and validate ``files`` as one drop, then de-identify its notes with a ``notes`` engine."""
     store = LocalObjectStore(root / "data")
     keyring = local_keyring(root / "keys")
     write_drop(store, "src", "d1", files)
@@ -49,7 +40,7 @@ def _run(root: Path, files: dict[str, bytes], workers: int) -> tuple[DeidStageRe
     assert DropValidator(store, keyring).validate("src", "d1", "notes").passed
     pseudonymizer = Pseudonymizer(KEY)
     engine = DropDeidentifier(store, keyring, pseudonymizer, DicomDeidentifier(pseudonymizer),
-                              NoteDeidentifier(pseudonymizer), workers=workers, pool_min_files=1)  # fmt: skip
+                              notes(pseudonymizer), workers=workers, pool_min_files=1)  # fmt: skip
     return engine.deidentify("src", "d1", "notes"), store, keyring
 
 
@@ -107,14 +98,7 @@ def test_the_stage_quarantines_a_failed_note_with_its_original_bytes(tmp_path: P
     files = _files()
     marked = sorted(files)[0]
     files[marked] = files[marked] + b"\nFAIL-THIS-NOTE\n"
-    store = LocalObjectStore(tmp_path / "data")
-    keyring = local_keyring(tmp_path / "keys")
-    write_drop(store, "src", "d1", files)
-    DropIngestor(store, keyring).ingest("src", "d1")
-    assert DropValidator(store, keyring).validate("src", "d1", "notes").passed
-    pseudonymizer = Pseudonymizer(KEY)
-    report = DropDeidentifier(store, keyring, pseudonymizer, DicomDeidentifier(pseudonymizer),
-                              _FailsOnMarker(pseudonymizer)).deidentify("src", "d1", "notes")  # fmt: skip
+    report, store, keyring = _run(tmp_path, files, workers=1, notes=_FailsOnMarker)
     assert len(report.items) == len(files) - 1
     (failed,) = report.quarantined
     assert failed.reason == "engine_error" and failed.detail == "MemoryError while de-identifying"

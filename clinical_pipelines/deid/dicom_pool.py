@@ -6,25 +6,20 @@ re-analysis of the output's text values stays with the stage, whose analyzer is 
 builds its engines once (the same secret and policy as the stage's own, so an output is byte for byte
 what the stage computes inline) and keeps them across drops: a pool lives as long as its process.
 
-Worker processes come from a ``forkserver`` context, as the CLI's do: they never inherit the parent's
-threads (Dagster's, a progress bar's) or its locks.
+The pool and its registry are :mod:`clinical_pipelines.warm_pool`'s (forkserver workers, one pool per purpose).
 """
 
 from __future__ import annotations
 
-import atexit
 import hashlib
-import multiprocessing
-import threading
-from collections import deque
 from collections.abc import Iterable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from clinical_pipelines.deid.dicom import DeidRejected, DicomDeidentifier, DicomDeidPolicy, DicomDeidReport
 from clinical_pipelines.deid.findings import DicomFindings
 from clinical_pipelines.deid.pseudonyms import Pseudonymizer
+from clinical_pipelines.warm_pool import WarmPool, warm
 
 if TYPE_CHECKING:
     from collections import Counter
@@ -85,48 +80,30 @@ def _chunk(items: list[bytes]) -> list[DicomOutcome]:
     return [deidentify_one(_findings, data, deferred=True) for data in items]
 
 
-class DicomPool:
+def _chunks(items: Iterable[bytes]) -> Iterator[list[bytes]]:
+    chunk: list[bytes] = []
+    for data in items:
+        chunk.append(data)
+        if len(chunk) == CHUNK_FILES:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+class DicomPool(WarmPool):
     """``workers`` warm processes de-identifying DICOM as ``DicomDeidentifier(pseudonymizer, policy)`` does."""
 
     def __init__(self, pseudonymizer: Pseudonymizer, policy: DicomDeidPolicy, workers: int) -> None:
-        context = multiprocessing.get_context("forkserver")
-        self.workers = workers
-        self._executor = ProcessPoolExecutor(
-            max_workers=workers, mp_context=context, initializer=_init,
-            initargs=(*pseudonymizer.worker_copy_args(), policy),
-        )  # fmt: skip
+        super().__init__(workers, _init, (*pseudonymizer.worker_copy_args(), policy))
 
     def map(self, items: Iterable[bytes]) -> Iterator[DicomOutcome]:
         """Outcomes of ``items``, in order; at most ``2 * workers`` chunks in flight (memory stays bounded).
 
         ``items`` is consumed lazily, so the caller may read each input just before it is needed.
         """
-        pending: deque[Future[list[DicomOutcome]]] = deque()
-        chunk: list[bytes] = []
-        for data in items:
-            chunk.append(data)
-            if len(chunk) == CHUNK_FILES:
-                pending.append(self._executor.submit(_chunk, chunk))
-                chunk = []
-                while len(pending) >= 2 * self.workers:
-                    yield from pending.popleft().result()
-        if chunk:
-            pending.append(self._executor.submit(_chunk, chunk))
-        while pending:
-            yield from pending.popleft().result()
-
-    @property
-    def broken(self) -> bool:
-        """A worker died (killed, out of memory): the pool takes no more work."""
-        return bool(getattr(self._executor, "_broken", False))
-
-    def shutdown(self) -> None:
-        """Stop the workers."""
-        self._executor.shutdown(cancel_futures=True)
-
-
-_POOLS: dict[tuple[bytes, int, DicomDeidPolicy, int], DicomPool] = {}
-_POOLS_LOCK = threading.Lock()
+        for outcomes in self.imap(_chunk, _chunks(items)):
+            yield from outcomes
 
 
 def warm_pool(pseudonymizer: Pseudonymizer, policy: DicomDeidPolicy, workers: int) -> DicomPool:
@@ -138,19 +115,4 @@ def warm_pool(pseudonymizer: Pseudonymizer, policy: DicomDeidPolicy, workers: in
     """
     key, max_shift_days = pseudonymizer.worker_copy_args()
     ident = (hashlib.sha256(b"clinical-pipelines/dicom-pool\0" + key).digest(), max_shift_days, policy, workers)
-    with _POOLS_LOCK:
-        pool = _POOLS.get(ident)
-        if pool is None or pool.broken:
-            for other in _POOLS.values():  # one deployment has one secret: never keep idle workers of another
-                other.shutdown()
-            _POOLS.clear()
-            pool = _POOLS[ident] = DicomPool(pseudonymizer, policy, workers)
-        return pool
-
-
-@atexit.register
-def _shutdown_all() -> None:
-    with _POOLS_LOCK:
-        for pool in _POOLS.values():
-            pool.shutdown()
-        _POOLS.clear()
+    return warm("deid-dicom", ident, lambda: DicomPool(pseudonymizer, policy, workers))

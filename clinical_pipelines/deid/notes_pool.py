@@ -6,24 +6,20 @@ and the pseudonymous patient ids: what :func:`judge_notes` computes, which the s
 small drops, so an output is byte for byte the same either way. Each worker loads the note engine (spaCy
 and the recognizers) once and keeps it across drops: a pool lives as long as its process.
 
-Worker processes come from a ``forkserver`` context, as the CLI's do: they never inherit the parent's
-threads (Dagster's) or its locks.
+The pool and its registry are :mod:`clinical_pipelines.warm_pool`'s (forkserver workers, one pool per purpose).
 """
 
 from __future__ import annotations
 
-import atexit
 import hashlib
-import multiprocessing
-import threading
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Iterable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from clinical_pipelines.deid.findings import note_findings, note_identifiers
 from clinical_pipelines.deid.pseudonyms import Pseudonymizer
+from clinical_pipelines.warm_pool import WarmPool, warm
 
 if TYPE_CHECKING:
     from clinical_pipelines.deid.notes import NoteDeidentifier
@@ -94,48 +90,24 @@ def _task(texts: list[str]) -> list[NoteOutcome]:
     return judge_notes(_worker[0], _worker[1], texts)
 
 
-class NotesPool:
+class NotesPool(WarmPool):
     """``workers`` warm processes judging notes as :func:`judge_notes` does with ``engine`` (its settings) and
     this pseudonymizer's secret."""
 
     def __init__(self, engine: NoteDeidentifier, pseudonymizer: Pseudonymizer, workers: int) -> None:
-        context = multiprocessing.get_context("forkserver")
-        self.workers = workers
-        self._executor = ProcessPoolExecutor(
-            max_workers=workers, mp_context=context, initializer=_init,
-            initargs=(*pseudonymizer.worker_copy_args(), *engine_settings(engine)),
-        )  # fmt: skip
+        super().__init__(workers, _init, (*pseudonymizer.worker_copy_args(), *engine_settings(engine)))
 
     def map(self, batches: Iterable[list[str]]) -> Iterator[list[NoteOutcome]]:
         """Each batch's outcomes, in order; at most ``2 * workers`` batches in flight (memory stays bounded).
 
         ``batches`` is consumed lazily, so the caller may read each batch just before it is needed.
         """
-        pending: deque[Future[list[NoteOutcome]]] = deque()
-        for texts in batches:
-            pending.append(self._executor.submit(_task, texts))
-            while len(pending) >= 2 * self.workers:
-                yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()
-
-    @property
-    def broken(self) -> bool:
-        """A worker died (killed, out of memory): the pool takes no more work."""
-        return bool(getattr(self._executor, "_broken", False))
-
-    def shutdown(self) -> None:
-        """Stop the workers."""
-        self._executor.shutdown(cancel_futures=True)
+        return self.imap(_task, batches)
 
 
 def engine_settings(engine: NoteDeidentifier) -> tuple[float, str | None]:
     """What a worker needs to build an engine that gives ``engine``'s results."""
     return engine.score_threshold, engine._spacy_model
-
-
-_POOLS: dict[tuple[bytes, int, tuple[float, str | None], int], NotesPool] = {}
-_POOLS_LOCK = threading.Lock()
 
 
 def warm_notes_pool(engine: NoteDeidentifier, pseudonymizer: Pseudonymizer, workers: int) -> NotesPool:
@@ -145,19 +117,4 @@ def warm_notes_pool(engine: NoteDeidentifier, pseudonymizer: Pseudonymizer, work
     key, max_shift_days = pseudonymizer.worker_copy_args()
     ident = (hashlib.sha256(b"clinical-pipelines/notes-pool\0" + key).digest(), max_shift_days,
              engine_settings(engine), workers)  # fmt: skip
-    with _POOLS_LOCK:
-        pool = _POOLS.get(ident)
-        if pool is None or pool.broken:
-            for other in _POOLS.values():
-                other.shutdown()
-            _POOLS.clear()
-            pool = _POOLS[ident] = NotesPool(engine, pseudonymizer, workers)
-        return pool
-
-
-@atexit.register
-def _shutdown_all() -> None:
-    with _POOLS_LOCK:
-        for pool in _POOLS.values():
-            pool.shutdown()
-        _POOLS.clear()
+    return warm("deid-notes", ident, lambda: NotesPool(engine, pseudonymizer, workers))
