@@ -16,9 +16,12 @@ Environment variables (a contract: keep the names):
 - ``CLINICAL_PIPELINES_STALE_AFTER_HOURS``: an incomplete drop older than this is quarantined
   (default 24; 0 disables).
 - ``CLINICAL_PIPELINES_INGEST_WORKERS``: files ingested in parallel per drop (default 4).
-- ``CLINICAL_PIPELINES_DEID_WORKERS``: warm worker processes de-identifying a drop's DICOM files (default:
+- ``CLINICAL_PIPELINES_DEID_WORKERS``: warm worker processes de-identifying a drop's DICOM files and notes (default:
   the CPU count, at most 4; 1 runs them in the stage's own process). Drops of fewer than 32 files are
   always done in process.
+- ``CLINICAL_PIPELINES_SHARD_WORKERS``: warm worker processes decoding compressed DICOM pixel data while
+  training shards are built (default: the CPU count, at most 4; 1 decodes in process). Uncompressed pixels
+  are always decoded in process: copying them to a worker costs more than decoding them.
 - ``CLINICAL_PIPELINES_MAX_DROP_FILES``: entries one ``drop.json`` may list (default 100,000); a
   drop listing more is quarantined whole with one ``unreadable_drop_manifest`` record.
 - ``CLINICAL_PIPELINES_MAX_ITEM_FAILURE_FRACTION``: share of a drop's items (per modality) that may
@@ -59,6 +62,7 @@ ENV_KEY_DIR = "CLINICAL_PIPELINES_KEY_DIR"
 ENV_STALE_AFTER_HOURS = "CLINICAL_PIPELINES_STALE_AFTER_HOURS"
 ENV_INGEST_WORKERS = "CLINICAL_PIPELINES_INGEST_WORKERS"
 ENV_DEID_WORKERS = "CLINICAL_PIPELINES_DEID_WORKERS"
+ENV_SHARD_WORKERS = "CLINICAL_PIPELINES_SHARD_WORKERS"
 ENV_MAX_ITEM_FAILURE_FRACTION = "CLINICAL_PIPELINES_MAX_ITEM_FAILURE_FRACTION"
 ENV_CACHE_DIR = "CLINICAL_PIPELINES_CACHE_DIR"
 ENV_CACHE_MAX_GB = "CLINICAL_PIPELINES_CACHE_MAX_GB"
@@ -92,6 +96,7 @@ class Settings:
     stale_after_hours: float
     ingest_workers: int
     deid_workers: int = 1
+    shard_workers: int = 1
     max_item_failure_fraction: float = 0.2
     cache_dir: Path | None = None  # None: <data_dir>/.cache/shards
     cache_max_gb: float = 50.0
@@ -123,6 +128,7 @@ class Settings:
             stale_after_hours=number(float, "stale_after_hours", ENV_STALE_AFTER_HOURS, 24),
             ingest_workers=int(number(int, "ingest_workers", ENV_INGEST_WORKERS, 4)),
             deid_workers=int(number(int, "deid_workers", ENV_DEID_WORKERS, min(4, os.cpu_count() or 1))),
+            shard_workers=int(number(int, "shard_workers", ENV_SHARD_WORKERS, min(4, os.cpu_count() or 1))),
             max_item_failure_fraction=number(float, "max_item_failure_fraction", ENV_MAX_ITEM_FAILURE_FRACTION, 0.2),
             cache_dir=Path(
                 str(overrides.get("cache_dir") or env.get(ENV_CACHE_DIR) or data_dir / ".cache" / "shards")
@@ -150,8 +156,9 @@ class Settings:
                 f"{ENV_KEY_DIR} must lie outside the data folder {data_dir} (symlinks resolved; "
                 f"{self.key_dir} is inside it): point it at a folder outside"
             )
-        if self.deid_workers < 1:
-            raise SettingsError(f"{ENV_DEID_WORKERS} must be 1 or more (1: no worker processes)")
+        for name, workers in ((ENV_DEID_WORKERS, self.deid_workers), (ENV_SHARD_WORKERS, self.shard_workers)):
+            if workers < 1:
+                raise SettingsError(f"{name} must be 1 or more (1: no worker processes)")
         if not 0.0 <= self.max_item_failure_fraction <= 1.0:
             raise SettingsError(f"{ENV_MAX_ITEM_FAILURE_FRACTION} must be between 0 and 1")
         for required in (ENV_MASTER_KEY, "CLINICAL_PIPELINES_DEID_KEY"):

@@ -30,6 +30,10 @@ class WarmPool:
             initializer=initializer, initargs=initargs,
         )  # fmt: skip
 
+    def submit(self, task: Callable[[T], R], item: T) -> Future[R]:
+        """``task(item)`` in a worker; ``task`` must be a module-level function (it is pickled by name)."""
+        return self._executor.submit(task, item)
+
     def imap(self, task: Callable[[T], R], items: Iterable[T]) -> Iterator[R]:
         """``task(item)`` for each item, run in the workers, in order; at most ``2 * workers`` in flight.
 
@@ -38,7 +42,7 @@ class WarmPool:
         """
         pending: deque[Future[R]] = deque()
         for item in items:
-            pending.append(self._executor.submit(task, item))
+            pending.append(self.submit(task, item))
             while len(pending) >= 2 * self.workers:
                 yield pending.popleft().result()
         while pending:

@@ -19,6 +19,7 @@ from clinical_pipelines.training import (
     build_training_shards,
     load_manifest,
 )
+from clinical_pipelines.training.samples import SampleError
 from clinical_pipelines.zones import training_index_key
 from clinical_pipelines_tests.test_training_support import decode_dicom, manifest_bytes, put_corpus
 
@@ -117,3 +118,63 @@ def test_rebuild_reuses_the_index_and_a_tampered_object_is_named(local_store: Lo
         build_training_shards(local_store, manifest, shard_target_bytes=TARGET, rebuild=True)
     with pytest.raises(ManifestError, match="schema"):
         load_manifest({**manifest, "schema": "other/1"})
+
+
+def _rle_compressed(store: ObjectStore, manifest: dict) -> dict:
+    """``manifest`` with every DICOM object re-encoded as RLE Lossless (its pixels decode the same)."""
+    import pydicom
+    from pydicom.uid import RLELossless
+
+    from clinical_pipelines.zones import curated_object_key
+
+    rows = []
+    for row in manifest["objects"]:
+        if row["modality"] == "dicom":
+            ds = pydicom.dcmread(io.BytesIO(read_all(store, row["key"])))
+            ds.compress(RLELossless)
+            out = io.BytesIO()
+            ds.save_as(out, enforce_file_format=True)
+            data = out.getvalue()
+            sha = hashlib.sha256(data).hexdigest()
+            store.put_bytes(curated_object_key(sha), data)
+            row = {**row, "key": curated_object_key(sha), "sha256": sha, "size": len(data)}
+        rows.append(row)
+    return {**manifest, "objects": rows}
+
+
+def test_worker_processes_build_the_same_shards_and_name_a_tampered_object(tmp_path) -> None:
+    from clinical_pipelines import warm_pool
+    from clinical_pipelines.training.writer import PROCESS_MIN_SAMPLES
+
+    store = LocalObjectStore(tmp_path / "store", fsync=False)
+    manifest = _rle_compressed(store, put_corpus(store, patients=40, images_per_patient=2, seed=3))
+    train = sum(1 for r in manifest["objects"] if r["split"] == "train")
+    assert train >= PROCESS_MIN_SAMPLES  # the train split goes over the worker processes
+    inline = build_training_shards(store, manifest, shard_target_bytes=TARGET, processes=1).index
+    warm_pool.shutdown_all()
+    pooled = build_training_shards(store, manifest, shard_target_bytes=TARGET, processes=2, rebuild=True).index
+    assert "shard-samples" in warm_pool._POOLS  # compressed pixels were decoded in worker processes
+    assert pooled.to_bytes() == inline.to_bytes()
+    victim = next(r for r in manifest["objects"] if r["split"] == "train" and r["modality"] == "dicom")
+    store.put_bytes(victim["key"], b"tampered")
+    with pytest.raises(ObjectMismatch, match=victim["key"]):
+        build_training_shards(store, manifest, shard_target_bytes=TARGET, processes=2, rebuild=True)
+    tampered = _rle_compressed(store, put_corpus(store, patients=40, images_per_patient=2, seed=3))
+    victim = next(r for r in tampered["objects"] if r["split"] == "train" and r["modality"] == "dicom")
+    store.put_bytes(victim["key"], read_all(store, victim["key"])[:-64])  # a compressed object cut short
+    victim["sha256"] = hashlib.sha256(read_all(store, victim["key"])).hexdigest()
+    with pytest.raises(SampleError, match=victim["key"]):
+        build_training_shards(store, tampered, shard_target_bytes=TARGET, processes=2, rebuild=True)
+
+
+def test_shard_workers_come_from_the_environment_and_zero_is_refused(tmp_path) -> None:
+    from clinical_pipelines.defs.resources import resources_for
+    from clinical_pipelines.settings import Settings, SettingsError
+
+    def settings(value: str) -> Settings:
+        env = {"CLINICAL_PIPELINES_SHARD_WORKERS": value}
+        return Settings.from_env(env, data_dir=tmp_path / "d", key_dir=tmp_path / "k")
+
+    assert resources_for(settings("3"))["training"].build_processes == 3  # type: ignore[attr-defined]
+    with pytest.raises(SettingsError, match="CLINICAL_PIPELINES_SHARD_WORKERS must be 1 or more"):
+        settings("0")

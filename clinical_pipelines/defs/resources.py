@@ -148,6 +148,7 @@ class TrainingResource(dg.ConfigurableResource):
     cache_ttl_hours: float = 0.0
     shard_mb: int = 256
     verify_read: bool = True  # read every built shard back through the cache (fills the metrics)
+    build_processes: int = 1  # worker processes decoding compressed pixel data during the build
 
     def shard_cache(self) -> "ShardCache":
         """The local shard cache (size bound and TTL as configured; 0 means none)."""
@@ -179,6 +180,7 @@ def resources_for(settings: Settings) -> dict[str, dg.ConfigurableResource]:
             cache_max_gb=settings.cache_max_gb,
             cache_ttl_hours=settings.cache_ttl_hours,
             shard_mb=settings.shard_mb,
+            build_processes=settings.shard_workers,
         ),
         "catalog": CatalogResource(
             url=settings.catalog_url or f"sqlite:///{settings.data_dir / 'catalog.sqlite'}",

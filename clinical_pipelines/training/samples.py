@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 from dataclasses import dataclass
@@ -11,6 +12,11 @@ from typing import Any
 import numpy as np
 
 from clinical_pipelines.training.manifest import ObjectRow
+from clinical_pipelines.training.tarformat import sample_parts
+
+
+class ObjectMismatch(ValueError):
+    """A curated object's bytes do not match the sha256 its manifest records."""
 
 
 class SampleError(ValueError):
@@ -52,7 +58,7 @@ def _npy_bytes(array: np.ndarray) -> bytes:
     return out.getvalue()
 
 
-def _dicom(data: bytes, meta: dict[str, Any]) -> tuple[tuple[str, bytes], ...]:
+def _dicom(data: bytes, meta: dict[str, Any], max_pixel_bytes: int | None) -> tuple[tuple[str, bytes], ...]:
     import pydicom
 
     from clinical_pipelines import pydicom_quiet
@@ -65,7 +71,9 @@ def _dicom(data: bytes, meta: dict[str, Any]) -> tuple[tuple[str, bytes], ...]:
         int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0), int(ds.get("SamplesPerPixel", 1) or 1),
         int(ds.get("NumberOfFrames", 1) or 1), int(ds.get("BitsAllocated", 0) or 0),
     )  # fmt: skip
-    if declared > Limits.from_env().max_pixel_bytes:  # checked before pixel_array allocates (RLE included)
+    if max_pixel_bytes is None:
+        max_pixel_bytes = Limits.from_env().max_pixel_bytes
+    if declared > max_pixel_bytes:  # checked before pixel_array allocates (RLE included)
         raise ValueError(f"declared pixel geometry decodes to {declared} bytes, past CLINICAL_PIPELINES_MAX_PIXEL_MB")
     pixels = np.asarray(ds.pixel_array)
     if pixels.dtype.byteorder == ">":
@@ -103,18 +111,22 @@ def _table(data: bytes, meta: dict[str, Any]) -> tuple[tuple[str, bytes], ...]:
     return (("csv", data),)
 
 
-def build_sample(row: ObjectRow, data: bytes, *, dataset: str, version_id: str) -> SampleMembers:
+def build_sample(
+    row: ObjectRow, data: bytes, *, dataset: str, version_id: str, max_pixel_bytes: int | None = None
+) -> SampleMembers:
     """The sample for ``row`` from its verified bytes ``data``.
 
     Promises: DICOM pixels are decoded by pydicom and stored as a little-endian, C-contiguous ``.npy``
     (dtype and shape also in the JSON under ``pixels``); notes are kept as UTF-8 ``.txt`` (character
     count under ``text``); CSV tables are kept as ``.csv`` and parsed under ``table`` (numeric columns as
-    numbers). The JSON member (``.json``) carries the label, patient, split and attributes.
+    numbers). The JSON member (``.json``) carries the label, patient, split and attributes. Pixel data
+    that would decode past ``max_pixel_bytes`` (default: ``CLINICAL_PIPELINES_MAX_PIXEL_MB``) is refused
+    before it is decoded.
     """
     meta = _base_meta(row, dataset, version_id)
     try:
         if row.modality == "dicom":
-            payload = _dicom(data, meta)
+            payload = _dicom(data, meta, max_pixel_bytes)
         elif row.modality == "notes":
             meta["text"] = {"member": "txt", "encoding": "utf-8", "chars": len(data.decode("utf-8"))}
             payload = (("txt", data),)
@@ -124,3 +136,35 @@ def build_sample(row: ObjectRow, data: bytes, *, dataset: str, version_id: str) 
         raise SampleError(f"cannot build a sample from {row.key} ({row.modality}): {type(exc).__name__}") from exc
     encoded = json.dumps(meta, sort_keys=True, separators=(",", ":")).encode("utf-8")
     return SampleMembers(key=sample_key(row), members=(("json", encoded), *payload), meta=meta)
+
+
+@dataclass(frozen=True)
+class EncodedSample:
+    """One sample ready to append to a shard: its tar pieces, their total length and sha256, member spans
+    counted from the sample's first byte, and its JSON metadata."""
+
+    key: str
+    parts: tuple[bytes, ...]
+    length: int
+    digest: str
+    spans: dict[str, tuple[int, int]]
+    meta: dict[str, Any]
+
+
+def encode_sample(
+    row: ObjectRow, data: bytes, *, dataset: str, version_id: str, max_pixel_bytes: int | None = None
+) -> EncodedSample:
+    """Check ``data`` against the manifest's sha256, build its sample and lay it out as tar pieces.
+
+    Promises: raises :class:`ObjectMismatch` (naming the object) when the bytes are not the manifest's;
+    the pieces are position-independent (see :func:`~clinical_pipelines.training.tarformat.sample_parts`),
+    so this runs in any process and the shard writer only appends.
+    """
+    if hashlib.sha256(data).hexdigest() != row.sha256:
+        raise ObjectMismatch(f"object {row.key} does not match the sha256 in the manifest")
+    sample = build_sample(row, data, dataset=dataset, version_id=version_id, max_pixel_bytes=max_pixel_bytes)
+    parts, length, spans = sample_parts(sample.key, sample.members)
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(part)
+    return EncodedSample(sample.key, parts, length, digest.hexdigest(), spans, sample.meta)

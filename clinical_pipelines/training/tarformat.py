@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import tarfile
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 BLOCK = 512
 
@@ -17,39 +17,57 @@ def _pad(length: int) -> int:
     return -length % BLOCK
 
 
+def _header(name: str, size: int) -> bytes:
+    info = tarfile.TarInfo(name)
+    info.size = size
+    info.mode = 0o644
+    info.mtime = 0
+    info.uname = info.gname = ""
+    return info.tobuf(tarfile.USTAR_FORMAT, "utf-8", "strict")
+
+
+def sample_parts(
+    key: str, members: tuple[tuple[str, bytes], ...]
+) -> tuple[tuple[bytes, ...], int, dict[str, tuple[int, int]]]:
+    """One sample's members as ``<key>.<ext>`` tar members: the byte pieces to write in order, their total
+    length and each member's data span ``(offset, length)`` counted from the sample's first byte.
+
+    Promises: the pieces do not depend on where the sample lands in a shard (no offsets or times in a
+    header) and the length is a multiple of 512, so a sample can be prepared apart (in a worker process)
+    and appended to any shard; each member's data starts on a 512-byte boundary, so an array stored in it
+    keeps the alignment of its own format (an ``.npy`` array starts 64-byte aligned).
+    """
+    parts: list[bytes] = []
+    spans: dict[str, tuple[int, int]] = {}
+    offset = 0
+    for ext, data in members:
+        header = _header(f"{key}.{ext}", len(data))
+        pad = _pad(len(data))
+        parts += (header, data, b"\0" * pad) if pad else (header, data)
+        spans[ext] = (offset + len(header), len(data))
+        offset += len(header) + len(data) + pad
+    return tuple(parts), offset, spans
+
+
 class TarStreamWriter:
-    """Appends members to a binary stream, hashing every byte written; tracks the current offset."""
+    """Appends samples to a binary stream, hashing every byte written; tracks the current offset."""
 
     def __init__(self, out: BinaryIO) -> None:
         self._out = out
         self._hash = hashlib.sha256()
         self.offset = 0
-        self._span: Any = None
 
     def _write(self, data: bytes | memoryview) -> None:
         self._out.write(data)
         self._hash.update(data)
-        if self._span is not None:
-            self._span.update(data)
         self.offset += len(data)
 
-    def add(self, name: str, data: bytes | memoryview) -> tuple[int, int]:
-        """Write one regular-file member; returns ``(offset of its data, length of its data)``.
-
-        Promises: the data starts on a 512-byte boundary of the stream, so an array stored in it
-        keeps the alignment of its own format (an ``.npy`` array starts 64-byte aligned).
-        """
-        info = tarfile.TarInfo(name)
-        info.size = len(data)
-        info.mode = 0o644
-        info.mtime = 0
-        info.uname = info.gname = ""
-        header = info.tobuf(tarfile.USTAR_FORMAT, "utf-8", "strict")
-        self._write(header)
+    def append(self, parts: tuple[bytes, ...]) -> int:
+        """Write pieces made by :func:`sample_parts`; returns the offset of the first."""
         start = self.offset
-        self._write(data)
-        self._write(b"\0" * _pad(len(data)))
-        return start, len(data)
+        for part in parts:
+            self._write(part)
+        return start
 
     def add_sample(
         self, key: str, members: tuple[tuple[str, bytes], ...]
@@ -59,11 +77,12 @@ class TarStreamWriter:
         The span runs from the first member's header to the end of the last member's padding, so
         ``sha256(shard[offset:offset + length])`` checks the sample on its own.
         """
-        start = self.offset
-        self._span = hashlib.sha256()
-        spans = {ext: self.add(f"{key}.{ext}", data) for ext, data in members}
-        digest, self._span = self._span.hexdigest(), None
-        return start, self.offset - start, digest, spans
+        parts, length, spans = sample_parts(key, members)
+        digest = hashlib.sha256()
+        for part in parts:
+            digest.update(part)
+        start = self.append(parts)
+        return start, length, digest.hexdigest(), {ext: (start + o, n) for ext, (o, n) in spans.items()}
 
     @staticmethod
     def sample_size(members: tuple[tuple[str, bytes], ...]) -> int:

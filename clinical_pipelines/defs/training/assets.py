@@ -56,7 +56,9 @@ def training_asset(dataset: str) -> dg.AssetsDefinition:
         data = read_all(store, manifest_key)
         if hashlib.sha256(data).hexdigest() != version_id:
             raise dg.Failure(f"manifest {manifest_key} does not hash to its version id {version_id}")
-        report = build_training_shards(store, data, shard_target_bytes=training.shard_mb * 1024 * 1024)
+        report = build_training_shards(
+            store, data, shard_target_bytes=training.shard_mb * 1024 * 1024, processes=training.build_processes
+        )
         index = report.index
         metadata: dict[str, dg.MetadataValue] = {
             "dataset": dg.MetadataValue.text(dataset),
