@@ -57,3 +57,25 @@ def test_the_engine_holds_one_url_recognizer() -> None:
     assert [type(r) for r in urls] == [WindowedUrlRecognizer]
     result = engine.deidentify("Portal: https://portal.example.org/records?id=7 and www.clinic-north.com today.")
     assert "example.org" not in result.text and "clinic-north" not in result.text
+
+
+def test_the_engine_loads_without_torch_and_leaves_torch_importable() -> None:
+    """spaCy's thinc and Presidio import torch when it is installed (a second per process, never used by a CNN
+    pipeline): the engine is built with it hidden, and a later ``import torch`` still works."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys\n"
+        "from clinical_pipelines.deid.notes import NoteDeidentifier\n"
+        "from clinical_pipelines.deid.pseudonyms import Pseudonymizer\n"
+        "engine = NoteDeidentifier(Pseudonymizer(b'k' * 32))\n"
+        "assert engine.deidentify('Seen by Dr. John Alvarez on 03/04/2021.').text.count('[') >= 2\n"
+        "print('torch' in sys.modules)\n"
+        "import importlib.util\n"
+        "print(importlib.util.find_spec('torch') is not None and __import__('torch') is not None)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True)
+    loaded, importable = out.stdout.split()
+    assert loaded == "False"
+    assert importable == "True"  # this environment has the torch extra: it must still import afterwards

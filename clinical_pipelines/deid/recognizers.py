@@ -23,11 +23,12 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
-from presidio_analyzer import EntityRecognizer, LocalRecognizer, Pattern, RecognizerResult
-from presidio_analyzer.nlp_engine import NlpArtifacts
-from presidio_analyzer.predefined_recognizers import EmailRecognizer, PhoneRecognizer, UrlRecognizer
+from clinical_pipelines.deid.nlp import offline_tld_extractor, unused_backends_hidden
 
-from clinical_pipelines.deid.nlp import offline_tld_extractor
+with unused_backends_hidden():  # torch and transformers: a second of imports, never used
+    from presidio_analyzer import EntityRecognizer, LocalRecognizer, Pattern, RecognizerResult
+    from presidio_analyzer.nlp_engine import NlpArtifacts
+    from presidio_analyzer.predefined_recognizers import EmailRecognizer, PhoneRecognizer, UrlRecognizer
 
 # --------------------------------------------------------------------------------------------
 # Generic regex recognizer with group spans and a simple preceding-context boost

@@ -27,12 +27,14 @@ import re
 from collections import Counter
 from collections.abc import Iterator
 
-from presidio_analyzer import EntityRecognizer, LocalRecognizer, RecognizerResult
-from presidio_analyzer.nlp_engine import NlpArtifacts
-from spacy.lang.en.stop_words import STOP_WORDS
-
 from clinical_pipelines.deid import lexicons
 from clinical_pipelines.deid.ner_filter import is_eponym
+from clinical_pipelines.deid.nlp import unused_backends_hidden
+
+with unused_backends_hidden():  # torch and transformers: a second of imports, never used
+    from presidio_analyzer import EntityRecognizer, LocalRecognizer, RecognizerResult
+    from presidio_analyzer.nlp_engine import NlpArtifacts
+    from spacy.lang.en.stop_words import STOP_WORDS
 
 _MONTHS_AND_DAYS = {
     "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "sept", "oct", "nov", "dec", "january",
