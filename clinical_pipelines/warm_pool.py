@@ -3,6 +3,8 @@ keeps at most one pool per purpose (DICOM de-identification, notes, shard sample
 
 Workers come from a ``forkserver`` context: they never inherit the parent's threads (Dagster's, a progress
 bar's) or the locks those hold, and each loads what it needs once, in its initializer, for every later call.
+Each worker's BLAS runs one thread: the workers themselves are the parallelism, and a BLAS thread per core in
+every worker would oversubscribe the cores.
 """
 
 from __future__ import annotations
@@ -20,15 +22,31 @@ R = TypeVar("R")
 P = TypeVar("P", bound="WarmPool")
 
 
+def start_worker(initializer: Callable[..., None] | None, initargs: tuple[Any, ...]) -> None:
+    """A worker process's first step: one BLAS thread (see the module's docstring), then ``initializer``."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1, user_api="blas")
+    if initializer is not None:
+        initializer(*initargs)
+
+
+def worker_executor(
+    workers: int, initializer: Callable[..., None] | None = None, initargs: tuple[Any, ...] = ()
+) -> ProcessPoolExecutor:
+    """A forkserver process pool whose workers start with :func:`start_worker`."""
+    return ProcessPoolExecutor(
+        max_workers=workers, mp_context=multiprocessing.get_context("forkserver"),
+        initializer=start_worker, initargs=(initializer, initargs),
+    )  # fmt: skip
+
+
 class WarmPool:
     """``workers`` forkserver processes, each set up once by ``initializer(*initargs)``."""
 
     def __init__(self, workers: int, initializer: Callable[..., None] | None = None, initargs: tuple[Any, ...] = ()):
         self.workers = workers
-        self._executor = ProcessPoolExecutor(
-            max_workers=workers, mp_context=multiprocessing.get_context("forkserver"),
-            initializer=initializer, initargs=initargs,
-        )  # fmt: skip
+        self._executor = worker_executor(workers, initializer, initargs)
 
     def submit(self, task: Callable[[T], R], item: T) -> Future[R]:
         """``task(item)`` in a worker; ``task`` must be a module-level function (it is pickled by name)."""

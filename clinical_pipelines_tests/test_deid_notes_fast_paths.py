@@ -79,3 +79,19 @@ def test_the_engine_loads_without_torch_and_leaves_torch_importable() -> None:
     loaded, importable = out.stdout.split()
     assert loaded == "False"
     assert importable == "True"  # this environment has the torch extra: it must still import afterwards
+
+
+def test_the_engine_runs_spacy_on_numpy_blas_with_the_same_entities() -> None:
+    from thinc.api import NumpyOps
+
+    from clinical_pipelines_tests import notes_eval
+
+    engine = NoteDeidentifier(Pseudonymizer(b"k" * 32))
+    texts = [n.text for n in notes_eval.handwritten_notes()] + [n.text for n in notes_eval.faker_notes(60, seed=5)]
+    nlp = engine.analyzer.nlp_engine.nlp["en"]  # type: ignore[attr-defined]
+    nodes = [node for _, pipe in nlp.pipeline if hasattr(pipe, "model") for node in pipe.model.walk()]
+    assert nodes and all(isinstance(n.ops, NumpyOps) and not n.ops.use_blis for n in nodes)
+    fast = [r.spans for r in engine.deidentify_many(texts)]
+    for node in nodes:
+        node.ops = NumpyOps(use_blis=True)
+    assert [r.spans for r in engine.deidentify_many(texts)] == fast

@@ -185,8 +185,9 @@ def _deid_one(job: tuple[str, str]) -> FileOutcome:
 
 
 def _pool(workers: int, initializer: Callable[..., None], initargs: tuple[Any, ...]) -> ProcessPoolExecutor:
-    context = multiprocessing.get_context("forkserver")
-    return ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=initializer, initargs=initargs)
+    from clinical_pipelines.warm_pool import worker_executor
+
+    return worker_executor(workers, initializer, initargs)
 
 
 def _jobs(in_dir: Path) -> list[tuple[str, str]]:
