@@ -190,7 +190,7 @@ class NoteDeidentifier:
                 return
             from presidio_analyzer import RecognizerRegistry
             from presidio_analyzer.nlp_engine import NlpEngineProvider
-            from presidio_analyzer.predefined_recognizers import PhoneRecognizer, UrlRecognizer
+            from presidio_analyzer.predefined_recognizers import EmailRecognizer, PhoneRecognizer, UrlRecognizer
             from presidio_anonymizer import AnonymizerEngine
 
             make_tldextract_offline()
@@ -226,9 +226,10 @@ class NoteDeidentifier:
                     registry.recognizers[i] = WindowedPhoneRecognizer(
                         context=recognizer.context, supported_regions=recognizer.supported_regions
                     )
-            # Ours includes Presidio's URL recognizer, windowed (the same matches): the predefined copy would
-            # run the same patterns over the whole note a second time.
-            registry.recognizers = [r for r in registry.recognizers if type(r) is not UrlRecognizer]
+            # Ours include Presidio's URL recognizer, windowed (the same matches), and its e-mail recognizer with
+            # the same patterns and domain check at a higher score: the predefined copies would run the same
+            # patterns over the whole note a second time.
+            registry.recognizers = [r for r in registry.recognizers if type(r) not in (UrlRecognizer, EmailRecognizer)]
             for recognizer in [*clinical_recognizers(), *structure_recognizers()]:
                 registry.add_recognizer(recognizer)
             self._anonymizer = AnonymizerEngine()
