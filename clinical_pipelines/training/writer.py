@@ -33,8 +33,6 @@ CHUNK_SAMPLES = 8
 T = TypeVar("T")
 R = TypeVar("R")
 
-__all__ = ["BuildReport", "ObjectMismatch", "build_training_shards", "ordered_rows"]
-
 
 @dataclass(frozen=True)
 class BuildReport:
@@ -109,6 +107,8 @@ def _decodes_slowly(row: ObjectRow, data: bytes) -> bool:
     """Whether ``data`` is DICOM with compressed (encapsulated) pixel data; read from its file meta only."""
     if row.modality != "dicom":
         return False
+    # pydicom's own file-meta reader (what dcmread runs first): about 0.1 ms against 0.4 ms for a dcmread
+    # that stops before the dataset.
     from pydicom.filereader import _read_file_meta_info, read_preamble
 
     try:
