@@ -20,6 +20,7 @@ from clinical_pipelines.training import (
     load_manifest,
 )
 from clinical_pipelines.training.samples import SampleError
+from clinical_pipelines.training.writer import ordered_rows
 from clinical_pipelines.zones import training_index_key
 from clinical_pipelines_tests.test_training_support import decode_dicom, manifest_bytes, put_corpus
 
@@ -178,3 +179,15 @@ def test_shard_workers_come_from_the_environment_and_zero_is_refused(tmp_path) -
     assert resources_for(settings("3"))["training"].build_processes == 3  # type: ignore[attr-defined]
     with pytest.raises(SettingsError, match="CLINICAL_PIPELINES_SHARD_WORKERS must be 1 or more"):
         settings("0")
+
+
+def test_a_build_that_fails_half_way_leaves_no_temp_file_and_no_index(tmp_path) -> None:
+    store = LocalObjectStore(tmp_path / "store", fsync=False)
+    manifest = put_corpus(store, patients=12)
+    victim = ordered_rows(load_manifest(manifest))["train"][-1]  # the last sample: shards before it are written
+    store.put_bytes(victim.key, b"tampered")
+    with pytest.raises(ObjectMismatch, match=victim.key):
+        build_training_shards(store, manifest, shard_target_bytes=TARGET)
+    assert store.head(training_index_key("demo", load_manifest(manifest).version_id)) is None
+    leftovers = [p for p in (tmp_path / "store").rglob("*") if p.is_file() and ".cp-tmp" in p.as_posix()]
+    assert leftovers == []
