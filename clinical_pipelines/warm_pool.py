@@ -41,6 +41,18 @@ def worker_executor(
     )  # fmt: skip
 
 
+def chunked(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    """``items`` in lists of ``size`` (the last may be shorter), read lazily: a worker's task takes a chunk."""
+    chunk: list[T] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
 class WarmPool:
     """``workers`` forkserver processes, each set up once by ``initializer(*initargs)``."""
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from clinical_pipelines.deid.dicom import DeidRejected, DicomDeidentifier, DicomDeidPolicy, DicomDeidReport
 from clinical_pipelines.deid.findings import DicomFindings
 from clinical_pipelines.deid.pseudonyms import Pseudonymizer
-from clinical_pipelines.warm_pool import WarmPool, warm
+from clinical_pipelines.warm_pool import WarmPool, chunked, warm
 
 if TYPE_CHECKING:
     from collections import Counter
@@ -80,17 +80,6 @@ def _chunk(items: list[bytes]) -> list[DicomOutcome]:
     return [deidentify_one(_findings, data, deferred=True) for data in items]
 
 
-def _chunks(items: Iterable[bytes]) -> Iterator[list[bytes]]:
-    chunk: list[bytes] = []
-    for data in items:
-        chunk.append(data)
-        if len(chunk) == CHUNK_FILES:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
-
-
 class DicomPool(WarmPool):
     """``workers`` warm processes de-identifying DICOM as ``DicomDeidentifier(pseudonymizer, policy)`` does."""
 
@@ -102,7 +91,7 @@ class DicomPool(WarmPool):
 
         ``items`` is consumed lazily, so the caller may read each input just before it is needed.
         """
-        for outcomes in self.imap(_chunk, _chunks(items)):
+        for outcomes in self.imap(_chunk, chunked(items, CHUNK_FILES)):
             yield from outcomes
 
 

@@ -257,13 +257,7 @@ class LocalObjectStore:
                 mtime = os.fstat(out.fileno()).st_mtime  # the published file is this inode (a link or rename)
                 if verify is not None:
                     verify()
-                self._ensure_folder(path.parent)
-                try:
-                    self._publish(tmp, path, key, write_once)
-                except FileNotFoundError:  # the folder was removed behind our back: check it again
-                    self._safe_dirs.discard(str(path.parent))
-                    self._ensure_folder(path.parent)
-                    self._publish(tmp, path, key, write_once)
+                self._publish_into(tmp, path, key, write_once)
         finally:
             with contextlib.suppress(FileNotFoundError):  # gone when it was renamed into place
                 os.unlink(tmp)
@@ -287,13 +281,7 @@ class LocalObjectStore:
             out.flush()
             if self._fsync:
                 os.fsync(raw.fileno())
-            self._ensure_folder(path.parent)
-            try:
-                self._publish(tmp, path, key, False)
-            except FileNotFoundError:  # the folder was removed behind our back: check it again
-                self._safe_dirs.discard(str(path.parent))
-                self._ensure_folder(path.parent)
-                self._publish(tmp, path, key, False)
+            self._publish_into(tmp, path, key, False)
         finally:
             with contextlib.suppress(Exception):  # a half-written temp file is removed below either way
                 out.close()
@@ -362,6 +350,16 @@ class LocalObjectStore:
             finally:
                 os.close(fd)
         return removed
+
+    def _publish_into(self, tmp: Path, path: Path, key: str, write_once: bool) -> None:
+        """:meth:`_publish` into ``path``'s folder, made sure of first (and again if it vanished meanwhile)."""
+        self._ensure_folder(path.parent)
+        try:
+            self._publish(tmp, path, key, write_once)
+        except FileNotFoundError:  # the folder was removed behind our back: check it again
+            self._safe_dirs.discard(str(path.parent))
+            self._ensure_folder(path.parent)
+            self._publish(tmp, path, key, write_once)
 
     def _publish(self, tmp: Path, path: Path, key: str, write_once: bool) -> None:
         if write_once:

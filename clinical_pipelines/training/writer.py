@@ -82,17 +82,6 @@ def _bounded_map(fn: Callable[[T], R], items: Iterable[T], workers: int) -> Iter
             yield pending.popleft().result()
 
 
-def _chunked(items: Iterable[T], size: int) -> Iterator[list[T]]:
-    chunk: list[T] = []
-    for item in items:
-        chunk.append(item)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
-
-
 def _encode_chunk(task: tuple[str, str, int, list[tuple[ObjectRow, bytes]]]) -> list[EncodedSample]:
     """A worker's part: encode each fetched object of one chunk (see :func:`encode_sample`)."""
     dataset, version_id, max_pixel_bytes, items = task
@@ -307,17 +296,14 @@ def build_training_shards(
     if processes is None:
         processes = min(4, os.cpu_count() or 1)
 
-    def encode(row: ObjectRow) -> EncodedSample:
-        data = read_all(store, row.key)
+    def encode(row: ObjectRow, data: bytes | None = None) -> EncodedSample:
+        data = read_all(store, row.key) if data is None else data
         return encode_sample(row, data, dataset=version.dataset, version_id=version.version_id,
                              max_pixel_bytes=max_pixel_bytes)  # fmt: skip
 
     def read_or_encode(row: ObjectRow) -> EncodedSample | tuple[ObjectRow, bytes]:
         data = read_all(store, row.key)
-        if _decodes_slowly(row, data):
-            return row, data  # for a worker process
-        return encode_sample(row, data, dataset=version.dataset, version_id=version.version_id,
-                             max_pixel_bytes=max_pixel_bytes)  # fmt: skip
+        return (row, data) if _decodes_slowly(row, data) else encode(row, data)  # the pair: for a worker process
 
     def encoded(rows: list[ObjectRow]) -> Iterator[EncodedSample]:
         if processes <= 1 or len(rows) < PROCESS_MIN_SAMPLES:
