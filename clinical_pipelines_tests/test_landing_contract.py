@@ -19,7 +19,7 @@ from clinical_pipelines.landing.discovery import folder_id
 from clinical_pipelines.landing.writer import write_drop
 from clinical_pipelines.quarantine import AGGREGATE_SUFFIX, Quarantine
 from clinical_pipelines.raw.ingest import DropIngestor
-from clinical_pipelines.storage import ObjectStore
+from clinical_pipelines.storage import ObjectStore, read_all
 from clinical_pipelines.storage.keys import KeyRing
 from clinical_pipelines.storage.local import LocalObjectStore
 from clinical_pipelines.storage.names import load_name_key
@@ -210,7 +210,9 @@ LocalObjectStore(sys.argv[1], fsync=False).put_stream("raw/objects/big", Slow())
 """
 
 
-def test_a_killed_writers_temp_file_is_removed_when_the_store_is_next_opened(tmp_path: Path) -> None:
+@pytest.mark.parametrize("age_s", [60, 0])
+def test_a_killed_writers_temp_file_is_removed_when_the_store_is_next_opened(tmp_path: Path, age_s: int) -> None:
+    """Also at once (age 0): a temp file gets its name only once locked, so an unlocked one is a dead writer's."""
     root = tmp_path / "data"
     writers = [
         subprocess.Popen([sys.executable, "-c", _SLOW_WRITER, str(root)], stdout=subprocess.PIPE, text=True)
@@ -223,9 +225,9 @@ def test_a_killed_writers_temp_file_is_removed_when_the_store_is_next_opened(tmp
         assert len(temp) == 2
         os.kill(writers[0].pid, signal.SIGKILL)  # kill -9 mid-write
         writers[0].wait(timeout=30)
-        past = time.time() - 60
+        past = time.time() - age_s
         for path in temp:
-            os.utime(path, (past, past))  # both old enough to be swept if nobody holds them
+            os.utime(path, (past, past))  # both old enough to be swept if nobody holds them, or just written
         store = LocalObjectStore(root, fsync=False)  # the next run opens the store
         assert store.swept_temp_files == 1
         assert len(list((root / ".cp-tmp-work").iterdir())) == 1  # the live writer's file is untouched
@@ -234,6 +236,26 @@ def test_a_killed_writers_temp_file_is_removed_when_the_store_is_next_opened(tmp
         for w in writers:
             w.kill()
             w.wait(timeout=30)
+
+
+def test_without_unnamed_files_a_temp_named_before_its_lock_is_swept_only_once_old(tmp_path: Path, monkeypatch) -> None:
+    from clinical_pipelines.storage import local
+
+    monkeypatch.setattr(local, "_tmpfile_works", [False])  # a file system without O_TMPFILE
+    store = LocalObjectStore(tmp_path / "data", fsync=False)
+    store.put_bytes("raw/a", b"written the other way")
+    assert read_all(store, "raw/a") == b"written the other way"
+    work = tmp_path / "data" / ".cp-tmp-work"
+    assert list(work.iterdir()) == []
+    # What a writer killed between creating its file and locking it leaves: kept while young (its writer
+    # may be about to lock it), swept once old.
+    young, old = work / ".cp-tmp-N-young", work / ".cp-tmp-N-old"
+    young.write_bytes(b"x")
+    old.write_bytes(b"x")
+    past = time.time() - 60
+    os.utime(old, (past, past))
+    assert store.sweep_temp_files() == 1
+    assert sorted(p.name for p in work.iterdir()) == [".cp-tmp-N-young"]
 
 
 def test_an_old_unkeyed_data_folder_is_refused_with_one_line(tmp_path: Path) -> None:

@@ -29,6 +29,23 @@ _TMP_PREFIX = ".cp-tmp-"
 # Every write goes through one temp folder (hidden from listings by the prefix), so a killed
 # run's leftovers are found with one folder scan.
 _TMP_DIR = f"{_TMP_PREFIX}work"
+# A temp file's name says whether it was already locked when it got that name (see ``_create_temp``).
+_BORN_LOCKED = f"{_TMP_PREFIX}L-"
+_LOCKED_LATE = f"{_TMP_PREFIX}N-"
+_tmpfile_works = [True]  # cleared once this process finds its file system without O_TMPFILE
+
+
+def _name_unnamed(fd: int, path: Path) -> None:
+    """Give the unnamed (``O_TMPFILE``) file open as ``fd`` the name ``path``.
+
+    ``linkat(AT_SYMLINK_FOLLOW)`` of its ``/proc/self/fd`` entry, as open(2) describes (Python's
+    ``os.link`` calls plain ``link``, which does not follow that link, unless given a ``src_dir_fd``).
+    """
+    proc = os.open("/proc/self/fd", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.link(str(fd), path, src_dir_fd=proc, follow_symlinks=True)
+    finally:
+        os.close(proc)
 
 
 _RENAME_NOREPLACE = 1
@@ -244,7 +261,7 @@ class LocalObjectStore:
         if write_once and os.path.lexists(path):
             raise ObjectAlreadyExists(key)
         self._ensure_folder(self._tmp_dir)
-        tmp = self._tmp_dir / f"{_TMP_PREFIX}{secrets.token_hex(8)}"
+        tmp = self._tmp_dir / f"{_BORN_LOCKED}{secrets.token_hex(8)}"
         size = 0
         try:
             with self._create_temp(tmp) as out:
@@ -285,22 +302,51 @@ class LocalObjectStore:
         """Create the temp file, locked (``flock``) for as long as this process writes it.
 
         The lock dies with the process (``kill -9`` included), which is how
-        :meth:`sweep_temp_files` tells a dead writer's leftover from a live write.
+        :meth:`sweep_temp_files` tells a dead writer's leftover from a live write. Where the file
+        system allows (Linux ``O_TMPFILE``), the file is created unnamed, locked, and only then
+        given its name: no process ever sees it unlocked while its writer lives (a writer killed
+        before that leaves nothing at all). Elsewhere it is created under a name marking it as
+        locked after creation, which the sweeper only removes once old enough.
         """
         try:
-            out = open(tmp, "xb", buffering=0)  # noqa: SIM115 (returned to the caller's with)
+            out = self._create_locked_temp(tmp)
         except FileNotFoundError:  # the temp folder was removed behind our back: check it again
             self._safe_dirs.discard(str(tmp.parent))
             self._ensure_folder(tmp.parent)
-            out = open(tmp, "xb", buffering=0)  # noqa: SIM115 (returned to the caller's with)
+            out = self._create_locked_temp(tmp)
+        return out
+
+    @staticmethod
+    def _create_locked_temp(tmp: Path) -> BinaryIO:
+        flags = getattr(os, "O_TMPFILE", 0)
+        if flags and _tmpfile_works[0]:
+            try:
+                fd = os.open(tmp.parent, flags | os.O_WRONLY, 0o666)
+            except OSError as exc:
+                if exc.errno not in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):
+                    raise
+                _tmpfile_works[0] = False  # this file system has no unnamed files: name them first
+            else:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX)
+                    _name_unnamed(fd, tmp)
+                except BaseException:
+                    os.close(fd)
+                    raise
+                return open(fd, "wb", buffering=0, closefd=True)
+        late = tmp.with_name(tmp.name.replace(_BORN_LOCKED, _LOCKED_LATE, 1))
+        out = open(late, "xb", buffering=0)  # noqa: SIM115 (returned to the caller's with)
         fcntl.flock(out.fileno(), fcntl.LOCK_EX)
+        os.rename(late, tmp)  # (the name marks how the file was born; its inode and lock stay)
         return out
 
     def sweep_temp_files(self, *, min_age_s: float = 10.0) -> int:
         """Remove temp files left by writers that died (killed runs); returns how many.
 
-        A temp file still locked belongs to a live writer and is kept; so is one younger than
-        ``min_age_s`` (its writer may not have taken the lock yet). Runs whenever a store is opened.
+        A temp file still locked belongs to a live writer and is kept. One that was named before
+        it was locked (where the file system has no ``O_TMPFILE``, or written by an older version)
+        is also kept while younger than ``min_age_s``: its writer may not have taken the lock yet.
+        Runs whenever a store is opened.
         """
         try:
             with os.scandir(self._tmp_dir) as it:
@@ -310,7 +356,8 @@ class LocalObjectStore:
         removed, now = 0, time.time()
         for entry in entries:
             try:
-                if now - entry.stat(follow_symlinks=False).st_mtime < min_age_s:
+                born_locked = entry.name.startswith(_BORN_LOCKED)
+                if not born_locked and now - entry.stat(follow_symlinks=False).st_mtime < min_age_s:
                     continue
                 fd = os.open(entry.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
             except OSError:
