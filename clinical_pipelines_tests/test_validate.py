@@ -9,6 +9,7 @@ from pathlib import Path
 import dagster as dg
 import pydicom
 import pytest
+from pydicom.data import get_testdata_file
 from pydicom.encaps import encapsulate
 from pydicom.uid import JPEGBaseline8Bit
 
@@ -20,8 +21,9 @@ from clinical_pipelines.settings import Settings
 from clinical_pipelines.storage import ObjectStore, read_all
 from clinical_pipelines.storage.keys import KeyRing
 from clinical_pipelines.synth import SynthCorpus
-from clinical_pipelines.validate.dicom import ParseFailure, parse_dicom
+from clinical_pipelines.validate.dicom import ParseFailure, parse_dicom, read_whole
 from clinical_pipelines.validate.engine import HEADER_PREFIX_BYTES, DropValidator, read_validated_record
+from clinical_pipelines.validate.items import check_dicom
 from clinical_pipelines.validate.notes import parse_note
 from clinical_pipelines.validate.tables import parse_table
 from clinical_pipelines_tests.corpus import files_under, find_planted, small_corpus
@@ -64,6 +66,53 @@ def test_dicom_parser_accepts_good_files_and_names_each_defect() -> None:
     ds.save_as(out, enforce_file_format=True)
     assert reason(parse_dicom(out.getvalue())) == "unsupported_transfer_syntax"
     assert reason(parse_dicom(dicom_variant(good, Rows=65))) == "pixel_length_mismatch"
+
+
+def _waveform() -> bytes:
+    """pydicom's own 12-lead ECG waveform file: no Pixel Data (as its IOD says), a header of 291 KB."""
+    return Path(get_testdata_file("waveform_ecg.dcm")).read_bytes()
+
+
+def test_non_image_storage_classes_need_no_pixel_data_and_a_long_header_is_read_whole() -> None:
+    good = next(iter(corpus_files("dicom").values()))
+    secondary = dicom_variant(good, PixelData=None, SOPClassUID="1.2.840.10008.5.1.4.1.1.7")  # Secondary Capture Image
+    assert reason(parse_dicom(secondary)) == "missing_pixel_data"
+    waveform = _waveform()
+    assert isinstance(parse_dicom(waveform), dict)
+    # Its header runs past the prefix the pipeline reads first, and the prefix cuts a sequence item (pydicom
+    # raises on it): that reads as a cut header, so the caller judges the whole file, not as malformed.
+    assert len(waveform) > 2 * HEADER_PREFIX_BYTES
+    assert reason(parse_dicom(waveform[:HEADER_PREFIX_BYTES], size=len(waveform))) == "truncated_dicom"
+
+
+def test_a_dataset_read_once_gets_the_verdict_of_reading_the_file() -> None:
+    good = next(iter(corpus_files("dicom").values()))
+    ds = pydicom.dcmread(io.BytesIO(good))
+    ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.1.99"
+    deflated = io.BytesIO()
+    ds.save_as(deflated, enforce_file_format=True)
+    cases = {
+        "good": good,
+        "not dicom": b"plain text, not dicom",
+        "truncated": good[: len(good) // 2],
+        "no pixels": dicom_variant(good, PixelData=None),
+        "wrong geometry": dicom_variant(good, Rows=65),
+        "no modality": dicom_variant(good, Modality=None),
+        "deflated": deflated.getvalue(),
+        "waveform": _waveform(),
+    }
+    verdicts = set()
+    for name, data in cases.items():
+        dataset = read_whole(data)
+        if name != "truncated":  # (pydicom reads a cut pixel value as a short one)
+            assert (dataset is None) == (name in ("not dicom", "deflated")), name
+        raw_before = None if dataset is None else dict(dataset._dict)
+        once, twice = check_dicom(data, dataset=dataset), check_dicom(data)
+        assert once == twice, name
+        verdicts.add(reason(once))
+        if dataset is not None:  # judged without converting a value: the byte-copying writer still copies them
+            assert dataset._dict == raw_before, name
+    assert len(verdicts) >= 6  # the cases reach different verdicts: the comparison is not vacuous
 
 
 def test_note_and_table_parsers_name_each_defect() -> None:

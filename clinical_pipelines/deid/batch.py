@@ -30,7 +30,7 @@ from clinical_pipelines.deid.outputs import OutputFolder, OutputFolderError
 __all__ = ["BatchSummary", "NotesPool", "NotesSummary", "OutputFolderError", "deidentify_dicom_folder",
            "deidentify_notes_folder"]  # fmt: skip
 from clinical_pipelines.deid.pseudonyms import Pseudonymizer
-from clinical_pipelines.validate.dicom import ParseFailure
+from clinical_pipelines.validate.dicom import ParseFailure, read_whole
 from clinical_pipelines.validate.items import check_dicom, check_note
 
 if TYPE_CHECKING:  # imported in the workers only: Presidio and spaCy take seconds to import
@@ -164,14 +164,15 @@ def _deid_one(job: tuple[str, str]) -> FileOutcome:
     data = _read(Path(source))
     if data is None:
         return FileOutcome(relative, 0, refused="unreadable_input")
-    header = check_dicom(data)
+    dataset = read_whole(data)  # read once: judged as the pipeline judges it, then de-identified
+    header = check_dicom(data, dataset=dataset)
     if isinstance(header, ParseFailure):
         return FileOutcome(relative, len(data), refused=header.reason)
     try:
         if state.findings is not None:
-            out, _, findings = state.findings.deidentify(data)
+            out, _, findings = state.findings.deidentify(data, dataset=dataset)
         else:
-            out, findings = state.dicom.deidentify_bytes(data)[0], Counter()
+            out, findings = state.dicom.deidentify_bytes(data, dataset=dataset)[0], Counter()
     except DeidRejected as rejected:
         return FileOutcome(relative, len(data), refused=rejected.reason)
     except Exception:  # whatever one file does, the batch goes on; the type alone could quote nothing

@@ -154,14 +154,16 @@ class DicomDeidentifier:
 
     # -- whole files -------------------------------------------------------------------
     def deidentify_bytes(
-        self, data: bytes, *, before: Callable[[Dataset], object] | None = None
+        self, data: bytes, *, before: Callable[[Dataset], object] | None = None, dataset: Dataset | None = None
     ) -> tuple[bytes, DicomDeidReport]:
         """De-identify a Part 10 file; pixel data bytes are carried over untouched unless the policy cleans them.
 
         ``before``, when given, is called with the dataset as read, before the profile changes it.
+        ``dataset``: pydicom's reading of all of ``data`` with its values still raw, when the caller has
+        one (it is then de-identified in place instead of reading ``data`` again).
         """
         try:
-            ds = pydicom.dcmread(io.BytesIO(data))
+            ds = dataset if dataset is not None else pydicom.dcmread(io.BytesIO(data))
         except Exception as exc:  # messages may quote values
             raise DeidRejected("malformed_dicom", f"pydicom could not read the file ({type(exc).__name__})") from None
         try:

@@ -113,16 +113,19 @@ class DicomFindings:
         """The identifying strings of ``original``, read before it is de-identified (saves reading it twice)."""
         return identifiers_in(original, self.actions, kept=self.kept)
 
-    def deidentify(self, data: bytes) -> tuple[bytes, DicomDeidReport, Counter[str]]:
+    def deidentify(self, data: bytes, *, dataset: Dataset | None = None) -> tuple[bytes, DicomDeidReport, Counter[str]]:
         """De-identify ``data`` with the deidentifier and return (output, report, findings in the output).
 
         The original is read once: its identifiers are taken from the dataset the deidentifier reads,
-        before it changes it. Raises what :meth:`DicomDeidentifier.deidentify_bytes` raises.
+        before it changes it (``dataset``, when the caller already read all of ``data``). Raises what
+        :meth:`DicomDeidentifier.deidentify_bytes` raises.
         """
-        out, report, hits, texts = self.deidentify_deferred(data)
+        out, report, hits, texts = self.deidentify_deferred(data, dataset=dataset)
         return out, report, +(hits + self.reanalysed(texts))
 
-    def deidentify_deferred(self, data: bytes) -> tuple[bytes, DicomDeidReport, Counter[str], tuple[str, ...]]:
+    def deidentify_deferred(
+        self, data: bytes, *, dataset: Dataset | None = None
+    ) -> tuple[bytes, DicomDeidReport, Counter[str], tuple[str, ...]]:
         """As :meth:`deidentify`, without the re-analysis: (output, report, findings of the searches that need
         no analyzer, the output's text values for :meth:`reanalysed`). A worker process that has no analyzer
         loaded returns these, and the process holding the analyzer finishes the findings."""
@@ -135,7 +138,7 @@ class DicomFindings:
             if raw is not None and getattr(raw, "length", 0xFFFFFFFF) != 0xFFFFFFFF:
                 pixels.append(raw.length)
 
-        out, report = self.deidentifier.deidentify_bytes(data, before=read)
+        out, report = self.deidentifier.deidentify_bytes(data, before=read, dataset=dataset)
         hits, texts = self.searched(data, out, identifiers=identifiers, pixel_length=pixels[0] if pixels else None)
         return out, report, hits, texts
 

@@ -40,6 +40,17 @@ class ParseFailure:
 
 
 def _requires_pixels(sop_class_uid: str) -> bool:
+    """Whether instances of this storage SOP class are images (Pixel Data required).
+
+    A class pydicom's UID dictionary names is an image when its name says so ("CT Image Storage");
+    waveforms, structured reports, RT plans, presentation states... are not. A storage class the
+    dictionary does not know is judged as an image unless it is one of the known non-image families.
+    """
+    from pydicom.uid import UID_dictionary
+
+    known = UID_dictionary.get(sop_class_uid)
+    if known is not None and sop_class_uid.startswith(_IMAGE_SOP_PREFIXES):
+        return "Image Storage" in known[0]
     return sop_class_uid.startswith(_IMAGE_SOP_PREFIXES) and not any(
         sop_class_uid.startswith(p) for p in _NON_IMAGE_SOP
     )
@@ -200,7 +211,24 @@ def _date(text: str) -> datetime.datetime | None:
         return None
 
 
-def parse_dicom(data: bytes, size: int | None = None, *, limits: Limits | None = None) -> dict[str, Any] | ParseFailure:
+def read_whole(data: bytes) -> Any | None:
+    """pydicom's reading of all of ``data`` (pixel data included, values left raw), to be judged by
+    :func:`parse_dicom` and then de-identified without reading the file twice; None when ``data`` names
+    the deflated transfer syntax (its inflated size must be judged before anything inflates it) or
+    pydicom cannot read it (:func:`parse_dicom` then says why)."""
+    if _DEFLATED.encode() in data[:HEADER_SCAN_BYTES]:
+        return None
+    import pydicom
+
+    try:
+        return pydicom.dcmread(io.BytesIO(data))
+    except Exception:  # parse_dicom reads it again and names the reason
+        return None
+
+
+def parse_dicom(
+    data: bytes, size: int | None = None, *, limits: Limits | None = None, dataset: Any | None = None
+) -> dict[str, Any] | ParseFailure:
     """Header fields of one DICOM file (no pixel values), or why it cannot be accepted.
 
     ``data`` may be just the start of a file of ``size`` bytes that holds its header: values
@@ -213,6 +241,9 @@ def parse_dicom(data: bytes, size: int | None = None, *, limits: Limits | None =
     rows x columns x samples x frames x bits allocated / 8 (rounded up to even). The declared
     geometry is bounded by ``limits.max_pixel_bytes`` for every syntax, RLE included, before
     anything is decoded (``geometry_too_large``); the inflated size by ``limits.max_inflated_bytes``.
+
+    ``dataset``: :func:`read_whole`'s reading of all of ``data``, when the caller has one; it is judged
+    instead of reading ``data`` again, and left as it was (values are read raw, never converted).
     """
     limits = limits or Limits()
     import pydicom
@@ -228,10 +259,16 @@ def parse_dicom(data: bytes, size: int | None = None, *, limits: Limits | None =
         if isinstance(inflated, ParseFailure):
             return inflated
     try:
-        ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=partial)
+        ds = (
+            dataset
+            if dataset is not None and not partial
+            else pydicom.dcmread(io.BytesIO(data), stop_before_pixels=partial)
+        )
     except InvalidDicomError:
         return ParseFailure("not_dicom", "no DICOM Part 10 preamble/file meta")
     except Exception as exc:  # pydicom raises many types on corrupt input; messages may quote values
+        if partial:
+            return _CUT  # an element cut by the prefix reads as corrupt: judge the whole file instead
         return ParseFailure("malformed_dicom", f"pydicom could not read the file ({type(exc).__name__})")
     meta = getattr(ds, "file_meta", None)
     syntax = str(getattr(meta, "TransferSyntaxUID", "") or "")

@@ -58,14 +58,20 @@ def _judged(parsed: dict[str, Any] | ParseFailure, rules: Sequence[Rule]) -> dic
     return parsed
 
 
-def check_dicom(data: bytes, limits: Limits | None = None) -> dict[str, Any] | ParseFailure:
+def check_dicom(
+    data: bytes, limits: Limits | None = None, *, dataset: Any | None = None
+) -> dict[str, Any] | ParseFailure:
     """One DICOM file judged as the pipeline's validation stage judges it: its header, or why it is refused.
 
     Like the pipeline, a large file is judged from its first :data:`HEADER_PREFIX_BYTES` when they hold
-    the whole header (pixel data by its declared length), else from all of it.
+    the whole header (pixel data by its declared length), else from all of it. ``dataset``: pydicom's
+    reading of all of ``data`` (:func:`~clinical_pipelines.validate.dicom.read_whole`), when the caller
+    has one: judged as all of the file, without reading it again (the verdict is the same).
     """
     parsed = None
-    if len(data) > HEADER_PREFIX_BYTES:
+    if dataset is not None:
+        parsed = parse_dicom(data, limits=limits, dataset=dataset)
+    elif len(data) > HEADER_PREFIX_BYTES:
         parsed = parse_dicom(data[:HEADER_PREFIX_BYTES], size=len(data), limits=limits)
         if isinstance(parsed, ParseFailure) and parsed.reason == "truncated_dicom":
             parsed = None  # the header runs past the prefix: read the whole file
