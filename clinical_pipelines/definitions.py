@@ -10,6 +10,7 @@ from __future__ import annotations
 import dagster as dg
 
 from clinical_pipelines.defs import curate, deid, ingest, training, validate
+from clinical_pipelines.defs.executor import step_executor
 from clinical_pipelines.defs.resources import resources_for
 from clinical_pipelines.defs.skipped_modalities import quiet_skipped_check_warnings
 from clinical_pipelines.settings import Settings
@@ -23,7 +24,9 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     quiet_skipped_check_warnings()
     curated = curate.defs_for(settings.specs_dir)  # one asset per dataset spec in the configured folder
     ready = training.defs_for(settings.specs_dir)  # training-ready shards of each curated dataset
-    return dg.Definitions.merge(*STAGES, curated, ready, dg.Definitions(resources=resources_for(settings)))
+    return dg.Definitions.merge(
+        *STAGES, curated, ready, dg.Definitions(resources=resources_for(settings), executor=step_executor)
+    )
 
 
 defs = build_definitions()

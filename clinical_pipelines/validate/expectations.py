@@ -71,6 +71,12 @@ def _silence_gx() -> None:
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
 
 
+def import_gx() -> None:
+    """Import Great Expectations (seconds, once per process) without building a context."""
+    _silence_gx()
+    import great_expectations.expectations  # noqa: F401
+
+
 @functools.lru_cache(maxsize=32)
 def _prepared(suite_name: str, rules: tuple[Rule, ...]) -> tuple[Any, Any]:
     """An ephemeral GX context's batch definition and suite for ``rules``, built once per process.
