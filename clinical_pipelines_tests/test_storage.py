@@ -143,6 +143,21 @@ def test_local_write_is_atomic_no_temp_left_visible(tmp_path: Path) -> None:
     assert [p for p in (tmp_path / "root").rglob("*") if p.is_file()] == []
 
 
+def test_local_open_write_publishes_only_a_complete_file(tmp_path: Path) -> None:
+    store = LocalObjectStore(tmp_path / "root", fsync=True)
+    with store.open_write("training/x/shard-000000.tar") as out:
+        out.write(b"a" * 700_000)
+        assert store.head("training/x/shard-000000.tar") is None  # nothing visible while it is written
+        out.write(b"b" * 10)
+    assert read_all(store, "training/x/shard-000000.tar") == b"a" * 700_000 + b"b" * 10
+    with pytest.raises(RuntimeError), store.open_write("training/x/shard-000001.tar") as out:
+        out.write(b"c" * 2_000_000)
+        raise RuntimeError("the build failed half way")
+    assert store.head("training/x/shard-000001.tar") is None
+    files = sorted(p.relative_to(tmp_path / "root").as_posix() for p in (tmp_path / "root").rglob("*") if p.is_file())
+    assert files == ["training/x/shard-000000.tar"]  # no temp file left
+
+
 def test_s3_write_once_is_enforced_by_the_bucket(s3_store: S3ObjectStore) -> None:
     # The precondition lives server-side: a second client with no local state is refused too.
     s3_store.put_bytes("raw/obj", b"a", write_once=True)

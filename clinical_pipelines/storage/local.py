@@ -6,6 +6,7 @@ import contextlib
 import ctypes
 import errno
 import fcntl
+import io
 import os
 import secrets
 import stat
@@ -278,6 +279,31 @@ class LocalObjectStore:
             with contextlib.suppress(FileNotFoundError):  # gone when it was renamed into place
                 os.unlink(tmp)
         return ObjectInfo(key=key, size=size, last_modified=mtime)
+
+    @contextlib.contextmanager
+    def open_write(self, key: str) -> Iterator[BinaryIO]:
+        """Write ``key`` through a file: its bytes go into a locked temp file of this store, which is published
+        atomically (after an fsync when the store fsyncs) when the block ends without an exception.
+
+        On an exception nothing is published and the temp file is removed. Nothing is copied: the file written
+        is the file published (what :meth:`put_stream` would copy from a caller's own temp file).
+        """
+        path = self._path(key)
+        self._ensure_folder(self._tmp_dir)
+        tmp = self._tmp_dir / f"{_BORN_LOCKED}{secrets.token_hex(8)}"
+        raw = self._create_temp(tmp)
+        out = io.BufferedWriter(raw, buffer_size=1 << 20)  # tar headers are 512 bytes: no syscall for each
+        try:
+            yield out
+            out.flush()
+            if self._fsync:
+                os.fsync(raw.fileno())
+            self._publish_into(tmp, path, key, False)
+        finally:
+            with contextlib.suppress(Exception):  # a half-written temp file is removed below either way
+                out.close()
+            with contextlib.suppress(FileNotFoundError):  # gone when it was renamed into place
+                os.unlink(tmp)
 
     def put_bytes(self, key: str, data: bytes, *, write_once: bool = False) -> ObjectInfo:
         """Write a small value atomically; see :meth:`put_stream`."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
@@ -177,14 +178,19 @@ def ordered_rows(version: CuratedVersion) -> dict[str, list[ObjectRow]]:
 
 
 class _ShardSink:
-    """Accumulates samples of one split into temp-file shards of a target size and uploads each one (checked
-    against the shard's sha256 while it is uploaded)."""
+    """Accumulates samples of one split into shards of a target size and stores each one.
+
+    A store that can be written through a file (``open_write``: the local store) gets each shard written straight
+    into its own temp file, published when the shard is complete: no copy. Any other store (S3) gets the shard
+    from a local temp file, checked against the shard's sha256 while it is uploaded.
+    """
 
     def __init__(self, store: ObjectStore, version: CuratedVersion, split: str, target: int, work_dir: str | None):
         self.store, self.version, self.split, self.target, self.work_dir = store, version, split, target, work_dir
         self.shards: list[ShardEntry] = []
         self.bytes_written = 0
         self._file: BinaryIO | None = None
+        self._direct: contextlib.AbstractContextManager[BinaryIO] | None = None
         self._tar: TarStreamWriter | None = None
         self._samples: list[SampleEntry] = []
 
@@ -192,8 +198,12 @@ class _ShardSink:
         return training_shard_key(self.version.dataset, self.version.version_id, self.split, len(self.shards))
 
     def _open(self) -> None:
-        # An anonymous temp file: a killed build leaves nothing behind (a file in the store would stay until swept).
-        self._file = tempfile.TemporaryFile(dir=self.work_dir, prefix="cp-shard-")  # noqa: SIM115 (closed in flush)
+        open_write = getattr(self.store, "open_write", None)
+        if open_write is not None:
+            self._direct = open_write(self._key())
+            self._file = self._direct.__enter__()
+        else:
+            self._file = tempfile.TemporaryFile(dir=self.work_dir, prefix="cp-shard-")  # noqa: SIM115 (closed in flush)
         self._tar = TarStreamWriter(self._file)
 
     def add(self, sample: EncodedSample) -> None:
@@ -219,25 +229,32 @@ class _ShardSink:
         digest = self._tar.close()
         size = self._tar.offset
         key = self._key()
-        try:
-            self._file.flush()
-            self._file.seek(0)
-            reader = _HashingReader(self._file)
+        if self._direct is not None:
+            direct, self._direct = self._direct, None
+            direct.__exit__(None, None, None)  # publishes
+        else:
+            try:
+                self._file.flush()
+                self._file.seek(0)
+                reader = _HashingReader(self._file)
 
-            def verify() -> None:
-                if reader.hash.hexdigest() != digest:
-                    raise OSError(f"shard {key} changed on local disk before upload")
+                def verify() -> None:
+                    if reader.hash.hexdigest() != digest:
+                        raise OSError(f"shard {key} changed on local disk before upload")
 
-            self.store.put_stream(key, reader, verify=verify)  # type: ignore[arg-type]
-        finally:
-            self._file.close()
+                self.store.put_stream(key, reader, verify=verify)  # type: ignore[arg-type]
+            finally:
+                self._file.close()
         self.shards.append(ShardEntry(key, self.split, digest, size, tuple(self._samples)))
         self.bytes_written += size
         self._file, self._tar, self._samples = None, None, []
 
-    def abort(self) -> None:
-        """Drop the open shard: nothing of it is published, its temp file is closed (and so removed)."""
-        if self._file is not None:
+    def abort(self, error: BaseException) -> None:
+        """Drop the open shard: nothing of it is published, its temp file is removed."""
+        if self._direct is not None:
+            direct, self._direct = self._direct, None
+            direct.__exit__(type(error), error, error.__traceback__)
+        elif self._file is not None:
             self._file.close()
         self._file, self._tar, self._samples = None, None, []
 
@@ -260,7 +277,8 @@ def build_training_shards(
     manifest gave them. Shards close before exceeding ``shard_target_bytes`` (a lone larger sample gets
     a shard of its own). The same manifest always gives byte-identical shards and index. The index is
     written last, so its presence means the build is complete; an existing index is reused unless
-    ``rebuild``. Temp files go to ``work_dir`` (default: the system temp folder, ``TMPDIR``). Objects
+    ``rebuild``. A local store gets each shard written in place (its own temp file, renamed when complete); for
+    any other store, shards are staged in ``work_dir`` (default: the system temp folder, ``TMPDIR``). Objects
     are read by ``workers`` threads; samples are decoded by ``processes`` warm worker processes (default:
     the CPU count, at most 4; 1 decodes in this process, as does any split of fewer than
     :data:`PROCESS_MIN_SAMPLES`); either way the shards are byte for byte the same.
@@ -309,8 +327,8 @@ def build_training_shards(
                 bytes_read += row.size
                 sink.add(sample)
             sink.flush()
-        except BaseException:
-            sink.abort()
+        except BaseException as error:
+            sink.abort(error)
             raise
         shards.extend(sink.shards)
         bytes_written += sink.bytes_written
