@@ -15,7 +15,9 @@ generator (canaries as labels), (b) presidio-evaluator's ``PresidioSentenceFaker
 (c) the hand-written notes of ``clinical_pipelines_tests/data/notes``, (d) ``notes_heldout`` (written without sight
 of the engine, a development set since its misses were read), (e) and (f) the held-out hand-written notes of
 ``notes_heldout2`` and ``notes_heldout3`` (written without sight of the engine or of the other sets; see
-``notes_eval``), and (g) ``notes_dev``, written to be read while developing (no unbiased figure).
+``notes_eval``), (g) ``notes_dev``, written to be read while developing (no unbiased figure), and (h) the
+i2b2 2014 example notes that ``philter-ucsf`` ships (real notes with surrogate identifiers, i2b2's own tags; held
+out: their misses are not read).
 """
 
 from __future__ import annotations
@@ -102,6 +104,8 @@ def notes_quality(patients: int, faker_sentences: int) -> None:
         sets["(g) development notes (clinical_pipelines_tests/data/notes_dev)"] = (
             notes_eval.handwritten_notes(notes_eval.DEV_DIR)
         )
+    if i2b2 := notes_eval.i2b2_notes():  # real notes, surrogate identifiers, i2b2's tags: held out (misses unread)
+        sets["(h) i2b2 2014 example notes shipped in philter-ucsf (held out)"] = i2b2
     ours = NoteDeidentifier(Pseudonymizer(KEY))
     presidio = notes_eval.out_of_the_box_presidio()
     for title, notes in sets.items():

@@ -1,12 +1,13 @@
 """Labelled note sets and span-level scoring for notes de-identification (used by tests and benchmarks).
 
-Three sources of labelled text, each as :class:`EvalNote` (plain text, identifier labels, phrases that
+Four sources of labelled text, each as :class:`EvalNote` (plain text, identifier labels, phrases that
 must survive):
 
 - :func:`handwritten_notes`: the hand-written notes in ``clinical_pipelines_tests/data/notes/``
   (inline markup ``[[KIND:text]]`` for identifiers, ``{{text}}`` for clinical phrases to keep);
 - :func:`faker_notes`: ``presidio-evaluator``'s ``PresidioSentenceFaker`` sentences (its spans are the labels);
-- :func:`synth_notes`: the project's own generator, with its canaries as labels.
+- :func:`synth_notes`: the project's own generator, with its canaries as labels;
+- :func:`i2b2_notes`: i2b2's tagged example notes as ``philter-ucsf`` ships them.
 
 :func:`score` counts a labelled identifier as recalled only when every word token in it (letters or
 digits, length >= 2) lies inside a replaced span: a name token left beside ``[NAME]`` is a miss.
@@ -116,6 +117,48 @@ FAKER_KINDS: dict[str, str | None] = {
     "TITLE": None,  # job titles
     "NRP": None,  # nationality, religion, political group
 }
+
+
+#: i2b2 2014 de-identification tag types -> our kinds; None: tagged but no Safe Harbor identifier.
+I2B2_KINDS: dict[str, str | None] = {
+    "PATIENT": "NAME", "DOCTOR": "NAME", "USERNAME": "NAME",
+    "DATE": "DATE", "AGE": "AGE",  # only ages over 89 are PHI (checked per value)
+    "MEDICALRECORD": "ID", "IDNUM": "ID", "DEVICE": "ID", "HEALTHPLAN": "ID", "BIOID": "ID", "ACCOUNT": "ID",
+    "LICENSE": "ID", "VEHICLE": "ID",
+    "PHONE": "PHONE", "FAX": "PHONE", "EMAIL": "EMAIL", "URL": "URL", "IPADDR": "IP",
+    "HOSPITAL": "LOCATION", "STREET": "LOCATION", "CITY": "LOCATION", "STATE": "LOCATION", "ZIP": "LOCATION",
+    "LOCATION-OTHER": "LOCATION",
+    "COUNTRY": None, "ORGANIZATION": None, "PROFESSION": None,
+}  # fmt: skip
+
+
+def i2b2_notes() -> list[EvalNote]:
+    """The i2b2 2014 de-identification notes that ``philter-ucsf`` ships as its example (``data/i2b2_xml``): real
+    clinical notes with surrogate identifiers, tagged by i2b2's annotators; [] when the package is not installed.
+
+    Neither written nor labelled by this project. A date that is a year alone is no Safe Harbor identifier.
+    """
+    import importlib.util
+    import xml.etree.ElementTree as ET
+
+    spec = importlib.util.find_spec("philter_ucsf")
+    if spec is None or spec.origin is None:
+        return []
+    notes = []
+    for path in sorted((Path(spec.origin).parent / "data" / "i2b2_xml").glob("*.xml")):
+        root = ET.parse(path).getroot()
+        text = root.findtext("TEXT") or ""
+        labels = []
+        for tag in root.find("TAGS") or ():
+            kind = I2B2_KINDS.get(tag.get("TYPE", ""), "LOCATION" if tag.tag == "LOCATION" else None)
+            start, end = int(tag.get("start", 0)), int(tag.get("end", 0))
+            value = text[start:end]
+            phi = kind is not None and not (kind == "DATE" and re.fullmatch(r"'?\d{2,4}", value.strip()))
+            if kind == "AGE":
+                phi = value.strip().isdigit() and int(value) > 89
+            labels.append(Label(kind or tag.get("TYPE", tag.tag), start, end, phi=phi))
+        notes.append(EvalNote(path.stem, text, labels))
+    return notes
 
 
 class _FixedNow(datetime.datetime):

@@ -190,7 +190,8 @@ def test_clinical_recognizers(deid, text, expected) -> None:
 
 def test_parse_date_round_trips_format() -> None:
     for value in ("2024-03-05", "03/05/2024", "3/5/24", "March 5, 2024", "5 Mar 2024", "Mar 5 2024",
-                  "Sept. 5, 2024", "5th of March, 2024", "MARCH 05, 2024"):  # fmt: skip
+                  "Sept. 5, 2024", "5th of March, 2024", "MARCH 05, 2024", "06/2068", "3-2024", "Nov 2067",
+                  "March, 2068", "3/69"):  # fmt: skip
         parsed = parse_date(value)
         assert parsed is not None, value
         date, render = parsed

@@ -50,6 +50,22 @@ def test_the_presidio_evaluator_set_is_the_same_from_run_to_run() -> None:
     assert [n.text for n in notes_eval.faker_notes(120, seed=4)] != [n.text for n in first]
 
 
+def test_the_i2b2_example_notes_are_read_with_their_own_tags() -> None:
+    import importlib.util
+    import xml.etree.ElementTree as ET
+    from pathlib import Path
+
+    notes = notes_eval.i2b2_notes()
+    assert len(notes) == 5  # philter-ucsf is installed by make (requirements-eval.lock)
+    spec = importlib.util.find_spec("philter_ucsf")  # (not imported: its own code needs nltk)
+    folder = Path(spec.origin).parent / "data" / "i2b2_xml"
+    for note in notes:
+        tags = list(ET.parse(folder / f"{note.name}.xml").getroot().find("TAGS"))
+        assert [note.text[lab.start : lab.end] for lab in note.labels] == [t.get("text") for t in tags]
+    kinds = {lab.kind for note in notes for lab in note.labels if lab.phi}
+    assert {"NAME", "DATE", "ID"} <= kinds
+
+
 def test_markup_is_stripped_into_text_and_labels() -> None:
     note = notes_eval.parse_markup("x", "Seen by [[NAME:Ann Lee]] on [[DATE:Apr 13th]]; {{Murphy sign}} negative.")
     assert note.text == "Seen by Ann Lee on Apr 13th; Murphy sign negative."

@@ -10,11 +10,11 @@ from __future__ import annotations
 import random
 import re
 
-from presidio_analyzer.predefined_recognizers import UrlRecognizer
+from presidio_analyzer.predefined_recognizers import PhoneRecognizer, UrlRecognizer
 
 from clinical_pipelines.deid.notes import NoteDeidentifier, _standalone_occurrences
 from clinical_pipelines.deid.pseudonyms import Pseudonymizer
-from clinical_pipelines.deid.recognizers import WindowedUrlRecognizer
+from clinical_pipelines.deid.recognizers import WindowedPhoneRecognizer, WindowedUrlRecognizer
 
 _URL_PIECES = [
     "see", "https://portal.example.org/records?id=7", "www.clinic-north.com", "'http://a.b.co.uk/x'", "(www.x.net)",
@@ -39,6 +39,34 @@ def test_windowed_url_recognizer_finds_what_presidios_finds() -> None:
     assert sum(len(_found(whole, t)) for t in texts) > 400  # the texts do hold URLs
     for text in texts:
         assert _found(windowed, text) == _found(whole, text), text
+
+
+_PHONE_PIECES = [
+    "call", "617-555-0134", "(617) 555 0134", "+1-912-490-4047x96669", "001-712-484-3088x6091", "ext.", "ext 12",
+    "x", "#4", "+44 20 7946 0958", "020 7946 0958", "0151 496 0123", "+49 30 901820", "555-0134", "ph:", "tel.",
+    "extension 204", "(555)", "12", "2024-01-05", "\n", ",", " ", "BP 120/80", "+353 1 234 5678",
+]
+
+
+def test_windowed_phone_recognizer_finds_what_presidios_finds_extensions_included() -> None:
+    """Windows are cut around runs of digits: a number's extension ("x6091") must not be cut off by one."""
+    whole, windowed = PhoneRecognizer(), WindowedPhoneRecognizer()
+    rnd = random.Random(3)
+    texts = ["".join(rnd.choice([" ", "", ", "]) + rnd.choice(_PHONE_PIECES) for _ in range(rnd.randint(1, 12)))
+             for _ in range(300)]  # fmt: skip
+    found = 0
+    for text in texts:
+        expected = sorted((r.start, r.end, r.score) for r in whole.analyze(text, ["PHONE_NUMBER"]))
+        assert sorted((r.start, r.end, r.score) for r in windowed.analyze(text, ["PHONE_NUMBER"])) == expected, text
+        found += len(expected)
+    assert found > 300
+
+
+def test_a_longer_match_cut_by_a_stronger_one_is_written_as_one_placeholder() -> None:
+    engine = NoteDeidentifier(Pseudonymizer(b"fast paths test secret, 32+ bytes long"))
+    for number in ("+1-912-490-4047x96669", "001-712-484-3088x6091", "0339567377x22", "+31900 593817x22"):
+        result = engine.deidentify(f"Ph: {number} (cell)")
+        assert result.text == "Ph: [PHONE] (cell)", result.text
 
 
 def test_standalone_occurrences_match_the_regular_expression() -> None:

@@ -187,6 +187,20 @@ def test_yearless_dates_in_date_positions_are_shifted(deid) -> None:
     assert (parse_date(moved[1])[0] - first) == datetime.timedelta(days=4)  # type: ignore[index]
 
 
+def test_a_month_and_year_without_a_day_is_a_date_and_is_shifted(deid) -> None:
+    """Month and year are an element of a date (Safe Harbor): removed and shifted in their own format."""
+    text = "Colonoscopy 06/2068 was normal. HbA1c 7.2 (4/2069). Seen in Nov 2067. Statin stopped 1/68."
+    out = _out(deid, text)
+    for value in ("06/2068", "4/2069", "Nov 2067", "1/68"):
+        assert value not in out
+    shifted = re.findall(r"\b\d{1,2}/(?:\d{4}|\d{2})\b|\b[A-Z][a-z]{2} \d{4}\b", out)
+    assert len(shifted) == 4 and all(parse_date(d) is not None for d in shifted), out
+    _assert_kept(_out(deid, "Pain 3/10. EF 55/60. Dilution 1/50. GCS 3/15."), "3/10", "55/60", "1/50", "3/15")
+    # Shifted by whole months, at least one: a shift of a few days cannot leave the month and year as written.
+    for key in (f"MRN{n:07d}" for n in range(40)):
+        assert "06/2068" not in deid.deidentify("Colonoscopy 06/2068.", patient_key=key).text, key
+
+
 def test_fractions_doses_scores_and_blood_pressure_are_no_dates(deid) -> None:
     text = "BP 118/76. Take 1/2 tab nightly. Strength 4/5 on the left. Murmur 3/6. Pain 6/10. GCS 3/15 on arrival."
     out = _out(deid, text)

@@ -644,4 +644,33 @@ def _resolve_overlaps(text: str, results: list[RecognizerResult]) -> list[Recogn
             if s < e:
                 kept.append(RecognizerResult(entity, s, e, r.score, recognition_metadata=r.recognition_metadata))
                 bisect.insort(covered, (s, e))
-    return sorted(kept, key=lambda r: r.start)
+    return _join_touching(sorted(kept, key=lambda r: r.start))
+
+
+def _join_touching(results: list[RecognizerResult]) -> list[RecognizerResult]:
+    """Spans with fixed placeholders that touch (one ends where the next starts, inside one token) joined into one,
+    of the higher-scored span's type.
+
+    A longer match cut by a stronger one ("+1-912-490-4047" inside "+1-912-490-4047x96669") leaves its remainder
+    as a piece of its own, and a piece of another recognizer may take the rest of the token: one identifier,
+    written as one ``[PHONE]``, not ``[PHONE][PHONE]`` or ``[PHONE][ID]``. Spans whose replacement is computed
+    from the value (dates, MRNs, ages) are left as they are.
+    """
+    from presidio_analyzer import RecognizerResult
+
+    joined: list[RecognizerResult] = []
+    for r in results:
+        last = joined[-1] if joined else None
+        if (
+            last is not None
+            and last.end == r.start
+            and last.entity_type in REPLACEMENTS
+            and r.entity_type in REPLACEMENTS
+        ):
+            lead = r if r.score > last.score else last
+            joined[-1] = RecognizerResult(
+                lead.entity_type, last.start, r.end, lead.score, recognition_metadata=lead.recognition_metadata
+            )
+            continue
+        joined.append(r)
+    return joined

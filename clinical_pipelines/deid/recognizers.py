@@ -468,7 +468,9 @@ class WindowedPhoneRecognizer(PhoneRecognizer):
     that hold six or more digits: the same numbers, without the matcher walking the whole note once per region."""
 
     MIN_DIGITS = 6
-    MARGIN = 4
+    #: Text kept on each side of a run of digits: the matcher reads an extension (", ext. 1234567") as part of the
+    #: number and judges a candidate by the characters around it, so a narrower window can cut one or change it.
+    MARGIN = 24
 
     def analyze(
         self, text: str, entities: list[str], nlp_artifacts: NlpArtifacts | None = None
@@ -773,13 +775,20 @@ DATE_PATTERNS: dict[str, re.Pattern[str]] = {
     # Without a year (the month written with a capital, so "may 2" is not a date): Apr 13th, 20 September
     "month_day": _rx(rf"\b(?=[A-Z]){_MONTH_RX}[ \t]+(?P<d>\d{{1,2}}){_ORD}\b(?![.,:/]?\d)"),
     "day_month": _rx(rf"\b(?P<d>\d{{1,2}}){_ORD}(?P<of>[ \t]+of)?[ \t]+(?=[A-Z]){_MONTH_RX}\b"),
+    # A month and a year, no day (a date element all the same): 06/2068, 3-2024, Nov 2067, March, 2024
+    "month_year": _rx(r"(?<![\d/\-.])(?P<m>1[0-2]|0?[1-9])(?P<sep>[/\-])(?P<y>(?:19|20)\d{2})(?![\d/\-]|\.\d)"),
+    "mon_year": _rx(rf"\b(?=[A-Z]){_MONTH_RX}(?P<comma>,?)[ \t]+(?P<y>(?:19|20)\d{{2}})\b(?![.,:/\-]?\d)"),
 }
+#: The day given to a date written without one (month and year): mid-month, so a shift of a few days keeps the month.
+_NO_DAY = 15
 #: Month/day without a year ("11/19", "6/7"): parsed and shifted like other dates, but only recognised in a date
 #: position (a date word just before it, or a time of day just after), never after a dose or a score.
 YEARLESS_PATTERNS: dict[str, re.Pattern[str]] = {
     "md": _rx(r"(?<![\d/\-.:])(?P<m>1[0-2]|0?[1-9])(?P<sep>/)(?P<d>3[01]|[12]\d|0?[1-9])(?![\d/]|[.,:]\d)"),
     # Day first where the day cannot be a month ("14/11", "28/2": British and European usage)
     "dm": _rx(r"(?<![\d/\-.:])(?P<d>3[01]|2\d|1[3-9])(?P<sep>/)(?P<m>1[0-2]|0?[1-9])(?![\d/]|[.,:]\d)"),
+    # Month and two-digit year where the year cannot be a day ("3/69", "11/58"): as ambiguous as a month/day
+    "my": _rx(r"(?<![\d/\-.:])(?P<m>1[0-2]|0?[1-9])(?P<sep>/)(?P<y>3[2-9]|[4-9]\d)(?![\d/]|[.,:]\d)"),
 }
 _MD_PLAIN = r"(?:1[0-2]|0?[1-9])/(?:3[01]|[12]\d|0?[1-9])(?![\d/]|[.,:]\d)"
 _RANGE_TO = r"[ \t]*(?:-|\u2013|to|through|thru)[ \t]*"
@@ -848,17 +857,37 @@ def parse_date(text: str) -> tuple[datetime.date, Callable[[datetime.date], str]
             continue
         g = m.groupdict()
         try:
-            month = int(g["m"]) if kind in ("iso", "mdy", "md", "dm") else _month_number(g["month"])
-            value = datetime.date(_year(g["y"]) if g.get("y") else _NO_YEAR, month, int(g["d"]))
+            month = int(g["m"]) if kind in _NUMERIC_MONTH else _month_number(g["month"])
+            day = int(g["d"]) if g.get("d") else _NO_DAY
+            value = datetime.date(_year(g["y"]) if g.get("y") else _NO_YEAR, month, day)
         except (ValueError, StopIteration):
             return None
         return value, _renderer(kind, g)
     return None
 
 
+_NUMERIC_MONTH = frozenset({"iso", "mdy", "md", "dm", "my", "month_year"})
+_MONTH_YEAR = frozenset({"my", "month_year", "mon_year"})
+
+
+def _shifted_month(g: dict[str, str], kind: str, d: datetime.date) -> datetime.date:
+    """The month a month-and-year date moves to when its mid-month anchor moved to ``d``: the shift rounded to
+    whole months, and at least one month for any shift, so the original month and year never survive."""
+    month = int(g["m"]) if kind in _NUMERIC_MONTH else _month_number(g["month"])
+    anchor = datetime.date(_year(g["y"]), month, _NO_DAY)
+    days = (d - anchor).days
+    months = round(days / 30.4375) or (1 if days > 0 else -1 if days < 0 else 0)
+    index = anchor.year * 12 + anchor.month - 1 + months
+    return datetime.date(index // 12, index % 12 + 1, _NO_DAY)
+
+
 def _renderer(kind: str, g: dict[str, str]) -> Callable[[datetime.date], str]:
     def render(d: datetime.date) -> str:
+        if kind in _MONTH_YEAR:
+            d = _shifted_month(g, kind, d)
         y = "" if not g.get("y") else f"{d.year:04d}" if len(g["y"]) == 4 else f"{d.year % 100:02d}"
+        if kind in ("my", "month_year"):
+            return f"{_pad(d.month, g['m'], numeric=True)}{g['sep']}{y}"
         if kind == "iso":
             return f"{y}{g['sep']}{_pad(d.month, g['m'], numeric=True)}{g['sep']}{_pad(d.day, g['d'], numeric=True)}"
         if kind == "md":
@@ -868,6 +897,8 @@ def _renderer(kind: str, g: dict[str, str]) -> Callable[[datetime.date], str]:
         if kind == "mdy":
             return f"{_pad(d.month, g['m'], numeric=True)}{g['sep']}{_pad(d.day, g['d'], numeric=True)}{g['sep']}{y}"
         month = _render_month(d.month, g["month"]) + g["dot"]
+        if kind == "mon_year":
+            return f"{month}{g['comma']} {y}"
         day = _pad(d.day, g["d"], numeric=False) + (_ordinal(d.day) if g.get("ord") else "")
         if kind == "d_mon_y":
             return f"{_pad(d.day, g['d'], numeric=True)}{g['sep']}{month}{g['sep']}{y}"
@@ -938,6 +969,7 @@ def yearless_date_recognizer() -> RegexRecognizer:
         [
             RegexPattern("month/day", _rx(md + _NOT_A_DATE_AFTER), 0.3, 0, valid),
             RegexPattern("day/month", _rx(YEARLESS_PATTERNS["dm"].pattern + _NOT_A_DATE_AFTER), 0.3, 0, valid),
+            RegexPattern("month/year", _rx(YEARLESS_PATTERNS["my"].pattern + _NOT_A_DATE_AFTER), 0.3, 0, valid),
             # "on the 24th", "since the 3rd": a day of the month named alone (replaced, there is no month to shift)
             RegexPattern(
                 "day of the month",
