@@ -184,7 +184,9 @@ def instance_at(home: Path) -> Iterator[Any]:
     import dagster as dg
 
     home.mkdir(parents=True, exist_ok=True)
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    from clinical_pipelines.local_instance import prepare_home
+
+    prepare_home(home)  # the instance `clinical-pipelines run` keeps beside a data folder
     instance = dg.DagsterInstance.from_config(str(home))
     try:
         yield instance

@@ -108,7 +108,9 @@ def sensor_tick(pending: int, work: Path) -> None:
           f"at most {MAX_DROPS_PER_TICK} registered per tick; SQLite instance storage")  # fmt: skip
     home = work / "dagster"
     home.mkdir()
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    from clinical_pipelines.local_instance import prepare_home
+
+    prepare_home(home)  # the instance `clinical-pipelines run` keeps beside a data folder
     instance = dg.DagsterInstance.from_config(str(home))
     resources = {
         "object_store": ObjectStoreResource(url=store.url),

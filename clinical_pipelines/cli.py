@@ -107,12 +107,9 @@ def _instance_for(data_dir: Path):
     import dagster as dg
 
     if not os.environ.get("DAGSTER_HOME"):
-        home = data_dir / ".dagster"
-        home.mkdir(parents=True, exist_ok=True)
-        config = home / "dagster.yaml"
-        if not config.exists():
-            config.write_text("telemetry:\n  enabled: false\n")
-        os.environ["DAGSTER_HOME"] = str(home)
+        from clinical_pipelines.local_instance import prepare_home
+
+        os.environ["DAGSTER_HOME"] = str(prepare_home(data_dir / ".dagster"))
     return dg.DagsterInstance.get()
 
 
