@@ -13,8 +13,9 @@ from clinical_pipelines_tests.corpus import put_drops, small_corpus
 from clinical_pipelines_tests.test_pipeline import BIN, _env, settings_for
 
 
-def test_dicom_only_landing_run_succeeds_and_says_no_matching_objects(tmp_path: Path) -> None:
+def test_dicom_only_landing_run_succeeds_and_says_no_matching_objects(tmp_path: Path, monkeypatch) -> None:
     env = _env(tmp_path)
+    monkeypatch.setenv("DAGSTER_HOME", env["DAGSTER_HOME"])  # the instance's dagster.yaml names its home by it
     settings = settings_for(tmp_path)
     drops, _ = small_corpus()
     dicom_only = [d for d in drops if {f.modality for f in d.files} == {"dicom"}][:1]
