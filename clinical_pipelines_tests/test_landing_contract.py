@@ -258,6 +258,20 @@ def test_without_unnamed_files_a_temp_named_before_its_lock_is_swept_only_once_o
     assert sorted(p.name for p in work.iterdir()) == [".cp-tmp-N-young"]
 
 
+def test_without_proc_the_store_names_its_temp_files_before_locking_them(tmp_path: Path, monkeypatch) -> None:
+    from clinical_pipelines.storage import local
+
+    monkeypatch.setattr(local, "_tmpfile_works", [True])
+    monkeypatch.setattr(local, "_PROC_FD", str(tmp_path / "no-proc-here"))  # a sandbox without /proc
+    store = LocalObjectStore(tmp_path / "data", fsync=False)
+    store.put_bytes("raw/a", b"written all the same")
+    assert read_all(store, "raw/a") == b"written all the same"
+    assert local._tmpfile_works == [False]  # found out once, then the other way for the rest of the process
+    store.put_bytes("raw/b", b"and again")
+    assert read_all(store, "raw/b") == b"and again"
+    assert list((tmp_path / "data" / ".cp-tmp-work").iterdir()) == []
+
+
 def test_an_old_unkeyed_data_folder_is_refused_with_one_line(tmp_path: Path) -> None:
     env = _env(tmp_path)
     old = tmp_path / "data" / "raw" / "objects" / "sha256" / "ab"

@@ -36,15 +36,34 @@ _LOCKED_LATE = f"{_TMP_PREFIX}N-"
 _tmpfile_works = [True]  # cleared once this process finds its file system without O_TMPFILE
 
 
+_PROC_FD = "/proc/self/fd"
+# What linking an unnamed file fails with where the system cannot do it (no /proc, a file system or sandbox
+# that refuses the link); the caller then names its temp files before locking them.
+_CANNOT_NAME = frozenset({errno.EXDEV, errno.EPERM, errno.EOPNOTSUPP, errno.ENOSYS, errno.EACCES})
+
+
+class _UnnamedFilesUnsupported(Exception):
+    """This process cannot give an ``O_TMPFILE`` file a name."""
+
+
 def _name_unnamed(fd: int, path: Path) -> None:
     """Give the unnamed (``O_TMPFILE``) file open as ``fd`` the name ``path``.
 
     ``linkat(AT_SYMLINK_FOLLOW)`` of its ``/proc/self/fd`` entry, as open(2) describes (Python's
     ``os.link`` calls plain ``link``, which does not follow that link, unless given a ``src_dir_fd``).
+    Raises :class:`_UnnamedFilesUnsupported` where ``/proc`` is absent or the link is refused; any other
+    error (the folder removed meanwhile: ``FileNotFoundError``) as it is.
     """
-    proc = os.open("/proc/self/fd", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        proc = os.open(_PROC_FD, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        raise _UnnamedFilesUnsupported from None
     try:
         os.link(str(fd), path, src_dir_fd=proc, follow_symlinks=True)
+    except OSError as exc:
+        if exc.errno in _CANNOT_NAME:
+            raise _UnnamedFilesUnsupported from None
+        raise
     finally:
         os.close(proc)
 
@@ -356,10 +375,14 @@ class LocalObjectStore:
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX)
                     _name_unnamed(fd, tmp)
+                except _UnnamedFilesUnsupported:
+                    os.close(fd)
+                    _tmpfile_works[0] = False  # no /proc, or the link refused: name files first from now on
                 except BaseException:
                     os.close(fd)
                     raise
-                return open(fd, "wb", buffering=0, closefd=True)
+                else:
+                    return open(fd, "wb", buffering=0, closefd=True)
         late = tmp.with_name(tmp.name.replace(_BORN_LOCKED, _LOCKED_LATE, 1))
         out = open(late, "xb", buffering=0)  # noqa: SIM115 (returned to the caller's with)
         fcntl.flock(out.fileno(), fcntl.LOCK_EX)
