@@ -10,6 +10,7 @@ write is never touched: a folder whose runs are kept per run stays that way (its
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 MARKER = "# written by clinical-pipelines for the instance beside a data folder; rewritten when the folder moves\n"
@@ -17,11 +18,11 @@ MARKER = "# written by clinical-pipelines for the instance beside a data folder;
 
 def instance_yaml(home: Path) -> str:
     """The ``dagster.yaml`` of the instance in ``home`` (an absolute path is written)."""
-    base = str(home.resolve())
+    base = str(home.resolve())  # JSON's string form is YAML's double-quoted form: any path stays one string
     return (
         f"{MARKER}telemetry:\n  enabled: false\n"
         "event_log_storage:\n  module: dagster._core.storage.event_log\n"
-        f"  class: ConsolidatedSqliteEventLogStorage\n  config:\n    base_dir: {base!r}\n"
+        f"  class: ConsolidatedSqliteEventLogStorage\n  config:\n    base_dir: {json.dumps(base)}\n"
     )
 
 

@@ -862,7 +862,7 @@ def parse_date(text: str) -> tuple[datetime.date, Callable[[datetime.date], str]
             value = datetime.date(_year(g["y"]) if g.get("y") else _NO_YEAR, month, day)
         except (ValueError, StopIteration):
             return None
-        return value, _renderer(kind, g)
+        return value, _renderer(kind, g, value)
     return None
 
 
@@ -870,21 +870,19 @@ _NUMERIC_MONTH = frozenset({"iso", "mdy", "md", "dm", "my", "month_year"})
 _MONTH_YEAR = frozenset({"my", "month_year", "mon_year"})
 
 
-def _shifted_month(g: dict[str, str], kind: str, d: datetime.date) -> datetime.date:
-    """The month a month-and-year date moves to when its mid-month anchor moved to ``d``: the shift rounded to
-    whole months, and at least one month for any shift, so the original month and year never survive."""
-    month = int(g["m"]) if kind in _NUMERIC_MONTH else _month_number(g["month"])
-    anchor = datetime.date(_year(g["y"]), month, _NO_DAY)
+def _shifted_month(anchor: datetime.date, d: datetime.date) -> datetime.date:
+    """The month a month-and-year date moves to when its mid-month ``anchor`` moved to ``d``: the shift rounded
+    to whole months, and at least one month for any shift, so the original month and year never survive."""
     days = (d - anchor).days
     months = round(days / 30.4375) or (1 if days > 0 else -1 if days < 0 else 0)
     index = anchor.year * 12 + anchor.month - 1 + months
     return datetime.date(index // 12, index % 12 + 1, _NO_DAY)
 
 
-def _renderer(kind: str, g: dict[str, str]) -> Callable[[datetime.date], str]:
+def _renderer(kind: str, g: dict[str, str], parsed: datetime.date) -> Callable[[datetime.date], str]:
     def render(d: datetime.date) -> str:
         if kind in _MONTH_YEAR:
-            d = _shifted_month(g, kind, d)
+            d = _shifted_month(parsed, d)
         y = "" if not g.get("y") else f"{d.year:04d}" if len(g["y"]) == 4 else f"{d.year % 100:02d}"
         if kind in ("my", "month_year"):
             return f"{_pad(d.month, g['m'], numeric=True)}{g['sep']}{y}"

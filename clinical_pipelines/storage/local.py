@@ -33,9 +33,7 @@ _TMP_DIR = f"{_TMP_PREFIX}work"
 # A temp file's name says whether it was already locked when it got that name (see ``_create_temp``).
 _BORN_LOCKED = f"{_TMP_PREFIX}L-"
 _LOCKED_LATE = f"{_TMP_PREFIX}N-"
-_tmpfile_works = [True]  # cleared once this process finds its file system without O_TMPFILE
-
-
+_tmpfile_works = [True]  # cleared once this process finds it cannot create unnamed files (see _unnamed_locked_temp)
 _PROC_FD = "/proc/self/fd"
 # What linking an unnamed file fails with where the system cannot do it (no /proc, a file system or sandbox
 # that refuses the link); the caller then names its temp files before locking them.
@@ -44,6 +42,31 @@ _CANNOT_NAME = frozenset({errno.EXDEV, errno.EPERM, errno.EOPNOTSUPP, errno.ENOS
 
 class _UnnamedFilesUnsupported(Exception):
     """This process cannot give an ``O_TMPFILE`` file a name."""
+
+
+def _unnamed_locked_temp(tmp: Path) -> BinaryIO | None:
+    """``tmp`` created unnamed (``O_TMPFILE``), locked, then named; None (and never again in this process)
+    where the file system or system cannot do that."""
+    flags = getattr(os, "O_TMPFILE", 0)
+    try:
+        if not flags:
+            raise _UnnamedFilesUnsupported
+        try:
+            fd = os.open(tmp.parent, flags | os.O_WRONLY, 0o666)
+        except OSError as exc:
+            if exc.errno in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):
+                raise _UnnamedFilesUnsupported from None
+            raise
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            _name_unnamed(fd, tmp)
+        except BaseException:
+            os.close(fd)
+            raise
+    except _UnnamedFilesUnsupported:
+        _tmpfile_works[0] = False
+        return None
+    return open(fd, "wb", buffering=0, closefd=True)
 
 
 def _name_unnamed(fd: int, path: Path) -> None:
@@ -363,26 +386,9 @@ class LocalObjectStore:
 
     @staticmethod
     def _create_locked_temp(tmp: Path) -> BinaryIO:
-        flags = getattr(os, "O_TMPFILE", 0)
-        if flags and _tmpfile_works[0]:
-            try:
-                fd = os.open(tmp.parent, flags | os.O_WRONLY, 0o666)
-            except OSError as exc:
-                if exc.errno not in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):
-                    raise
-                _tmpfile_works[0] = False  # this file system has no unnamed files: name them first
-            else:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX)
-                    _name_unnamed(fd, tmp)
-                except _UnnamedFilesUnsupported:
-                    os.close(fd)
-                    _tmpfile_works[0] = False  # no /proc, or the link refused: name files first from now on
-                except BaseException:
-                    os.close(fd)
-                    raise
-                else:
-                    return open(fd, "wb", buffering=0, closefd=True)
+        out = _unnamed_locked_temp(tmp) if _tmpfile_works[0] else None
+        if out is not None:
+            return out
         late = tmp.with_name(tmp.name.replace(_BORN_LOCKED, _LOCKED_LATE, 1))
         out = open(late, "xb", buffering=0)  # noqa: SIM115 (returned to the caller's with)
         fcntl.flock(out.fileno(), fcntl.LOCK_EX)
