@@ -57,9 +57,9 @@ def main() -> None:
 
     import dagster as dg
 
-    from clinical_pipelines.landing.samples import write_corpus
     from clinical_pipelines.settings import Settings
     from clinical_pipelines.synth import SynthCorpus
+    from clinical_pipelines.synth.landing import write_corpus
 
     work = Path(tempfile.mkdtemp(prefix="bench-dev-"))
     home, data, keys = work / "dagster_home", work / "data", work / "keys"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from clinical_pipelines.curate.spec import load_specs
 from clinical_pipelines.defs import curate, deid, ingest, training, validate
 from clinical_pipelines.defs.executor import step_executor
 from clinical_pipelines.defs.resources import resources_for
@@ -22,8 +23,9 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     """Every stage's definitions, bound to resources built from ``settings`` (default: the environment)."""
     settings = settings or Settings.from_env()
     quiet_skipped_check_warnings()
-    curated = curate.defs_for(settings.specs_dir)  # one asset per dataset spec in the configured folder
-    ready = training.defs_for(settings.specs_dir)  # training-ready shards of each curated dataset
+    specs = load_specs(settings.specs_dir)  # parsed once; a bad spec fails loading with its file and line
+    curated = curate.defs_for(specs)  # one asset per dataset spec in the configured folder
+    ready = training.defs_for(specs)  # training-ready shards of each curated dataset
     return dg.Definitions.merge(
         *STAGES, curated, ready, dg.Definitions(resources=resources_for(settings), executor=step_executor)
     )

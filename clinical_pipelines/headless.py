@@ -1,4 +1,5 @@
-"""Process whatever complete drops sit in landing, through every stage, without the UI or daemon.
+"""Process whatever complete drops sit in landing, through every stage, without the UI or daemon:
+``process_drop`` per drop, then the ``datasets`` job (curated versions and their shards).
 
 The same definitions, jobs and Dagster instance as the UI: runs show up there
 afterwards when ``DAGSTER_HOME`` points at the same instance.
@@ -12,10 +13,11 @@ from dataclasses import dataclass, field
 import dagster as dg
 
 from clinical_pipelines.definitions import build_definitions
-from clinical_pipelines.defs.curate.headless import CurateRun, run_curate
+from clinical_pipelines.defs.datasets import CURATED_GROUP, TRAINING_GROUP, datasets_job
 from clinical_pipelines.defs.ingest.assets import raw_key
 from clinical_pipelines.defs.ingest.jobs import process_drop_job, reject_landing_job
 from clinical_pipelines.defs.partitions import drops_partitions
+from clinical_pipelines.defs.run_config import QUIET, reject_run_config
 from clinical_pipelines.landing.discovery import discover_drops, parse_partition_key, partition_key
 from clinical_pipelines.landing.manifest import MODALITIES
 from clinical_pipelines.raw.zone import RawZone
@@ -23,8 +25,6 @@ from clinical_pipelines.runlock import is_alive, process_identity
 from clinical_pipelines.settings import Settings
 
 PARTITION_BATCH = 500
-# Runs still log everything to the event log (the UI shows it); the terminal gets warnings only.
-QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 # Every run this module starts carries these tags: who started it (to tell a killed run from a live
 # one) and, once a later run found it dead, that it was interrupted. Embedded runs have no daemon to
 # monitor them, so a `kill -9` leaves them STARTED for ever unless the next `run` closes them.
@@ -128,6 +128,35 @@ class DropOutcome:
 
 
 @dataclass
+class CuratedOutcome:
+    """One curated dataset after the curate run: its version (None when nothing matched) and figures."""
+
+    dataset: str
+    version: int | None = None
+    version_id: str | None = None
+    new_version: bool = False
+    objects: int = 0
+    bytes: int = 0
+    patients: int = 0
+    manifest: str | None = None
+    quality_failed: tuple[str, ...] = ()
+    shards: int = 0  # training-ready shards of the version
+    samples_per_split: dict[str, int] | None = None
+    index: str | None = None
+    skipped: str | None = None  # why no version was built this run ("no matching objects")
+
+
+@dataclass
+class CurateRun:
+    """The curate run: its id, success, and one outcome per dataset."""
+
+    run_id: str | None
+    success: bool
+    datasets: list[CuratedOutcome]
+    error: str | None = None
+
+
+@dataclass
 class HeadlessSummary:
     """What :func:`process_landing` did."""
 
@@ -169,8 +198,43 @@ def _outcome(key: str, result: dg.ExecuteInProcessResult) -> DropOutcome:
     return outcome
 
 
+def run_curate(defs: dg.Definitions, instance: dg.DagsterInstance, *, tags: dict[str, str] | None = None) -> CurateRun:
+    """Run the ``datasets`` job in this process (every curated version, then its shards); one outcome per
+    dataset, and datasets that selected nothing have no version."""
+    job = defs.resolve_job_def(datasets_job.name)
+    keys = job.asset_layer.executable_asset_keys if job.asset_layer else set()
+    names = sorted(k.path[-1] for k in keys if k.path[0] == CURATED_GROUP)
+    if not names:
+        return CurateRun(None, True, [])
+    result = job.execute_in_process(run_config=QUIET, instance=instance, raise_on_error=False, tags=tags)
+    outcomes = {name: CuratedOutcome(name) for name in names}
+    for event in result.get_asset_materialization_events():
+        mat = event.step_materialization_data.materialization
+        meta = {k: v.value for k, v in mat.metadata.items()}
+        outcome = outcomes[mat.asset_key.path[-1]]
+        if mat.asset_key.path[0] == TRAINING_GROUP:
+            outcome.shards, outcome.index = int(meta["shards"]), str(meta["index"])  # type: ignore[arg-type]
+            outcome.samples_per_split = dict(meta["samples_per_split"])  # type: ignore[arg-type]
+            continue
+        outcome.version, outcome.version_id = int(meta["version"]), str(meta["version_id"])  # type: ignore[arg-type]
+        outcome.new_version = bool(meta["new_version"])
+        outcome.objects, outcome.bytes = int(meta["object_count"]), int(meta["bytes"])  # type: ignore[arg-type]
+        outcome.patients, outcome.manifest = int(meta["patients"]), str(meta["manifest"])  # type: ignore[arg-type]
+    for evaluation in result.get_asset_check_evaluations():
+        if evaluation.asset_key.path[0] != CURATED_GROUP:
+            continue
+        if not evaluation.passed:
+            outcomes[evaluation.asset_key.path[-1]].quality_failed += (evaluation.check_name,)
+        skipped = evaluation.metadata.get("skipped")
+        if skipped is not None:
+            outcomes[evaluation.asset_key.path[-1]].skipped = str(skipped.value)
+    failures = [e for e in result.all_events if e.is_step_failure]
+    error = failures[0].message if failures else None
+    return CurateRun(result.run_id, result.success, [outcomes[n] for n in names], error)
+
+
 def process_landing(settings: Settings, instance: dg.DagsterInstance) -> HeadlessSummary:
-    """Run ``process_drop`` for every complete drop not yet processed, then the curate job.
+    """Run ``process_drop`` for every complete drop not yet processed, then the ``datasets`` job.
 
     A drop counts as processed once its raw stage is materialized, unless the run that did it was
     interrupted (its process killed): runs a killed ``run`` left unfinished are closed as failed
@@ -190,12 +254,8 @@ def process_landing(settings: Settings, instance: dg.DagsterInstance) -> Headles
     found = discover_drops(store, names=raw.names, known=done, first_seen={}, now=time.time())
     unsafe = sorted(r.prefix_hash for r in found.rejections if r.reason == "unsafe_name")
     if unsafe:
-        config = {
-            **QUIET,
-            "ops": {"reject_landing_folders": {"config": {"folder_ids": unsafe, "reason": "unsafe_name"}}},
-        }
         defs.resolve_job_def(reject_landing_job.name).execute_in_process(
-            run_config=config, instance=instance, tags=tags
+            run_config=reject_run_config(unsafe, "unsafe_name"), instance=instance, tags=tags
         )
         summary.rejected_folders = len(unsafe)
     # Known drops whose drop.json changed since they were ingested: run them again, so the change is

@@ -6,9 +6,9 @@ import functools
 from collections.abc import Iterable
 from pathlib import Path
 
-from clinical_pipelines.landing.writer import write_drop
 from clinical_pipelines.storage import ObjectStore
 from clinical_pipelines.synth import SynthCorpus, SynthDrop
+from clinical_pipelines.synth.landing import put_drop
 
 
 @functools.cache
@@ -27,7 +27,7 @@ def small_corpus(seed: int = 11) -> tuple[list[SynthDrop], tuple[str, ...]]:
 def put_drops(store: ObjectStore, drops: Iterable[SynthDrop]) -> None:
     """Upload drops to landing the way a source would (files, then drop.json)."""
     for drop in drops:
-        write_drop(store, drop.source, drop.drop_id, {f.path: f.data for f in drop.files})
+        put_drop(store, drop)
 
 
 def find_planted(blobs: Iterable[tuple[str, bytes]], planted: Iterable[str]) -> list[tuple[str, str]]:

@@ -17,8 +17,7 @@ import pytest
 from clinical_pipelines.catalog.repository import Catalog
 from clinical_pipelines.curate.manifest import load_manifest
 from clinical_pipelines.definitions import build_definitions
-from clinical_pipelines.defs.curate.headless import run_curate
-from clinical_pipelines.headless import HeadlessSummary, process_landing
+from clinical_pipelines.headless import HeadlessSummary, process_landing, run_curate
 from clinical_pipelines.settings import Settings
 from clinical_pipelines.storage.base import read_all
 from clinical_pipelines_tests.corpus import files_under, find_planted, put_drops, small_corpus

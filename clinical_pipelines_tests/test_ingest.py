@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from clinical_pipelines.landing.samples import FAULTY_SOURCE, write_faulty_drops
 from clinical_pipelines.landing.writer import write_drop
 from clinical_pipelines.quarantine import Quarantine
 from clinical_pipelines.raw.ingest import DropIngestor, DropNotFound
@@ -17,6 +16,7 @@ from clinical_pipelines.raw.zone import DropConflict, RawZone
 from clinical_pipelines.storage import ObjectStore, read_all
 from clinical_pipelines.storage.keys import KeyRing
 from clinical_pipelines.storage.local import LocalObjectStore
+from clinical_pipelines.synth.landing import FAULTY_SOURCE, write_faulty_drops
 from clinical_pipelines_tests.corpus import find_planted, put_drops, small_corpus
 
 

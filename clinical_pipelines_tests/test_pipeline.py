@@ -16,10 +16,10 @@ import pytest
 from clinical_pipelines.definitions import build_definitions
 from clinical_pipelines.defs.ingest.assets import raw_key
 from clinical_pipelines.landing.manifest import MODALITIES
-from clinical_pipelines.landing.samples import FAULTY_SOURCE, write_faulty_drops
 from clinical_pipelines.landing.writer import write_drop
 from clinical_pipelines.settings import Settings
 from clinical_pipelines.storage.local import LocalObjectStore
+from clinical_pipelines.synth.landing import FAULTY_SOURCE, write_faulty_drops
 from clinical_pipelines.version import code_version
 from clinical_pipelines_tests.conftest import make_bucket
 from clinical_pipelines_tests.corpus import files_under, find_planted, put_drops, small_corpus

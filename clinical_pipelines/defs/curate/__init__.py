@@ -1,14 +1,13 @@
-"""Stage 4: de-identified → curated. One asset per dataset spec, a quality check, the curate job."""
-
-from pathlib import Path
+"""Stage 4: de-identified → curated. One asset per dataset spec, a quality check, the datasets job."""
 
 import dagster as dg
 
+from clinical_pipelines.curate.spec import DatasetSpec
 from clinical_pipelines.defs.curate.assets import curated_assets
-from clinical_pipelines.defs.curate.jobs import curate_job, datasets_automation
+from clinical_pipelines.defs.datasets import datasets_automation, datasets_job
 
 
-def defs_for(specs_dir: Path) -> dg.Definitions:
-    """The curated assets of every spec in ``specs_dir``, the job that builds them (and their shards) and
+def defs_for(specs: list[DatasetSpec]) -> dg.Definitions:
+    """The curated asset of every dataset spec, the job that builds them (and their shards) and
     the automation sensor that runs it."""
-    return dg.Definitions(assets=curated_assets(specs_dir), jobs=[curate_job], sensors=[datasets_automation])
+    return dg.Definitions(assets=curated_assets(specs), jobs=[datasets_job], sensors=[datasets_automation])

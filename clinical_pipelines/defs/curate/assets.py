@@ -6,8 +6,8 @@ from pathlib import Path
 import dagster as dg
 
 from clinical_pipelines.curate.build import BuildResult
-from clinical_pipelines.curate.spec import DatasetSpec, load_specs
-from clinical_pipelines.defs.curate.jobs import CURATED_GROUP
+from clinical_pipelines.curate.spec import DatasetSpec
+from clinical_pipelines.defs.datasets import CURATED_GROUP
 from clinical_pipelines.defs.deid.assets import DEID_MODALITIES, deidentified_key
 from clinical_pipelines.defs.resources import CatalogResource, ObjectStoreResource
 from clinical_pipelines.zones import curated_provenance_key
@@ -111,6 +111,6 @@ def _build(spec: DatasetSpec) -> dg.AssetsDefinition:
     return _curated
 
 
-def curated_assets(specs_dir: Path) -> list[dg.AssetsDefinition]:
-    """One asset per spec in ``specs_dir`` (a bad spec fails loading with its file and line)."""
-    return [_build(spec) for spec in load_specs(specs_dir)]
+def curated_assets(specs: list[DatasetSpec]) -> list[dg.AssetsDefinition]:
+    """One asset per dataset spec."""
+    return [_build(spec) for spec in specs]

@@ -8,6 +8,7 @@ import dagster as dg
 from clinical_pipelines.defs.ingest.jobs import process_drop_job, reject_landing_job
 from clinical_pipelines.defs.partitions import drops_partitions
 from clinical_pipelines.defs.resources import KeyRingResource, LandingSettingsResource, ObjectStoreResource
+from clinical_pipelines.defs.run_config import QUIET, reject_run_config
 from clinical_pipelines.landing.discovery import Discovery, discover_drops, parse_partition_key, partition_key
 from clinical_pipelines.raw.zone import RawZone
 
@@ -46,7 +47,8 @@ def landing_tick(
     )
     new_keys = [partition_key(s, d) for s, d in found.complete[:MAX_DROPS_PER_TICK]]
     run_requests = [
-        dg.RunRequest(run_key=f"drop:{key}", partition_key=key, job_name=process_drop_job.name) for key in new_keys
+        dg.RunRequest(run_key=f"drop:{key}", partition_key=key, job_name=process_drop_job.name, run_config=QUIET)
+        for key in new_keys
     ]
     ordered = sorted(known)
     offset = int(state.get("recheck_offset", 0)) % len(ordered) if ordered else 0
@@ -60,6 +62,7 @@ def landing_tick(
                     run_key=f"drop:{key}:resent:{changed.size}:{changed.last_modified}:{changed.etag}",
                     partition_key=key,
                     job_name=process_drop_job.name,
+                    run_config=QUIET,
                     tags={"clinical_pipelines/resent_drop": "true"},
                 )
             )
@@ -69,7 +72,7 @@ def landing_tick(
             dg.RunRequest(
                 run_key=f"reject:{reason}:{','.join(hashes)}",
                 job_name=reject_landing_job.name,
-                run_config={"ops": {"reject_landing_folders": {"config": {"folder_ids": hashes, "reason": reason}}}},
+                run_config=reject_run_config(hashes, reason),
                 tags={"clinical_pipelines/rejected_folders": str(len(hashes))},
             )
         )

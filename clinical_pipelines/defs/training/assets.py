@@ -1,13 +1,12 @@
 """Training-ready assets: shards + index of the latest curated version, with reader metrics as metadata."""
 
 import hashlib
-from pathlib import Path
 
 import dagster as dg
 
-from clinical_pipelines.curate.spec import load_specs
+from clinical_pipelines.curate.spec import DatasetSpec
 from clinical_pipelines.defs.curate.assets import curated_key
-from clinical_pipelines.defs.curate.jobs import TRAINING_GROUP
+from clinical_pipelines.defs.datasets import TRAINING_GROUP
 from clinical_pipelines.defs.resources import ObjectStoreResource, TrainingResource
 from clinical_pipelines.storage import ObjectStore, read_all
 from clinical_pipelines.version import code_version
@@ -91,6 +90,6 @@ def training_asset(dataset: str) -> dg.AssetsDefinition:
     return _training
 
 
-def training_assets(specs_dir: Path) -> list[dg.AssetsDefinition]:
-    """One training-ready asset per curated dataset spec in ``specs_dir``."""
-    return [training_asset(spec.name) for spec in load_specs(specs_dir)]
+def training_assets(specs: list[DatasetSpec]) -> list[dg.AssetsDefinition]:
+    """One training-ready asset per curated dataset spec."""
+    return [training_asset(spec.name) for spec in specs]

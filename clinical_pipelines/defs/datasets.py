@@ -1,4 +1,5 @@
-"""The job that builds curated versions and their training-ready shards, and the automation that runs it."""
+"""The ``datasets`` job (curated versions, then their training-ready shards), the automation sensor that
+runs it, and the two asset groups it covers."""
 
 import dagster as dg
 
@@ -6,8 +7,8 @@ CURATED_GROUP = "curated"
 TRAINING_GROUP = "training"
 DATASET_GROUPS = dg.AssetSelection.groups(CURATED_GROUP, TRAINING_GROUP)
 
-curate_job = dg.define_asset_job(
-    name="curate",
+datasets_job = dg.define_asset_job(
+    name="datasets",
     selection=DATASET_GROUPS,
     description="Builds a new version of every curated dataset whose de-identified inputs or spec changed, "
     "then the training-ready shards of each new version.",

@@ -1,4 +1,5 @@
-"""Put a synthetic corpus into a landing zone, optionally with drops that exercise every quarantine path."""
+"""Put a synthetic corpus into a landing zone the way a source would, optionally with drops that exercise
+every quarantine path. Test and sample data only: no engine imports this."""
 
 from __future__ import annotations
 
@@ -24,13 +25,18 @@ class Written:
     bytes: int = 0
 
 
+def put_drop(store: ObjectStore, drop: SynthDrop) -> None:
+    """Upload one drop to landing the way a source would: its files, then its drop.json."""
+    write_drop(store, drop.source, drop.drop_id, {f.path: f.data for f in drop.files})
+
+
 def write_corpus(store: ObjectStore, corpus: SynthCorpus, *, faults: bool = False) -> Written:
     """Write every drop of ``corpus`` (files first, drop.json last); with ``faults``, broken drops too."""
     written = Written()
     imaging: SynthDrop | None = None
     clinical: SynthDrop | None = None
     for drop in corpus.iter_drops():
-        write_drop(store, drop.source, drop.drop_id, {f.path: f.data for f in drop.files})
+        put_drop(store, drop)
         written.drops += 1
         written.files += len(drop.files)
         written.bytes += sum(len(f.data) for f in drop.files)

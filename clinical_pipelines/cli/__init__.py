@@ -1,0 +1,33 @@
+"""The ``clinical-pipelines`` command line: one module per command group, each importing only what its
+commands need when they run, so ``clinical-pipelines --help`` imports no Dagster, GX or Presidio."""
+
+from __future__ import annotations
+
+import click
+
+from clinical_pipelines.cli import catalog, deid, quarantine, run, synth, versions
+from clinical_pipelines.cli._common import config_errors, fail
+
+
+class _Main(click.Group):
+    """The top-level group: a configuration error in any command is one line naming the variable or file
+    and the fix, exit status 2, never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except config_errors() as exc:
+            fail(" ".join(str(exc).split()))
+
+
+@click.group(cls=_Main)
+@click.version_option(package_name="clinical-pipelines")
+def main() -> None:
+    """Governed, versioned, training-ready clinical datasets."""
+
+
+for _module in (synth, run, quarantine, deid, catalog, versions):
+    for _command in _module.COMMANDS:
+        main.add_command(_command)
+
+__all__ = ["main"]
