@@ -19,7 +19,7 @@ from clinical_pipelines.defs.ingest.jobs import process_drop_job, reject_landing
 from clinical_pipelines.defs.partitions import drops_partitions
 from clinical_pipelines.defs.run_config import QUIET, reject_run_config
 from clinical_pipelines.landing.discovery import discover_drops, parse_partition_key, partition_key
-from clinical_pipelines.landing.manifest import MODALITIES
+from clinical_pipelines.modalities import DROP_MODALITIES
 from clinical_pipelines.raw.zone import RawZone
 from clinical_pipelines.runlock import is_alive, process_identity
 from clinical_pipelines.settings import Settings
@@ -250,7 +250,7 @@ def process_landing(settings: Settings, instance: dg.DagsterInstance) -> Headles
     store = settings.open_store()
     raw = RawZone(store, settings.keyring())
     # a drop is ingested once any raw modality is materialized: only the modalities it holds are
-    done = {key for modality in MODALITIES for key in instance.get_materialized_partitions(raw_key(modality))}
+    done = {key for modality in DROP_MODALITIES for key in instance.get_materialized_partitions(raw_key(modality))}
     found = discover_drops(store, names=raw.names, known=done, first_seen={}, now=time.time())
     unsafe = sorted(r.prefix_hash for r in found.rejections if r.reason == "unsafe_name")
     if unsafe:

@@ -43,10 +43,10 @@ Environment variables (a contract: keep the names):
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from clinical_pipelines.limits import Limits
 from clinical_pipelines.storage.keys import ENV_MASTER_KEY, KeyRing, load_keyring
@@ -79,14 +79,66 @@ class SettingsError(ValueError):
     """The configuration is inconsistent or unsafe."""
 
 
-def _default_key_dir(env: Mapping[str, str]) -> Path:
+@dataclass(frozen=True)
+class Variable:
+    """One setting: the field it fills, the environment variable that sets it, how its text is read, and its
+    default (a value, or a function of the environment and the fields resolved before it)."""
+
+    field: str
+    name: str
+    kind: Callable[[str], Any]
+    default: Any
+
+    def resolve(self, override: object, env: Mapping[str, str], resolved: Mapping[str, Any]) -> Any:
+        """The override if given (``0`` included), else the variable if set and not empty, else the default."""
+        raw = override if override is not None and override != "" else env.get(self.name) or None
+        if raw is None:
+            return self.default(env, resolved) if callable(self.default) else self.default
+        try:
+            return self.kind(str(raw))
+        except ValueError:
+            expected = "a number" if self.kind in (int, float) else "a path"
+            raise SettingsError(f"{self.name} must be {expected}, got {str(raw)[:32]!r}; fix or unset it") from None
+
+
+def _path(text: str) -> Path:
+    return Path(text).absolute()
+
+
+def _default_key_dir(env: Mapping[str, str], _resolved: Mapping[str, Any]) -> Path:
     base = env.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
     return Path(base) / "clinical-pipelines" / "keys"
 
 
+def _default_workers(_env: Mapping[str, str], _resolved: Mapping[str, Any]) -> int:
+    return min(4, os.cpu_count() or 1)
+
+
+# The one table of settings, in resolution order (a default may use the fields above it).
+VARIABLES: tuple[Variable, ...] = (
+    Variable("env", ENV, str, "local"),
+    Variable("data_dir", ENV_DATA_DIR, _path, lambda env, r: _path(DEFAULT_DATA_DIR)),
+    Variable("store_url", ENV_STORE_URL, str, lambda env, r: str(r["data_dir"])),
+    Variable("s3_endpoint_url", ENV_S3_ENDPOINT_URL, str, None),
+    Variable("key_dir", ENV_KEY_DIR, _path, lambda env, r: _default_key_dir(env, r).absolute()),
+    Variable("stale_after_hours", ENV_STALE_AFTER_HOURS, float, 24.0),
+    Variable("ingest_workers", ENV_INGEST_WORKERS, int, 4),
+    Variable("deid_workers", ENV_DEID_WORKERS, int, _default_workers),
+    Variable("shard_workers", ENV_SHARD_WORKERS, int, _default_workers),
+    Variable("max_item_failure_fraction", ENV_MAX_ITEM_FAILURE_FRACTION, float, 0.2),
+    Variable("cache_dir", ENV_CACHE_DIR, _path, lambda env, r: r["data_dir"] / ".cache" / "shards"),
+    Variable("cache_max_gb", ENV_CACHE_MAX_GB, float, 50.0),
+    Variable("cache_ttl_hours", ENV_CACHE_TTL_HOURS, float, 0.0),
+    Variable("shard_mb", ENV_SHARD_MB, int, 256),
+    Variable("specs_dir", ENV_SPECS_DIR, _path, SHIPPED_SPECS_DIR),
+    Variable("catalog_url", ENV_CATALOG_URL, str, lambda env, r: f"sqlite:///{r['data_dir'] / 'catalog.sqlite'}"),
+)
+
+
 @dataclass(frozen=True)
 class Settings:
-    """Resolved configuration of one deployment."""
+    """Resolved configuration of one deployment (every field filled: defaults are resolved in
+    :meth:`from_env`, nowhere else)."""
 
     env: str
     data_dir: Path
@@ -95,53 +147,29 @@ class Settings:
     key_dir: Path
     stale_after_hours: float
     ingest_workers: int
-    deid_workers: int = 1
-    shard_workers: int = 1
-    max_item_failure_fraction: float = 0.2
-    cache_dir: Path | None = None  # None: <data_dir>/.cache/shards
-    cache_max_gb: float = 50.0
-    cache_ttl_hours: float = 0.0
-    shard_mb: int = 256
-    specs_dir: Path = SHIPPED_SPECS_DIR
-    catalog_url: str = ""  # empty: sqlite:///<data_dir>/catalog.sqlite
+    deid_workers: int
+    shard_workers: int
+    max_item_failure_fraction: float
+    cache_dir: Path
+    cache_max_gb: float
+    cache_ttl_hours: float
+    shard_mb: int
+    specs_dir: Path
+    catalog_url: str
     limits: Limits = field(default_factory=Limits)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
-        """Read the environment (``overrides`` win), check it, and return the settings."""
+        """Read the environment (``overrides``, keyed by field, win), check it, and return the settings."""
         env = os.environ if env is None else env
-
-        def number(kind: type, attr: str, name: str, default: float) -> float:
-            raw = overrides.get(attr) or env.get(name) or default
-            try:
-                return kind(str(raw))
-            except ValueError:
-                raise SettingsError(f"{name} must be a number, got {str(raw)[:32]!r}; fix or unset it") from None
-
-        data_dir = Path(str(overrides.get("data_dir") or env.get(ENV_DATA_DIR) or DEFAULT_DATA_DIR)).absolute()
-        settings = cls(
-            env=str(overrides.get("env") or env.get(ENV) or "local"),
-            data_dir=data_dir,
-            store_url=str(overrides.get("store_url") or env.get(ENV_STORE_URL) or data_dir),
-            s3_endpoint_url=str(overrides.get("s3_endpoint_url") or env.get(ENV_S3_ENDPOINT_URL) or "") or None,
-            key_dir=Path(str(overrides.get("key_dir") or env.get(ENV_KEY_DIR) or _default_key_dir(env))).absolute(),
-            stale_after_hours=number(float, "stale_after_hours", ENV_STALE_AFTER_HOURS, 24),
-            ingest_workers=int(number(int, "ingest_workers", ENV_INGEST_WORKERS, 4)),
-            deid_workers=int(number(int, "deid_workers", ENV_DEID_WORKERS, min(4, os.cpu_count() or 1))),
-            shard_workers=int(number(int, "shard_workers", ENV_SHARD_WORKERS, min(4, os.cpu_count() or 1))),
-            max_item_failure_fraction=number(float, "max_item_failure_fraction", ENV_MAX_ITEM_FAILURE_FRACTION, 0.2),
-            cache_dir=Path(
-                str(overrides.get("cache_dir") or env.get(ENV_CACHE_DIR) or data_dir / ".cache" / "shards")
-            ).absolute(),
-            cache_max_gb=number(float, "cache_max_gb", ENV_CACHE_MAX_GB, 50),
-            cache_ttl_hours=number(float, "cache_ttl_hours", ENV_CACHE_TTL_HOURS, 0),
-            shard_mb=int(number(int, "shard_mb", ENV_SHARD_MB, 256)),
-            specs_dir=Path(str(overrides.get("specs_dir") or env.get(ENV_SPECS_DIR) or SHIPPED_SPECS_DIR)).absolute(),
-            catalog_url=str(
-                overrides.get("catalog_url") or env.get(ENV_CATALOG_URL) or f"sqlite:///{data_dir / 'catalog.sqlite'}"
-            ),
-            limits=overrides.get("limits") or Limits.from_env(env),  # type: ignore[arg-type]
-        )
+        unknown = set(overrides) - {v.field for v in VARIABLES} - {"limits"}
+        if unknown:
+            raise TypeError(f"unknown settings: {', '.join(sorted(unknown))}")
+        resolved: dict[str, Any] = {}
+        for variable in VARIABLES:
+            resolved[variable.field] = variable.resolve(overrides.get(variable.field), env, resolved)
+        limits = overrides.get("limits")
+        settings = cls(**resolved, limits=limits if isinstance(limits, Limits) else Limits.from_env(env))
         settings.check(env)
         return settings
 
@@ -159,6 +187,9 @@ class Settings:
         for name, workers in ((ENV_DEID_WORKERS, self.deid_workers), (ENV_SHARD_WORKERS, self.shard_workers)):
             if workers < 1:
                 raise SettingsError(f"{name} must be 1 or more (1: no worker processes)")
+        for name, count in ((ENV_INGEST_WORKERS, self.ingest_workers), (ENV_SHARD_MB, self.shard_mb)):
+            if count < 1:
+                raise SettingsError(f"{name} must be 1 or more")
         if not 0.0 <= self.max_item_failure_fraction <= 1.0:
             raise SettingsError(f"{ENV_MAX_ITEM_FAILURE_FRACTION} must be between 0 and 1")
         for required in (ENV_MASTER_KEY, "CLINICAL_PIPELINES_DEID_KEY"):
@@ -167,11 +198,6 @@ class Settings:
                     f"production needs {required} from your secret manager: it is not set "
                     f"({ENV}=production never generates keys)"
                 )
-
-    @property
-    def stale_after_s(self) -> float | None:
-        """Seconds after which an incomplete drop is quarantined, or None when disabled."""
-        return self.stale_after_hours * 3600 if self.stale_after_hours > 0 else None
 
     def open_store(self) -> ObjectStore:
         """The object store holding every zone (imported lazily so settings stay cheap to load)."""

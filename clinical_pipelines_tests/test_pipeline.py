@@ -15,8 +15,8 @@ import pytest
 
 from clinical_pipelines.definitions import build_definitions
 from clinical_pipelines.defs.ingest.assets import raw_key
-from clinical_pipelines.landing.manifest import MODALITIES
 from clinical_pipelines.landing.writer import write_drop
+from clinical_pipelines.modalities import DROP_MODALITIES
 from clinical_pipelines.settings import Settings
 from clinical_pipelines.storage.local import LocalObjectStore
 from clinical_pipelines.synth.landing import FAULTY_SOURCE, write_faulty_drops
@@ -135,7 +135,7 @@ def test_no_phi_in_event_log_metadata_logs_or_instance_storage(tmp_path: Path) -
         assert len(summary.drops) == len(drops) + 3 and summary.rejected_folders == 1
         assert [d.partition_key for d in summary.failed] == []
         ingested = set()  # each drop materializes the raw modalities it holds (all of them when it holds none)
-        for modality in MODALITIES:
+        for modality in DROP_MODALITIES:
             records = instance.fetch_materializations(raw_key(modality), limit=1000).records
             ingested |= {r.partition_key for r in records}
         assert ingested == {d.partition_key for d in summary.drops}

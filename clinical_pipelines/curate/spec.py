@@ -40,8 +40,8 @@ from typing import Any
 import yaml
 
 from clinical_pipelines.curate.canonical import canonical_bytes, sha256_hex
+from clinical_pipelines.modalities import DATASET_MODALITIES
 
-MODALITIES = ("dicom", "notes", "labs", "outcomes")
 LABEL_TABLES = ("outcomes", "labs")
 NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 TAG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
@@ -351,8 +351,8 @@ def parse_spec(text: str, path: str | Path = "<spec>") -> DatasetSpec:
             raise parser.fail(root, f"missing required field(s): {', '.join(missing)}")
 
         def modality(node: yaml.Node, value: str) -> str:
-            if value not in MODALITIES:
-                raise parser.fail(node, f"unknown modality {value!r} (known: {', '.join(MODALITIES)})")
+            if value not in DATASET_MODALITIES:
+                raise parser.fail(node, f"unknown modality {value!r} (known: {', '.join(DATASET_MODALITIES)})")
             return value
 
         def tag(node: yaml.Node, value: str) -> str:

@@ -176,14 +176,14 @@ def resources_for(settings: Settings) -> dict[str, dg.ConfigurableResource]:
             key_dir=str(settings.key_dir), create_if_missing=settings.env == "local", workers=settings.deid_workers
         ),
         "training": TrainingResource(
-            cache_dir=str(settings.cache_dir or settings.data_dir / ".cache" / "shards"),
+            cache_dir=str(settings.cache_dir),
             cache_max_gb=settings.cache_max_gb,
             cache_ttl_hours=settings.cache_ttl_hours,
             shard_mb=settings.shard_mb,
             build_processes=settings.shard_workers,
         ),
         "catalog": CatalogResource(
-            url=settings.catalog_url or f"sqlite:///{settings.data_dir / 'catalog.sqlite'}",
+            url=settings.catalog_url,
             store_url=settings.store_url,
         ),
     }

@@ -14,8 +14,9 @@ import re
 import unicodedata
 from dataclasses import dataclass, field
 
+from clinical_pipelines.modalities import DROP_MODALITIES
+
 DROP_MANIFEST = "drop.json"
-MODALITIES = ("dicom", "notes", "tabular")
 MAX_MANIFEST_BYTES = 64 * 1024 * 1024
 # A drop.json is refused as a whole (one record) beyond these: they bound what a hostile manifest costs.
 MAX_DROP_FILES = 100_000  # configurable: CLINICAL_PIPELINES_MAX_DROP_FILES
@@ -122,8 +123,8 @@ def _parse_entry(index: int, raw: object) -> FileEntry | EntryProblem:
         return EntryProblem(index, "invalid_entry", "size is not a non-negative integer", path)
     if not isinstance(digest, str) or not _SHA256.fullmatch(digest.lower()):
         return EntryProblem(index, "invalid_entry", "sha256 is not 64 hex digits", path)
-    if modality is not None and modality not in MODALITIES:
-        return EntryProblem(index, "invalid_modality", f"modality must be one of {', '.join(MODALITIES)}", path)
+    if modality is not None and modality not in DROP_MODALITIES:
+        return EntryProblem(index, "invalid_modality", f"modality must be one of {', '.join(DROP_MODALITIES)}", path)
     return FileEntry(path=path, size=size, sha256=digest.lower(), modality=modality)  # type: ignore[arg-type]
 
 

@@ -8,8 +8,9 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from clinical_pipelines.landing.manifest import MODALITIES, FileEntry, build_drop_manifest, is_safe_name
+from clinical_pipelines.landing.manifest import FileEntry, build_drop_manifest, is_safe_name
 from clinical_pipelines.landing.manifest import check_relative_path as landing_path_problem
+from clinical_pipelines.modalities import DROP_MODALITIES
 
 
 def check_relative_path(path: str) -> None:
@@ -28,7 +29,7 @@ class SynthFile:
 
     def __post_init__(self) -> None:
         check_relative_path(self.path)
-        if self.modality not in MODALITIES:
+        if self.modality not in DROP_MODALITIES:
             raise ValueError(f"unknown modality {self.modality!r}")
 
 

@@ -10,11 +10,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from clinical_pipelines.modalities import DATASET_MODALITIES
 from clinical_pipelines.storage.base import ObjectStore, read_all
 from clinical_pipelines.zones import curated_manifests_prefix
 
 MANIFEST_SCHEMA = "clinical-pipelines.manifest/1"
-MODALITIES = ("dicom", "notes", "labs", "outcomes")
 
 
 class ManifestError(ValueError):
@@ -96,7 +96,7 @@ def load_manifest(
 
 def _row(row: Mapping[str, Any]) -> ObjectRow:
     modality = str(row["modality"])
-    if modality not in MODALITIES:
+    if modality not in DATASET_MODALITIES:
         raise ManifestError(f"object {row.get('key')} has unknown modality {modality!r}")
     sha = str(row["sha256"])
     if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):

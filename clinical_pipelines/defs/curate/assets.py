@@ -7,9 +7,11 @@ import dagster as dg
 
 from clinical_pipelines.curate.build import BuildResult
 from clinical_pipelines.curate.spec import DatasetSpec
+from clinical_pipelines.defs.catalog_info import format_kinds, spec_owners
 from clinical_pipelines.defs.datasets import CURATED_GROUP
-from clinical_pipelines.defs.deid.assets import DEID_MODALITIES, deidentified_key
+from clinical_pipelines.defs.deid.assets import deidentified_key
 from clinical_pipelines.defs.resources import CatalogResource, ObjectStoreResource
+from clinical_pipelines.modalities import DROP_MODALITIES
 from clinical_pipelines.zones import curated_provenance_key
 
 QUALITY_CHECK = "version_quality"
@@ -56,7 +58,7 @@ def _build(spec: DatasetSpec) -> dg.AssetsDefinition:
 
     @dg.asset(
         key=key,
-        deps=[deidentified_key(m) for m in DEID_MODALITIES],
+        deps=[deidentified_key(m) for m in DROP_MODALITIES],
         group_name=CURATED_GROUP,
         description=f"{spec.purpose} (spec {Path(spec.path).name}; owner {spec.owner}; retention {spec.retention})",
         code_version=spec.sha256[:16],
@@ -71,7 +73,8 @@ def _build(spec: DatasetSpec) -> dg.AssetsDefinition:
             )
         ],
         tags={"phi": "false"},
-        kinds={"python"},
+        kinds=format_kinds(spec.modalities),
+        owners=spec_owners(spec.owner),
     )
     def _curated(
         context: dg.AssetExecutionContext, object_store: ObjectStoreResource, catalog: CatalogResource

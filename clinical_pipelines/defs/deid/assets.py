@@ -4,15 +4,16 @@ from collections.abc import Callable, Iterator
 
 import dagster as dg
 
+from clinical_pipelines.defs.catalog_info import STAGE_OWNERS, format_kinds
 from clinical_pipelines.defs.partitions import drops_partitions
 from clinical_pipelines.defs.resources import DeidSecretResource, KeyRingResource, LimitsResource, ObjectStoreResource
 from clinical_pipelines.defs.validate.assets import validated_key
 from clinical_pipelines.defs.validate.gate import require_validation_passed
 from clinical_pipelines.landing.discovery import parse_partition_key
+from clinical_pipelines.modalities import DROP_MODALITIES
 from clinical_pipelines.version import code_version
 from clinical_pipelines.zones import deid_record_key
 
-DEID_MODALITIES = ("dicom", "notes", "tabular")
 RESIDUAL_CHECK = "residual_phi_scan"
 
 
@@ -42,7 +43,8 @@ def _build(modality: str) -> Callable[..., Iterator[dg.MaterializeResult | dg.As
             )
         ],
         tags={"phi": "false"},
-        kinds={"python"},
+        kinds=format_kinds([modality]),
+        owners=STAGE_OWNERS,
     )
     def _deidentified(
         context: dg.AssetExecutionContext,
@@ -104,4 +106,4 @@ def _build(modality: str) -> Callable[..., Iterator[dg.MaterializeResult | dg.As
     return _deidentified
 
 
-deidentified_assets = [_build(modality) for modality in DEID_MODALITIES]
+deidentified_assets = [_build(modality) for modality in DROP_MODALITIES]

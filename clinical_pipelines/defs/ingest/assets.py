@@ -4,6 +4,7 @@ from collections.abc import Iterator
 
 import dagster as dg
 
+from clinical_pipelines.defs.catalog_info import STAGE_OWNERS, format_kinds
 from clinical_pipelines.defs.ingest.metadata import raw_metadata
 from clinical_pipelines.defs.partitions import drops_partitions
 from clinical_pipelines.defs.resources import (
@@ -13,7 +14,7 @@ from clinical_pipelines.defs.resources import (
     ObjectStoreResource,
 )
 from clinical_pipelines.landing.discovery import parse_partition_key
-from clinical_pipelines.landing.manifest import MODALITIES
+from clinical_pipelines.modalities import DROP_MODALITIES
 from clinical_pipelines.raw.ingest import DropIngestor, IngestReport
 
 LANDING_DROPS = dg.AssetKey(["landing", "drops"])
@@ -21,6 +22,8 @@ LANDING_DROPS = dg.AssetKey(["landing", "drops"])
 landing_drops = dg.AssetSpec(
     key=LANDING_DROPS,
     group_name="landing",
+    kinds=format_kinds(DROP_MODALITIES),
+    owners=STAGE_OWNERS,
     description=(
         "Drops from source systems: landing/<source>/<drop_id>/ with a drop.json listing each file's path, "
         "size and sha256. Written by sources, never by hand; the landing_sensor picks up complete drops."
@@ -42,11 +45,12 @@ def raw_key(modality: str) -> dg.AssetKey:
             group_name="raw",
             description=f"Accepted {modality} files of a drop: verified against drop.json, content-addressed "
             "by sha256, write-once and AES-256-GCM envelope-encrypted in raw/. Rejected items go to quarantine/.",
-            kinds={"python"},
+            kinds=format_kinds([modality]),
+            owners=STAGE_OWNERS,
             tags={"phi": "true"},
             skippable=True,  # a drop without this modality skips its validated/de-identified steps
         )
-        for modality in MODALITIES
+        for modality in DROP_MODALITIES
     ],
     partitions_def=drops_partitions,
     can_subset=False,
@@ -89,4 +93,4 @@ def modalities_to_materialize(report: IngestReport) -> list[str]:
     in this run instead of running them on nothing (each step costs a few event-log writes).
     """
     present = {f.modality for f in report.files}
-    return [m for m in MODALITIES if m in present] or list(MODALITIES)
+    return [m for m in DROP_MODALITIES if m in present] or list(DROP_MODALITIES)

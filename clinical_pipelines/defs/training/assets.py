@@ -5,6 +5,7 @@ import hashlib
 import dagster as dg
 
 from clinical_pipelines.curate.spec import DatasetSpec
+from clinical_pipelines.defs.catalog_info import TRAINING_KINDS, spec_owners
 from clinical_pipelines.defs.curate.assets import curated_key
 from clinical_pipelines.defs.datasets import TRAINING_GROUP
 from clinical_pipelines.defs.resources import ObjectStoreResource, TrainingResource
@@ -31,7 +32,7 @@ def _latest_manifest(context: dg.AssetExecutionContext, store: ObjectStore, data
     return key, str(version_id.value) if version_id is not None else key.rsplit("/", 1)[-1].removesuffix(".json")
 
 
-def training_asset(dataset: str) -> dg.AssetsDefinition:
+def training_asset(dataset: str, owners: list[str] | None = None) -> dg.AssetsDefinition:
     """The asset building ``training/<dataset>`` from the latest version of ``curated/<dataset>``."""
 
     @dg.asset(
@@ -43,7 +44,8 @@ def training_asset(dataset: str) -> dg.AssetsDefinition:
         "through the local shard cache to verify every shard and measure the reader.",
         automation_condition=dg.AutomationCondition.eager(),
         tags={"phi": "false"},
-        kinds={"python"},
+        kinds=TRAINING_KINDS,
+        owners=owners,
     )
     def _training(
         context: dg.AssetExecutionContext, object_store: ObjectStoreResource, training: TrainingResource
@@ -92,4 +94,4 @@ def training_asset(dataset: str) -> dg.AssetsDefinition:
 
 def training_assets(specs: list[DatasetSpec]) -> list[dg.AssetsDefinition]:
     """One training-ready asset per curated dataset spec."""
-    return [training_asset(spec.name) for spec in specs]
+    return [training_asset(spec.name, spec_owners(spec.owner)) for spec in specs]

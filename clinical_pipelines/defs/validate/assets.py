@@ -4,6 +4,7 @@ from collections.abc import Callable, Iterator
 
 import dagster as dg
 
+from clinical_pipelines.defs.catalog_info import STAGE_OWNERS, VALIDATED_FORMATS, format_kinds
 from clinical_pipelines.defs.ingest.assets import raw_key
 from clinical_pipelines.defs.partitions import drops_partitions
 from clinical_pipelines.defs.resources import (
@@ -14,7 +15,7 @@ from clinical_pipelines.defs.resources import (
 )
 from clinical_pipelines.defs.validate.metadata import check_description, check_metadata, validated_metadata
 from clinical_pipelines.landing.discovery import parse_partition_key
-from clinical_pipelines.landing.manifest import MODALITIES
+from clinical_pipelines.modalities import DROP_MODALITIES
 from clinical_pipelines.validate.engine import DropValidator
 
 SUITE_DESCRIPTIONS = {
@@ -53,7 +54,8 @@ def _build(modality: str) -> Callable[..., Iterator[dg.MaterializeResult | dg.As
             )
         ],
         tags={"phi": "true"},
-        kinds={"python"},
+        kinds=format_kinds([modality], VALIDATED_FORMATS),
+        owners=STAGE_OWNERS,
     )
     def _validated(
         context: dg.AssetExecutionContext,
@@ -89,4 +91,4 @@ def _build(modality: str) -> Callable[..., Iterator[dg.MaterializeResult | dg.As
     return _validated
 
 
-validated_assets = [_build(modality) for modality in MODALITIES]
+validated_assets = [_build(modality) for modality in DROP_MODALITIES]
