@@ -17,21 +17,27 @@ review), unless the policy gives a pixel mask for their modality (Clean Pixel Da
 from __future__ import annotations
 
 import io
-import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cache
-from typing import Any
 
 import pydicom
-from pydicom.datadict import dictionary_VR, get_entry
+from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
-from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 
 from clinical_pipelines import pydicom_quiet
 from clinical_pipelines.deid.codes import CODE_MEANING, is_standard_code_meaning
+from clinical_pipelines.deid.dicom_dates import SHIFTING, paired_times, shift_temporal
+from clinical_pipelines.deid.dicom_values import (
+    cap_age,
+    cohort_attributes,
+    in_dictionary,
+    map_text,
+    method_code_item,
+    raw_values,
+)
+from clinical_pipelines.deid.dicom_writer import ITEM_BASE, META_KEPT, write_passthrough
 from clinical_pipelines.deid.iod import Path_
 from clinical_pipelines.deid.pixels import (
     CLEAN_PIXEL_CODE,
@@ -44,19 +50,12 @@ from clinical_pipelines.deid.profile import DEFAULT_OPTIONS, CompiledProfile, In
 from clinical_pipelines.deid.pseudonyms import Pseudonymizer
 from clinical_pipelines.deid.temporal import (
     TemporalError,
-    date_time_pairs,
-    keep_time_datetime,
-    shift_date,
-    shift_date_time,
-    shift_datetime,
-    shift_time,
 )
 
 pydicom_quiet.configure()  # no value read from a file reaches a warning or a log
 
 #: Deeper nesting than any real IOD needs (SR content trees stay well below): refused, not recursed into.
 MAX_SEQUENCE_DEPTH = 32
-_BASE = "_deid_file_offset"  # on walked sequence items: where their elements' positions count from
 _DEPTH = "_deid_depth"
 PATIENT_ID = 0x00100020
 PATIENT_NAME = 0x00100010
@@ -72,7 +71,6 @@ _CONTENT_TEXT_VRS = frozenset({"LO", "SH", "LT", "ST", "UT", "UC", "PN"})
 _CODE_TAGS = frozenset({0x00080100, 0x00080102, 0x00080103, 0x00080119})
 CONTENT_SEQUENCE = 0x0040A730
 PIXEL_DATA = 0x7FE00010
-_SHIFTING = frozenset("CD")  # the actions that move a date or time under the modified-dates option
 _DUMMY = {
     "DA": "19000101", "DT": "19000101000000", "TM": "000000", "PN": "ANONYMIZED", "LO": "ANONYMIZED",
     "SH": "ANONYMIZED", "ST": "ANONYMIZED", "LT": "ANONYMIZED", "UT": "ANONYMIZED", "CS": "ANONYMIZED",
@@ -149,8 +147,8 @@ class DicomDeidentifier:
         self.shift_dates = "rtnLongModifDatesOpt" in self.policy.options
         self._method_description = self.profile.method_description()
         # Built once and shared: the items are constant, and building Datasets per file is slow.
-        self._method_code_items = [_code(c) for c in self.profile.method_codes()]
-        self._cleaned_code_items = [*self._method_code_items, _code(CLEAN_PIXEL_CODE)]
+        self._method_code_items = [method_code_item(c) for c in self.profile.method_codes()]
+        self._cleaned_code_items = [*self._method_code_items, method_code_item(CLEAN_PIXEL_CODE)]
 
     # -- whole files -------------------------------------------------------------------
     def deidentify_bytes(
@@ -177,7 +175,7 @@ class DicomDeidentifier:
         except Exception as exc:  # a value pydicom cannot convert, an odd VR...: never crash the run
             raise DeidRejected("deid_failed", f"the profile could not be applied ({type(exc).__name__})") from None
         try:
-            written = _write_passthrough(ds, data)
+            written = write_passthrough(ds, data)
             if written is None:  # a transfer syntax the byte-copying writer does not handle
                 out = io.BytesIO()
                 ds.save_as(out, enforce_file_format=True)
@@ -189,17 +187,17 @@ class DicomDeidentifier:
     # -- datasets ----------------------------------------------------------------------
     def deidentify_dataset(self, ds: Dataset) -> DicomDeidReport:
         """De-identify ``ds`` in place and stamp the De-identification Method attributes."""
-        mask = self.policy.pixel_mask(str(_raw_values(ds, 0x00080060) or "")) if self.policy.pixel_masks else None
+        mask = self.policy.pixel_mask(str(raw_values(ds, 0x00080060) or "")) if self.policy.pixel_masks else None
         if mask is None:
             self._refuse_burned_in(ds)
         patient_key = self._patient_key(ds)
         report = DicomDeidReport(patient_id=self.pseudonymizer.patient_id(patient_key))
         report.removed += _drop_trailing(ds)
         # Conditional actions are resolved by the attribute's type in the IOD of the instance's SOP class.
-        table = self.profile.for_sop_class(str(_raw_values(ds, 0x00080016) or ""))
+        table = self.profile.for_sop_class(str(raw_values(ds, 0x00080016) or ""))
         report.iod = table.iod or ""
         self._walk(ds, patient_key, report, table)
-        _cap_age(ds)
+        cap_age(ds)
         if mask is not None:
             try:
                 report.pixels_blanked = clean_pixels(ds, mask)
@@ -217,12 +215,12 @@ class DicomDeidentifier:
             ds[0x00280303] = DataElement(0x00280303, "CS", "MODIFIED")  # Longitudinal Temporal Info Modified
         ds.preamble = b"\x00" * 128  # a preamble can hold anything (TIFF/DICOM hybrids): never carry it over
         meta = getattr(ds, "file_meta", None)
-        sop_instance = _raw_values(ds, 0x00080018)
+        sop_instance = raw_values(ds, 0x00080018)
         if meta is not None:
             if isinstance(sop_instance, str):
                 meta.MediaStorageSOPInstanceUID = sop_instance
             for tag in list(meta.keys()):
-                if tag not in _META_KEPT:  # source/sending AE titles, private information, unknown elements
+                if tag not in META_KEPT:  # source/sending AE titles, private information, unknown elements
                     del meta[tag]
         report.attributes = cohort_attributes(ds)
         return report
@@ -260,7 +258,7 @@ class DicomDeidentifier:
         the Basic Profile, "C" with the Clean Structured Content Option); empty elsewhere.
         """
         actions = table.at(path)
-        paired = self._paired_times(ds, actions)
+        paired = paired_times(ds, actions) if self.shift_dates and not self.policy.keep_time_of_day else set()
         # a code's meaning as the standard gives it was written by no person: kept in content trees
         standard_meaning = bool(content) and CODE_MEANING in ds and is_standard_code_meaning(ds)
         for tag in list(ds.keys()):
@@ -299,7 +297,7 @@ class DicomDeidentifier:
             elif action == "Z":
                 ds[tag] = DataElement(tag, vr, None)  # zero length, whatever the VR
                 report.emptied += 1
-            elif vr in _TEMPORAL_VRS and self.shift_dates and action in _SHIFTING:
+            elif vr in _TEMPORAL_VRS and self.shift_dates and action in SHIFTING:
                 self._shift_temporal(ds, tag, vr, patient_key, report, actions)
             elif action == "C":
                 self._clean(ds, tag, vr, patient_key, report)
@@ -320,7 +318,7 @@ class DicomDeidentifier:
         wildcard = self._wildcard(group, element, vr)
         if wildcard is not None:
             return wildcard
-        if vr == "UN" or not _in_dictionary(tag):
+        if vr == "UN" or not in_dictionary(tag):
             return "X"
         if vr == "PN":
             return "D"
@@ -329,20 +327,6 @@ class DicomDeidentifier:
         if vr in _FREE_TEXT_VRS:
             return "C" if self._cleans_descriptors else "D"
         return None
-
-    def _paired_times(self, ds: Dataset, actions: dict[int, str]) -> set[int]:
-        """TM tags of ``ds`` that move together with their date (both present and both shifted)."""
-        if not self.shift_dates or self.policy.keep_time_of_day:
-            return set()
-        pairs = date_time_pairs()
-        found: set[int] = set()
-        for tag in ds.keys():  # noqa: SIM118 (iterating a Dataset converts every element)
-            time_tag = pairs.get(tag)
-            if time_tag is None or time_tag not in ds:
-                continue
-            if actions.get(tag) in _SHIFTING and actions.get(time_tag) in _SHIFTING and _raw_values(ds, tag):
-                found.add(time_tag)
-        return found
 
     def _walk_sequence(
         self,
@@ -361,10 +345,10 @@ class DicomDeidentifier:
         # to that value: note where they start in the file, for the byte-copying writer.
         raw = ds.get_item(tag)
         shift = raw.value_tell if type(raw) is RawDataElement and raw.length != 0xFFFFFFFF else 0  # type: ignore[union-attr]
-        base = getattr(ds, _BASE, 0)
+        base = getattr(ds, ITEM_BASE, 0)
         report.sequences_walked += 1
         for item in ds[tag].value:
-            object.__setattr__(item, _BASE, None if base is None else base + shift)
+            object.__setattr__(item, ITEM_BASE, None if base is None else base + shift)
             object.__setattr__(item, _DEPTH, depth)
             self._walk(item, patient_key, report, table, (*path, int(tag)), content)
 
@@ -415,7 +399,7 @@ class DicomDeidentifier:
         return (name, tag & 0xFF) in self.policy.safe_private
 
     def _remap_uid(self, ds: Dataset, tag: int, report: DicomDeidReport) -> None:
-        value = _raw_values(ds, tag)
+        value = raw_values(ds, tag)
         if not value:
             return
         uid = self.pseudonymizer.uid
@@ -428,7 +412,7 @@ class DicomDeidentifier:
             report.emptied += 1
         elif vr in _TEXT_VRS and self.text_cleaner is not None and ds[tag].value:
             element = ds[tag]
-            element.value = _map_text(element.value, lambda text: self.text_cleaner(text, patient_key))  # type: ignore[misc]
+            element.value = map_text(element.value, lambda text: self.text_cleaner(text, patient_key))  # type: ignore[misc]
             report.cleaned += 1
         elif vr in _CONTENT_TEXT_VRS and ds[tag].value:  # no cleaner: a dummy, so a Type 1 value stays present
             ds[tag] = DataElement(tag, vr, _DUMMY[vr])
@@ -440,51 +424,15 @@ class DicomDeidentifier:
     def _shift_temporal(
         self, ds: Dataset, tag: int, vr: str, patient_key: str, report: DicomDeidReport, actions: dict[int, str]
     ) -> None:
-        """Move a DA, TM or DT value by the patient's offset; a date takes its paired time along.
-
-        Empty values stay empty; a malformed one refuses the instance (``malformed_date`` / ``malformed_time``).
-        """
-        value = _raw_values(ds, tag)
-        if not value:
-            return
+        """Move a DA, TM or DT value by the patient's offset (:mod:`.dicom_dates`); a malformed one refuses
+        the instance (``malformed_date`` / ``malformed_time``)."""
+        keep = self.policy.keep_time_of_day
         days = self.pseudonymizer.date_shift_days(patient_key)
-        seconds = 0 if self.policy.keep_time_of_day else self.pseudonymizer.time_shift_seconds(patient_key)
-        time_tag = date_time_pairs().get(tag) if vr == "DA" and seconds else None
+        seconds = 0 if keep else self.pseudonymizer.time_shift_seconds(patient_key)
         try:
-            if time_tag is not None and time_tag in ds and actions.get(time_tag) in _SHIFTING:
-                times = _raw_values(ds, time_tag)
-                self._shift_pair(ds, tag, time_tag, value, times, days, seconds)
-                report.dates_shifted += 1 if times else 0
-            elif vr == "DA":
-                ds[tag] = DataElement(tag, vr, _each(value, lambda v: shift_date(v, days)))
-            elif vr == "TM":
-                if self.policy.keep_time_of_day:
-                    return
-                ds[tag] = DataElement(tag, vr, _each(value, lambda v: shift_time(v, seconds)))
-            elif self.policy.keep_time_of_day:
-                ds[tag] = DataElement(tag, vr, _each(value, lambda v: keep_time_datetime(v, days)))
-            else:
-                ds[tag] = DataElement(tag, vr, _each(value, lambda v: shift_datetime(v, days, seconds)))
+            report.dates_shifted += shift_temporal(ds, tag, vr, actions, days, seconds, keep_time_of_day=keep)
         except TemporalError as exc:
             raise DeidRejected(exc.reason, exc.detail) from None
-        report.dates_shifted += 1
-
-    @staticmethod
-    def _shift_pair(ds: Dataset, date_tag: int, time_tag: int, dates: Any, times: Any, days: int, seconds: int) -> None:
-        date_list = dates if isinstance(dates, list) else [dates]
-        time_list = times if isinstance(times, list) else [times] if times else []
-        if len(time_list) != len(date_list):  # no value to pair with: each moves on its own
-            ds[date_tag] = DataElement(date_tag, "DA", _each(dates, lambda v: shift_date(v, days)))
-            if times:
-                ds[time_tag] = DataElement(time_tag, "TM", _each(times, lambda v: shift_time(v, seconds)))
-            return
-        moved = [
-            shift_date_time(d, t, days, seconds) if t.strip() else (shift_date(d, days), t)
-            for d, t in zip(date_list, time_list, strict=True)
-        ]
-        new_dates, new_times = [d for d, _ in moved], [t for _, t in moved]
-        ds[date_tag] = DataElement(date_tag, "DA", new_dates if isinstance(dates, list) else new_dates[0])
-        ds[time_tag] = DataElement(time_tag, "TM", new_times if isinstance(times, list) else new_times[0])
 
     def _dummy(self, ds: Dataset, tag: int, vr: str, patient_key: str, report: DicomDeidReport) -> None:
         if vr == "UI":
@@ -492,105 +440,6 @@ class DicomDeidentifier:
         else:
             ds[tag] = DataElement(tag, vr, _DUMMY.get(vr))
             report.replaced += 1
-
-
-# Read from the de-identified dataset only: what the catalog filters cohorts by (DESIGN.md §5).
-_COHORT_ATTRIBUTES = {
-    "modality": 0x00080060,
-    "body_part": 0x00180015,
-    "study_date": 0x00080020,
-    "patient_age": 0x00101010,
-    "patient_sex": 0x00100040,
-    "study_uid": 0x0020000D,
-    "series_uid": 0x0020000E,
-}
-
-
-def _cap_age(ds: Dataset) -> None:
-    """Patient's Age over 89 years becomes 090Y (HIPAA Safe Harbor), as in notes ("90+") and tables."""
-    age = _raw_values(ds, 0x00101010)
-    if isinstance(age, str) and len(age) == 4 and age[:3].isdigit() and age[3] == "Y" and int(age[:3]) > 89:
-        ds[0x00101010] = DataElement(0x00101010, "AS", "090Y")
-
-
-def cohort_attributes(ds: Dataset) -> dict[str, str]:
-    """Non-identifying attributes of a de-identified dataset (modality, body part, shifted study date, age...).
-
-    Absent or empty attributes are left out; multi-valued ones keep their first value.
-    """
-    found: dict[str, str] = {}
-    for name, tag in _COHORT_ATTRIBUTES.items():
-        try:
-            value = _raw_values(ds, tag)
-        except Exception:  # an undecodable value is simply not a cohort attribute
-            continue
-        if isinstance(value, list):
-            value = value[0] if value else None
-        if value:
-            found[name] = str(value)
-    return found
-
-
-def _raw_values(ds: Dataset, tag: int) -> str | list[str] | None:
-    """A text value (UI, DA, DT...) straight from the raw bytes when still unconverted; lists when multi-valued."""
-    element = ds.get_item(tag)
-    value = element.value if element is not None else None
-    if isinstance(value, bytes):
-        text = value.decode("latin-1").rstrip("\x00 ")
-        parts = [p.strip() for p in text.split("\\")]
-        return parts if len(parts) > 1 else parts[0]
-    if value is None or value == "":
-        return None
-    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
-        return [str(v) for v in value]
-    return str(value)
-
-
-def _code(value: str) -> Dataset:
-    item = Dataset()
-    item.CodeValue = value
-    item.CodingSchemeDesignator = "DCM"
-    item.CodeMeaning = _CODE_MEANINGS.get(value, "De-identification")
-    return item
-
-
-_CODE_MEANINGS = {
-    "113100": "Basic Application Confidentiality Profile",
-    CLEAN_PIXEL_CODE: CLEAN_PIXEL_MEANING,
-    "113103": "Clean Graphics Option",
-    "113104": "Clean Structured Content Option",
-    "113105": "Clean Descriptors Option",
-    "113106": "Retain Longitudinal Temporal Information Full Dates Option",
-    "113107": "Retain Longitudinal Temporal Information Modified Dates Option",
-    "113108": "Retain Patient Characteristics Option",
-    "113109": "Retain Device Identity Option",
-    "113110": "Retain UIDs Option",
-    "113111": "Retain Safe Private Option",
-    "113112": "Retain Institution Identity Option",
-}
-
-
-def _map_text(value: Any, fn: Callable[[str], str]) -> Any:
-    if isinstance(value, (list, tuple)) or (hasattr(value, "__iter__") and not isinstance(value, (str, bytes))):
-        return [fn(str(v)) for v in value]
-    return fn(str(value))
-
-
-def _each(value: Any, fn: Callable[[str], str]) -> Any:
-    """``fn`` applied to a value or to each of several (empty ones stay as they are)."""
-    if isinstance(value, list):
-        return [fn(v) if v.strip() else v for v in value]
-    return fn(value)
-
-
-@cache
-def _in_dictionary(tag: int) -> bool:
-    """Whether the data dictionary (repeating groups included) knows ``tag``."""
-    try:
-        get_entry(tag)
-    except KeyError:
-        return False
-    return True
 
 
 def _drop_trailing(ds: Dataset) -> int:
@@ -615,173 +464,3 @@ def _drop_trailing(ds: Dataset) -> int:
     for tag in trailing:
         del ds[tag]
     return len(trailing)
-
-
-_LITTLE_ENDIAN_SYNTAXES = {"1.2.840.10008.1.2": True, "1.2.840.10008.1.2.1": False}  # UID -> implicit VR
-_LONG_HEADER_VRS = {"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN", "UR", "UT", "UV"}
-
-
-def _raw_span(element: object, data: bytes, implicit: bool, base: int | None = 0) -> tuple[int, int] | None:
-    """Byte range of an element never touched since reading (header included), if it can be copied as is.
-
-    ``base`` is where the element's recorded position counts from (None: unknown, never copied). The
-    bytes found there must be the element's own tag, VR, length and value, so a copy is always exactly
-    what re-encoding the element would write.
-    """
-    if type(element) is not RawDataElement or base is None:
-        return None
-    length, value = element.length, element.value  # type: ignore[attr-defined]
-    if length == 0xFFFFFFFF or value is None or len(value) != length:
-        return None
-    vr = element.VR  # type: ignore[attr-defined]
-    tell = base + element.value_tell  # type: ignore[attr-defined]
-    header = 8 if implicit or vr not in _LONG_HEADER_VRS else 12
-    start, end = tell - header, tell + length
-    tag = int(element.tag)  # type: ignore[attr-defined]
-    if start < 0 or end > len(data):
-        return None
-    if implicit:
-        expected = struct.pack("<HHI", tag >> 16, tag & 0xFFFF, length)
-    elif header == 12:
-        expected = struct.pack("<HH2sHI", tag >> 16, tag & 0xFFFF, str(vr).encode(), 0, length)
-    else:
-        expected = struct.pack("<HH2sH", tag >> 16, tag & 0xFFFF, str(vr).encode(), length)
-    if not (data.startswith(expected, start) and data.startswith(value, tell)):  # compared in place, no copy
-        return None
-    return start, end
-
-
-_ITEM = struct.pack("<HHI", 0xFFFE, 0xE000, 0xFFFFFFFF)
-_ITEM_END = struct.pack("<HHI", 0xFFFE, 0xE00D, 0)
-_SEQUENCE_END = struct.pack("<HHI", 0xFFFE, 0xE0DD, 0)
-# File meta elements kept: what reading the file needs, and the writing implementation's identity. The
-# others name sending/receiving systems, carry private data, or are unknown: not needed to read the file.
-_META_KEPT = frozenset({0x00020000, 0x00020001, 0x00020002, 0x00020003, 0x00020010, 0x00020012, 0x00020013})
-_META_REQUIRED = (0x00020001, 0x00020002, 0x00020003, 0x00020010, 0x00020012)
-
-
-def _write_passthrough(ds: Dataset, data: bytes) -> bytes | None:
-    """Serialise ``ds``, copying every run of untouched elements straight from the original bytes.
-
-    Only elements the profile changed go through pydicom's writer; pixel data and everything else
-    kept is one slice copy per contiguous run, in nested sequence items too (walked sequences are
-    written with undefined lengths, as pydicom's writer does). The preamble is zeroed (it can hold
-    anything) and the file meta group is rebuilt. Returns None for transfer syntaxes other than
-    little endian implicit/explicit VR, or a file meta lacking a required element (the caller then
-    uses pydicom's writer for everything).
-    """
-    from pydicom.filebase import DicomBytesIO
-
-    data = data if isinstance(data, bytes) else bytes(data)  # compared in place with bytes.startswith
-    meta = getattr(ds, "file_meta", None)
-    syntax = str(getattr(meta, "TransferSyntaxUID", "") or "")
-    if syntax not in _LITTLE_ENDIAN_SYNTAXES or ds.original_character_set != ds._character_set:
-        return None
-    assert meta is not None
-    if any(tag not in meta for tag in _META_REQUIRED):
-        return None
-    implicit = _LITTLE_ENDIAN_SYNTAXES[syntax]
-    fp = DicomBytesIO()
-    fp.is_little_endian, fp.is_implicit_VR = True, False
-    _write_elements(fp, meta, data, False, "iso8859", 0, skip_group_length=True)
-    group = fp.getvalue()
-    fp = DicomBytesIO()
-    fp.is_little_endian, fp.is_implicit_VR = True, implicit
-    fp.write(b"\x00" * 128 + b"DICM" + struct.pack("<HH2sHI", 2, 0, b"UL", 4, len(group)) + group)
-    if not _write_elements(fp, ds, data, implicit, ds.get("SpecificCharacterSet", "iso8859"), 0):
-        return None
-    return fp.getvalue()
-
-
-def _write_elements(
-    fp: Any,
-    ds: Dataset,
-    data: bytes,
-    implicit: bool,
-    encoding: Any,
-    base: int | None,
-    *,
-    skip_group_length: bool = False,
-) -> bool:
-    """Write ``ds``'s elements in tag order; False when a nested item switches character set.
-
-    ``base``: where the recorded positions of ``ds``'s elements count from in ``data`` (None: unknown).
-    """
-    view = memoryview(data)
-    from pydicom.filewriter import write_data_element
-
-    run: list[int] = []  # [start, end] of the pending run of untouched bytes
-    for tag in sorted(ds.keys()):
-        if tag.element == 0 and (tag.group > 6 or skip_group_length):
-            continue  # group lengths: retired (PS3.5 7.2), or recomputed by the caller
-        element = ds.get_item(tag)
-        span = _raw_span(element, data, implicit, base)
-        if span is not None and run and run[1] == span[0]:
-            run[1] = span[1]
-            continue
-        if run:
-            fp.write(view[run[0] : run[1]])
-            run = []
-        if span is not None:
-            run = [span[0], span[1]]
-        elif type(element) is DataElement and element.VR == "SQ" and element.value:
-            fp.write(struct.pack("<HH", tag.group, tag.element))
-            fp.write(struct.pack("<I", 0xFFFFFFFF) if implicit else b"SQ\x00\x00\xff\xff\xff\xff")
-            for item in element.value:
-                if "SpecificCharacterSet" in item:
-                    return False
-                fp.write(_ITEM)
-                if not _write_elements(fp, item, data, implicit, encoding, getattr(item, _BASE, None)):
-                    return False
-                fp.write(_ITEM_END)
-            fp.write(_SEQUENCE_END)
-        else:
-            encoded = _encode_ascii(element, implicit) if type(element) is DataElement else None
-            if encoded is not None:
-                fp.write(encoded)
-            else:
-                write_data_element(fp, ds[tag], encoding)
-    if run:
-        fp.write(view[run[0] : run[1]])
-    return True
-
-
-# Text VRs whose ASCII values encode the same in every DICOM character set (the default repertoire).
-_ASCII_VRS = frozenset(
-    {"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "ST", "TM", "UC", "UI", "UR", "UT"}
-)
-
-
-def _encode_ascii(element: DataElement, implicit: bool) -> bytes | None:
-    """The encoded element (header and value) for an ASCII text value, or None to leave it to pydicom.
-
-    The profile writes dozens of such values per file (UIDs, shifted dates, pseudonyms, empties);
-    encoding them here costs a fraction of pydicom's general writer.
-    """
-    vr = element.VR
-    if vr not in _ASCII_VRS:
-        return None
-    value = element._value  # the stored value, without triggering a conversion
-    if value is None:
-        text = ""
-    elif isinstance(value, str):
-        text = value
-    elif isinstance(value, (list, MultiValue)) and all(isinstance(v, str) for v in value):
-        text = "\\".join(value)
-    else:
-        return None
-    if not text.isascii():
-        return None
-    raw = text.encode("ascii")
-    if len(raw) & 1:
-        raw += b"\x00" if vr == "UI" else b" "
-    tag = element.tag
-    if implicit:
-        header = struct.pack("<HHI", tag >> 16, tag & 0xFFFF, len(raw))
-    elif vr in _LONG_HEADER_VRS:
-        header = struct.pack("<HH2sHI", tag >> 16, tag & 0xFFFF, vr.encode(), 0, len(raw))
-    elif len(raw) > 0xFFFF:
-        return None
-    else:
-        header = struct.pack("<HH2sH", tag >> 16, tag & 0xFFFF, vr.encode(), len(raw))
-    return header + raw
