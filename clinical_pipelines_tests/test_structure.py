@@ -1,9 +1,12 @@
-"""The command line's shape: the help path imports no heavy engine, and every group is a module of the package."""
+"""The package's shape: the CLI's help path imports no heavy engine, every command group is its own module, engines
+import neither Dagster nor the synthetic data."""
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -44,3 +47,39 @@ def test_every_command_comes_from_its_group_module() -> None:
         "reproduce": "clinical_pipelines.cli.versions",
         "runs": "clinical_pipelines.cli.versions",
     }
+
+
+ENGINES = ("storage", "landing", "raw", "validate", "deid", "curate", "catalog", "training")
+PACKAGE = Path(__file__).resolve().parent.parent / "clinical_pipelines"
+
+
+def _imports(path: Path) -> set[str]:
+    """Every module ``path`` imports (at any depth: lazy imports inside functions count)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+    return found
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_engines_import_neither_dagster_nor_the_synthetic_data(engine: str) -> None:
+    files = sorted((PACKAGE / engine).rglob("*.py"))
+    assert files
+    bad = {
+        str(f.relative_to(PACKAGE)): sorted(m for m in _imports(f) if m.split(".")[0] == "dagster"
+                                            or m.startswith("clinical_pipelines.synth"))
+        for f in files
+    }  # fmt: skip
+    assert {k: v for k, v in bad.items() if v} == {}
+
+
+def test_the_synthetic_data_is_imported_only_by_the_cli_and_itself() -> None:
+    users = {
+        str(f.relative_to(PACKAGE))
+        for f in PACKAGE.rglob("*.py")
+        if any(m.startswith("clinical_pipelines.synth") for m in _imports(f))
+    }
+    assert users and all(u.startswith(("synth/", "cli/")) for u in users), users
