@@ -129,7 +129,7 @@ class DropOutcome:
 
 @dataclass
 class CuratedOutcome:
-    """One curated dataset after the curate run: its version (None when nothing matched) and figures."""
+    """One curated dataset after the datasets run: its version (None when nothing matched) and figures."""
 
     dataset: str
     version: int | None = None
@@ -148,7 +148,7 @@ class CuratedOutcome:
 
 @dataclass
 class CurateRun:
-    """The curate run: its id, success, and one outcome per dataset."""
+    """The datasets run: its id, success, and one outcome per dataset."""
 
     run_id: str | None
     success: bool

@@ -39,7 +39,7 @@ class Chain:
 
 @pytest.fixture(scope="module")
 def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chain]:
-    """Every drop of the small corpus through every stage, then the curate job, once for this module."""
+    """Every drop of the small corpus through every stage, then the datasets job, once for this module."""
     tmp = tmp_path_factory.mktemp("chain")
     settings = Settings.from_env({}, data_dir=tmp / "data", key_dir=tmp / "keys")
     drops, canaries = small_corpus()

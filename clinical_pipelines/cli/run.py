@@ -44,7 +44,7 @@ def run(data_dir: Path | None, store_url: str | None, as_json: bool, wait: bool)
     """Process every complete drop in landing/ through all stages built so far, then exit.
 
     One run per data folder at a time (a lock in DIR/.run.lock); a run killed part-way is completed
-    by the next one. Exit status: 0 done, 1 a drop or the curate run failed, 2 configuration error,
+    by the next one. Exit status: 0 done, 1 a drop or the datasets run failed, 2 configuration error,
     3 another run holds the data folder and --no-wait was given (nothing done).
     """
     from clinical_pipelines.runlock import DataFolderBusy, run_lock
@@ -172,7 +172,7 @@ def _print_curated(console: Any, run: CurateRun | None) -> None:
             splits = ", ".join(f"{k} {v}" for k, v in sorted((o.samples_per_split or {}).items()))
             console.print(f"  training-ready: {o.shards} shard(s) ({splits} samples); index {o.index}")
     if not run.success:
-        console.print(f"[red]curate run failed:[/red] {run.error}")
+        console.print(f"[red]datasets run failed:[/red] {run.error}")
 
 
 COMMANDS = [run]
