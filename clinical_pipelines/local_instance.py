@@ -1,7 +1,8 @@
 """The Dagster instance kept beside a data folder (``DIR/.dagster``) when ``$DAGSTER_HOME`` is not set.
 
 Its ``dagster.yaml`` turns telemetry off and keeps every run's events in one SQLite database
-(``ConsolidatedSqliteEventLogStorage``: WAL, Dagster's busy timeout) instead of Dagster's default of one
+(Dagster's ``ConsolidatedSqliteEventLogStorage``, WAL and busy timeout, with one engine per process:
+:mod:`clinical_pipelines.instance_storage`) instead of Dagster's default of one
 database per run, which each run creates, migrates and stamps, and whose every event opens its own
 file: about a second of every small run. The file names its folder by absolute path, so it is written
 again (same storage, new path) whenever the folder was moved. A ``dagster.yaml`` this module did not
@@ -21,8 +22,8 @@ def instance_yaml(home: Path) -> str:
     base = str(home.resolve())  # JSON's string form is YAML's double-quoted form: any path stays one string
     return (
         f"{MARKER}telemetry:\n  enabled: false\n"
-        "event_log_storage:\n  module: dagster._core.storage.event_log\n"
-        f"  class: ConsolidatedSqliteEventLogStorage\n  config:\n    base_dir: {json.dumps(base)}\n"
+        "event_log_storage:\n  module: clinical_pipelines.instance_storage\n"
+        f"  class: ProcessEngineSqliteEventLogStorage\n  config:\n    base_dir: {json.dumps(base)}\n"
     )
 
 
