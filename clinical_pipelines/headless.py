@@ -17,12 +17,15 @@ from clinical_pipelines.defs.datasets import CURATED_GROUP, TRAINING_GROUP, data
 from clinical_pipelines.defs.ingest.assets import raw_key
 from clinical_pipelines.defs.ingest.jobs import process_drop_job, reject_landing_job
 from clinical_pipelines.defs.partitions import drops_partitions
+from clinical_pipelines.defs.resources import resources_for
 from clinical_pipelines.defs.run_config import QUIET, reject_run_config
 from clinical_pipelines.landing.discovery import discover_drops, parse_partition_key, partition_key
+from clinical_pipelines.landing.expected import declared_modalities
 from clinical_pipelines.modalities import DROP_MODALITIES
 from clinical_pipelines.raw.zone import RawZone
 from clinical_pipelines.runlock import is_alive, process_identity
 from clinical_pipelines.settings import Settings
+from clinical_pipelines.storage import ObjectStore
 
 PARTITION_BATCH = 500
 # Every run this module starts carries these tags: who started it (to tell a killed run from a live
@@ -233,6 +236,20 @@ def run_curate(defs: dg.Definitions, instance: dg.DagsterInstance, *, tags: dict
     return CurateRun(result.run_id, result.success, [outcomes[n] for n in names], error)
 
 
+def _prewarm(settings: Settings, store: ObjectStore, keys: list[str]) -> list[str]:
+    """Start the de-identification worker pools the drops ``keys`` will use, so their engines load on the
+    other cores while the first drop is ingested and validated (one core, Great Expectations' import);
+    returns the modalities whose pools were started. The pools are the ones the de-identified steps of
+    this process use (same secret, engines and size)."""
+    if settings.deid_workers <= 1 or not keys:
+        return []
+    from clinical_pipelines.deid.stage import prewarm_pools
+
+    expected = declared_modalities(store, [parse_partition_key(k) for k in keys])
+    pseudonymizer, dicom, notes = resources_for(settings)["deid_secret"].engines()  # type: ignore[attr-defined]
+    return prewarm_pools(pseudonymizer, dicom, notes, settings.deid_workers, dict(expected))
+
+
 def process_landing(settings: Settings, instance: dg.DagsterInstance) -> HeadlessSummary:
     """Run ``process_drop`` for every complete drop not yet processed, then the ``datasets`` job.
 
@@ -263,6 +280,7 @@ def process_landing(settings: Settings, instance: dg.DagsterInstance) -> Headles
     resent = sorted(k for k in done if raw.landing_changed(*parse_partition_key(k)) is not None)
     keys = list(dict.fromkeys(interrupted_drops(instance) + [partition_key(s, d) for s, d in found.complete] + resent))
     _add_partitions(instance, keys)
+    _prewarm(settings, store, keys)
     job = defs.resolve_job_def(process_drop_job.name)
     for key in keys:
         result = job.execute_in_process(

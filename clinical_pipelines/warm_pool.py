@@ -78,6 +78,12 @@ class WarmPool:
         while pending:
             yield pending.popleft().result()
 
+    def start_workers(self) -> None:
+        """Start every worker now, without waiting: each runs its initializer (loads its models) while the caller
+        goes on. Work submitted later waits only for what is not loaded yet."""
+        for _ in range(self.workers):  # a forkserver executor starts one worker per submit while none is idle
+            self._executor.submit(_ready)
+
     @property
     def broken(self) -> bool:
         """A worker died (killed, out of memory): the pool takes no more work."""
@@ -86,6 +92,10 @@ class WarmPool:
     def shutdown(self) -> None:
         """Stop the workers."""
         self._executor.shutdown(cancel_futures=True)
+
+
+def _ready() -> None:
+    """A task that does nothing: submitted to make a worker start (and run its initializer)."""
 
 
 _POOLS: dict[str, tuple[Hashable, WarmPool]] = {}
@@ -108,6 +118,13 @@ def warm(purpose: str, ident: Hashable, start: Callable[[], P]) -> P:
         pool = start()
         _POOLS[purpose] = (ident, pool)
         return pool
+
+
+def is_warm(purpose: str, ident: Hashable) -> bool:
+    """Whether this process holds a live pool for ``purpose`` made for ``ident`` (nothing is started)."""
+    with _LOCK:
+        held = _POOLS.get(purpose)
+        return held is not None and held[0] == ident and not held[1].broken
 
 
 @atexit.register

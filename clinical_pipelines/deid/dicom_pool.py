@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from clinical_pipelines.deid.dicom import DeidRejected, DicomDeidentifier, DicomDeidPolicy, DicomDeidReport
 from clinical_pipelines.deid.findings import DicomFindings
 from clinical_pipelines.deid.pseudonyms import Pseudonymizer
-from clinical_pipelines.warm_pool import WarmPool, chunked, warm
+from clinical_pipelines.warm_pool import WarmPool, chunked, is_warm, warm
 
 if TYPE_CHECKING:
     from collections import Counter
@@ -102,6 +102,14 @@ def warm_pool(pseudonymizer: Pseudonymizer, policy: DicomDeidPolicy, workers: in
     Keyed by a hash of the secret, never the secret itself. A pool whose workers died (a killed
     process) is replaced; so is the pool of another secret or policy (at most one pool per process).
     """
+    return warm("deid-dicom", _ident(pseudonymizer, policy, workers), lambda: DicomPool(pseudonymizer, policy, workers))
+
+
+def pool_is_warm(pseudonymizer: Pseudonymizer, policy: DicomDeidPolicy, workers: int) -> bool:
+    """Whether :func:`warm_pool` would return a pool already started (nothing is started here)."""
+    return is_warm("deid-dicom", _ident(pseudonymizer, policy, workers))
+
+
+def _ident(pseudonymizer: Pseudonymizer, policy: DicomDeidPolicy, workers: int) -> tuple[object, ...]:
     key, max_shift_days = pseudonymizer.worker_copy_args()
-    ident = (hashlib.sha256(b"clinical-pipelines/dicom-pool\0" + key).digest(), max_shift_days, policy, workers)
-    return warm("deid-dicom", ident, lambda: DicomPool(pseudonymizer, policy, workers))
+    return (hashlib.sha256(b"clinical-pipelines/dicom-pool\0" + key).digest(), max_shift_days, policy, workers)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from clinical_pipelines.deid.findings import note_findings, note_identifiers
 from clinical_pipelines.deid.pseudonyms import Pseudonymizer
-from clinical_pipelines.warm_pool import WarmPool, warm
+from clinical_pipelines.warm_pool import WarmPool, is_warm, warm
 
 if TYPE_CHECKING:
     from clinical_pipelines.deid.notes import NoteDeidentifier
@@ -114,7 +114,15 @@ def warm_notes_pool(engine: NoteDeidentifier, pseudonymizer: Pseudonymizer, work
     """The process's notes pool for ``engine``'s settings, this pseudonymizer's secret and this size, started on
     first use and kept until exit; keyed by a hash of the secret, never the secret itself. A broken pool, or
     the pool of another secret or settings, is replaced (at most one per process)."""
+    return warm("deid-notes", _ident(engine, pseudonymizer, workers), lambda: NotesPool(engine, pseudonymizer, workers))
+
+
+def notes_pool_is_warm(engine: NoteDeidentifier, pseudonymizer: Pseudonymizer, workers: int) -> bool:
+    """Whether :func:`warm_notes_pool` would return a pool already started (nothing is started here)."""
+    return is_warm("deid-notes", _ident(engine, pseudonymizer, workers))
+
+
+def _ident(engine: NoteDeidentifier, pseudonymizer: Pseudonymizer, workers: int) -> tuple[object, ...]:
     key, max_shift_days = pseudonymizer.worker_copy_args()
-    ident = (hashlib.sha256(b"clinical-pipelines/notes-pool\0" + key).digest(), max_shift_days,
-             engine_settings(engine), workers)  # fmt: skip
-    return warm("deid-notes", ident, lambda: NotesPool(engine, pseudonymizer, workers))
+    return (hashlib.sha256(b"clinical-pipelines/notes-pool\0" + key).digest(), max_shift_days,
+            engine_settings(engine), workers)  # fmt: skip

@@ -19,10 +19,10 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 
 from clinical_pipelines.deid.dicom import DicomDeidentifier
-from clinical_pipelines.deid.dicom_pool import DicomOutcome, deidentify_one, warm_pool
+from clinical_pipelines.deid.dicom_pool import DicomOutcome, deidentify_one, pool_is_warm, warm_pool
 from clinical_pipelines.deid.findings import DicomFindings, table_findings
 from clinical_pipelines.deid.notes import NoteDeidentifier
-from clinical_pipelines.deid.notes_pool import NoteOutcome, judge_notes, warm_notes_pool
+from clinical_pipelines.deid.notes_pool import NoteOutcome, judge_notes, notes_pool_is_warm, warm_notes_pool
 from clinical_pipelines.deid.profile import PROFILE_NAME, PROFILE_VERSION
 from clinical_pipelines.deid.pseudonyms import Pseudonymizer
 from clinical_pipelines.deid.residual import scan
@@ -37,8 +37,9 @@ from clinical_pipelines.validate.engine import read_validated_record
 from clinical_pipelines.zones import curated_object_key, deid_lineage_key, deid_record_key
 
 STAGE = "deid"
-#: A drop with fewer DICOM files is de-identified in the stage's own process: starting worker processes
-#: (imports, engines) costs more than a few files take.
+#: A drop with fewer files of a modality is de-identified in the stage's own process, unless the process
+#: already holds warm workers for it (:func:`prewarm_pools`): starting worker processes (imports, engines)
+#: costs more than a few files take.
 POOL_MIN_FILES = 32
 ENGINE_ERROR = "engine_error"
 TAMPERED = "tampered_object"
@@ -73,6 +74,35 @@ def warm_engines(key: bytes) -> tuple[Pseudonymizer, DicomDeidentifier, NoteDeid
             engines = (pseudonymizer, DicomDeidentifier(pseudonymizer), NoteDeidentifier(pseudonymizer))
             _WARM_ENGINES[fingerprint] = engines
         return engines
+
+
+def prewarm_pools(
+    pseudonymizer: Pseudonymizer,
+    dicom: DicomDeidentifier,
+    notes: NoteDeidentifier,
+    workers: int,
+    expected: dict[str, int],
+    *,
+    pool_min_files: int = POOL_MIN_FILES,
+) -> list[str]:
+    """Start, without waiting, the warm worker pools that drops holding ``expected`` files per modality will
+    use; returns the modalities whose pools were started.
+
+    A pool is started when ``workers > 1`` and the files of its modality across the drops to come reach
+    ``pool_min_files``: the workers load their engines on the other cores while this process goes on
+    (ingest, validation), and every later drop of that modality in this process uses them, however few
+    its files. Pool and in-process results are the same bytes, so this changes speed only.
+    """
+    started = []
+    if workers <= 1:
+        return started
+    if expected.get("dicom", 0) >= pool_min_files and dicom.text_cleaner is None:
+        warm_pool(pseudonymizer, dicom.policy, workers).start_workers()
+        started.append("dicom")
+    if expected.get("notes", 0) >= pool_min_files:
+        warm_notes_pool(notes, pseudonymizer, workers).start_workers()
+        started.append("notes")
+    return started
 
 
 class NotPromotable(Exception):
@@ -210,14 +240,18 @@ class DropDeidentifier:
         """De-identified and searched inputs, in order: over the warm worker pool when the drop is large enough
         to pay for it (text values left for ``findings`` to re-analyse), else here with ``findings`` (the same
         engines either way, so the same bytes and findings)."""
-        if self.workers > 1 and count >= self.pool_min_files and self.dicom.text_cleaner is None:
+        if self.workers > 1 and self.dicom.text_cleaner is None and (
+            count >= self.pool_min_files or pool_is_warm(self.pseudonymizer, self.dicom.policy, self.workers)
+        ):
             return warm_pool(self.pseudonymizer, self.dicom.policy, self.workers).map(inputs)
         return (deidentify_one(findings, data) for data in inputs)
 
     def _notes(self, report: DeidStageReport, raw_items: list[str], lineage: dict[str, str]) -> None:
         assert self.notes is not None
         names = self._names(report)
-        pooled = self.workers > 1 and len(raw_items) >= self.pool_min_files
+        pooled = self.workers > 1 and (
+            len(raw_items) >= self.pool_min_files or notes_pool_is_warm(self.notes, self.pseudonymizer, self.workers)
+        )
         # Over the pool, batches small enough that every worker gets several; memory: a few batches at a time.
         size = max(1, self.limits.notes_batch)
         if pooled:

@@ -38,6 +38,20 @@ def sniff_modality(head: bytes, path: str) -> str | None:
     return "notes"
 
 
+def modality_by_name(path: str) -> str | None:
+    """The modality a file's name suggests, before any byte is read: ``tabular`` for .csv/.tsv, ``notes`` for
+    note suffixes, ``dicom`` for .dcm or no suffix (as PACS exports name them), None otherwise. A guess for
+    planning only: what a file is is decided by :func:`sniff_modality` on its bytes."""
+    name = path.rsplit("/", 1)[-1].lower()
+    if name.endswith(_TABULAR_SUFFIXES):
+        return "tabular"
+    if name.endswith(_NOTE_SUFFIXES):
+        return "notes"
+    if name.endswith(".dcm") or "." not in name:
+        return "dicom"
+    return None
+
+
 def _looks_delimited(text: str) -> bool:
     lines = [line for line in text.splitlines()[:6] if line.strip()]
     if len(lines) < 2:
