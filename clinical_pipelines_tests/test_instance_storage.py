@@ -97,6 +97,42 @@ def test_one_engine_serves_every_event_of_the_process(tmp_path: Path, monkeypatc
     assert len(theirs) > 30  # Dagster's class: a new engine for every connection (several per event)
 
 
+def test_connections_are_reused_across_events(tmp_path: Path) -> None:
+    storage = ProcessEngineSqliteEventLogStorage(str(tmp_path))
+    opened: list[int] = []
+    sqlalchemy.event.listen(storage._process_engine(), "connect", lambda *_: opened.append(1))
+    with dg.DagsterInstance.ephemeral() as instance:
+        instance._event_storage = storage  # type: ignore[attr-defined]
+        storage.register_instance(instance)
+        for partition in ("a", "b", "a", "b"):
+            assert dg.materialize([scores], instance=instance, partition_key=partition).success
+        events = len(instance.get_records_for_run(instance.get_runs()[0].run_id).records)
+    assert events > 5 and 1 <= len(opened) <= 2  # four runs' events over one or two pooled SQLite connections
+
+
+def _materialize_many(home: str, partitions: list[str]) -> None:
+    with dg.DagsterInstance.from_config(home) as instance:
+        for partition in partitions:
+            assert dg.materialize([scores], instance=instance, partition_key=partition).success
+
+
+def test_two_processes_write_one_event_log_at_once(tmp_path: Path) -> None:
+    home = prepare_home(tmp_path / ".dagster")
+    context = multiprocessing.get_context("spawn")
+    writers = [context.Process(target=_materialize_many, args=(str(home), ["a", "b"] * 4)) for _ in range(2)]
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join(300)
+    assert [w.exitcode for w in writers] == [0, 0]
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        runs = instance.get_runs()
+        assert len(runs) == 16 and all(r.is_success for r in runs)
+        records = instance.fetch_materializations(scores.key, limit=100).records
+        assert len(records) == 16  # none lost to a locked database
+        assert all(instance.get_records_for_run(r.run_id).records for r in runs)
+
+
 def _child(queue: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
     storage = _STORAGE[0]
     inherited = storage._engine
