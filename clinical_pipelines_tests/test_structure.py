@@ -46,6 +46,7 @@ def test_every_command_comes_from_its_group_module() -> None:
         "manifest": "clinical_pipelines.cli.versions",
         "reproduce": "clinical_pipelines.cli.versions",
         "runs": "clinical_pipelines.cli.versions",
+        "audit": "clinical_pipelines.cli.audit",
     }
 
 

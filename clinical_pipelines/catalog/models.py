@@ -168,3 +168,24 @@ class TrainingRunVersion(Base):
     run_id: Mapped[str] = mapped_column(ForeignKey("training_runs.run_id", ondelete="CASCADE"), primary_key=True)
     version_id: Mapped[str] = mapped_column(ForeignKey("versions.id"), primary_key=True)
     registered_at: Mapped[datetime.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class AuditRecord(Base):
+    """One entry of the append-only, hash-chained audit log (:mod:`clinical_pipelines.catalog.audit`).
+
+    Who did what to which object or version, why and with what outcome: principals, actions, version ids,
+    pseudonyms and hashes only, never PHI. ``record_hash`` is the SHA-256 of the record's canonical
+    encoding, which includes ``prev_hash``, the hash of the record before it.
+    """
+
+    __tablename__ = "audit_log"
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    at: Mapped[str] = mapped_column(String(32))  # ISO 8601, UTC, microseconds: hashed as written
+    principal: Mapped[str] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(32))
+    target: Mapped[str] = mapped_column(String(300))
+    purpose: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    outcome: Mapped[str] = mapped_column(String(16))
+    detail: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    record_hash: Mapped[str] = mapped_column(String(64), unique=True)
