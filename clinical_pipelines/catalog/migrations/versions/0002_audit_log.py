@@ -27,7 +27,6 @@ def upgrade() -> None:
         sa.Column("prev_hash", sa.String(length=64), nullable=False),
         sa.Column("record_hash", sa.String(length=64), nullable=False),
         sa.PrimaryKeyConstraint("seq", name=op.f("pk_audit_log")),
-        sa.UniqueConstraint("record_hash", name=op.f("uq_audit_log_record_hash")),
     )
 
 
