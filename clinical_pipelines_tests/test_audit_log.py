@@ -53,36 +53,42 @@ def test_records_chain_by_sha256_of_their_canonical_encoding(tmp_path: Path) -> 
     assert [r.seq for r in log.for_target("chest_ct@3", limit=3)] == [95, 88, 81]  # seq i + 1 targets @ i % 7
 
 
+@pytest.fixture(params=[1, 2], ids=["one walk", "two workers"])
+def workers(request: pytest.FixtureRequest) -> int:
+    """Verify walks the log in one pass, or in two worker processes whose parts meet at record 50 or 51."""
+    return int(request.param)
+
+
 def _execute(log: AuditLog, *statements: tuple[str, dict[str, object]]) -> None:
     with log.engine.begin() as conn:
         for sql, params in statements:
             conn.execute(text(sql), params)
 
 
-def test_an_edited_record_is_named(tmp_path: Path) -> None:
+def test_an_edited_record_is_named(tmp_path: Path, workers: int) -> None:
     _, log = _filled(tmp_path)
     _execute(log, ("UPDATE audit_log SET principal = 'mallory' WHERE seq = 50", {}))
-    result = log.verify()
+    result = log.verify(workers=workers)
     assert (result.broken_at, result.problem, result.records) == (50, "edited", 49)
 
 
-def test_a_deleted_record_is_named(tmp_path: Path) -> None:
+def test_a_deleted_record_is_named(tmp_path: Path, workers: int) -> None:
     _, log = _filled(tmp_path)
     _execute(log, ("DELETE FROM audit_log WHERE seq = 50", {}))
-    result = log.verify()
+    result = log.verify(workers=workers)
     assert (result.broken_at, result.problem) == (50, "deleted")
 
 
-def test_a_deleted_and_renumbered_record_is_named(tmp_path: Path) -> None:
+def test_a_deleted_and_renumbered_record_is_named(tmp_path: Path, workers: int) -> None:
     _, log = _filled(tmp_path)
     _execute(log, ("DELETE FROM audit_log WHERE seq = 50", {}))
     for seq in range(51, 101):
         _execute(log, ("UPDATE audit_log SET seq = :new WHERE seq = :old", {"new": seq - 1, "old": seq}))
-    result = log.verify()
+    result = log.verify(workers=workers)
     assert (result.broken_at, result.problem) == (50, "deleted or reordered")
 
 
-def test_an_inserted_record_with_a_valid_hash_is_named(tmp_path: Path) -> None:
+def test_an_inserted_record_with_a_valid_hash_is_named(tmp_path: Path, workers: int) -> None:
     _, log = _filled(tmp_path)
     for seq in range(100, 49, -1):  # make room at 50, as a forger must (sequence numbers are the key)
         _execute(log, ("UPDATE audit_log SET seq = :new WHERE seq = :old", {"new": seq + 1, "old": seq}))
@@ -91,16 +97,16 @@ def test_an_inserted_record_with_a_valid_hash_is_named(tmp_path: Path) -> None:
     forged = record_hash(50, at, "mallory", "export", "chest_ct@1", None, "allowed", None, prev)
     _execute(log, ("INSERT INTO audit_log VALUES (50, :at, 'mallory', 'export', 'chest_ct@1', NULL, 'allowed', NULL, "
                    ":prev, :h)", {"at": at, "prev": prev, "h": forged}))  # fmt: skip
-    result = log.verify()
+    result = log.verify(workers=workers)
     assert (result.broken_at, result.problem, result.records) == (50, "inserted", 49)
 
 
-def test_reordered_records_are_named(tmp_path: Path) -> None:
+def test_reordered_records_are_named(tmp_path: Path, workers: int) -> None:
     _, log = _filled(tmp_path)
     _execute(log, ("UPDATE audit_log SET seq = -1 WHERE seq = 50", {}),
              ("UPDATE audit_log SET seq = 50 WHERE seq = 51", {}),
              ("UPDATE audit_log SET seq = 51 WHERE seq = -1", {}))  # fmt: skip
-    result = log.verify()
+    result = log.verify(workers=workers)
     assert (result.broken_at, result.problem) == (50, "deleted or reordered")
 
 
@@ -168,8 +174,9 @@ def test_an_untouched_log_of_100000_records_verifies(tmp_path: Path) -> None:
     entries = _entries(10_000)
     for _ in range(10):
         log.append_many(entries)
-    result = log.verify()
-    assert result.intact and result.records == 100_000 and result.head_hash == log.head()[1]
+    one, two = log.verify(workers=1), log.verify(workers=2)
+    assert one.intact and one.records == 100_000 and one.head_hash == log.head()[1]
+    assert two == one
 
 
 def _cli(url: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -192,3 +199,15 @@ def test_the_cli_prints_the_head_and_names_the_first_break(tmp_path: Path) -> No
     assert "Traceback" not in broken.stderr
     bad = _cli(url, "--head", "not-a-head")
     assert bad.returncode == 2 and "SEQ:SHA256" in bad.stderr
+
+
+@pytest.mark.parametrize("seq", [1, 50, 51, 100])
+def test_a_break_at_either_end_of_a_part_is_named_alike(tmp_path: Path, seq: int) -> None:
+    _, log = _filled(tmp_path)
+    _execute(log, ("UPDATE audit_log SET outcome = 'allowed', purpose = 'x' WHERE seq = :s", {"s": seq}))
+    assert log.verify(workers=1) == log.verify(workers=2)
+    assert (log.verify(workers=2).broken_at, log.verify(workers=2).problem) == (seq, "edited")
+    _execute(log, ("DELETE FROM audit_log WHERE seq = :s", {"s": seq}))
+    one, two = log.verify(workers=1), log.verify(workers=2)
+    assert one == two
+    assert (one.broken_at, one.problem) == ((seq, "deleted") if seq < 100 else (None, None))  # the end: shorter
