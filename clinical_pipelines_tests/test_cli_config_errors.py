@@ -46,6 +46,7 @@ def _args(tmp: Path) -> dict[tuple[str, ...], list[str]]:
         ("manifest", "provenance"): ["brain_mr", "--data-dir", data],
         ("reproduce",): ["brain_mr", "--to", str(tmp / "repro"), "--data-dir", data],
         ("runs", "register"): ["--manifest", "brain_mr", "--run-id", "r1", "--data-dir", data],
+        ("audit", "verify"): ["--data-dir", data],
     }
 
 
