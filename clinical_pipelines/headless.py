@@ -245,9 +245,12 @@ def _prewarm(settings: Settings, store: ObjectStore, keys: list[str]) -> list[st
         return []
     from clinical_pipelines.deid.stage import prewarm_pools
 
-    expected = declared_modalities(store, [parse_partition_key(k) for k in keys])
-    pseudonymizer, dicom, notes = resources_for(settings)["deid_secret"].engines()  # type: ignore[attr-defined]
-    return prewarm_pools(pseudonymizer, dicom, notes, settings.deid_workers, dict(expected))
+    try:
+        expected = declared_modalities(store, [parse_partition_key(k) for k in keys])
+        pseudonymizer, dicom, notes = resources_for(settings)["deid_secret"].engines()  # type: ignore[attr-defined]
+        return prewarm_pools(pseudonymizer, dicom, notes, settings.deid_workers, dict(expected))
+    except Exception:  # only speed is at stake: a missing key or a dead worker shows in the steps, as without it
+        return []
 
 
 def process_landing(settings: Settings, instance: dg.DagsterInstance) -> HeadlessSummary:

@@ -4,6 +4,7 @@ with the same bytes as in process."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -111,3 +112,22 @@ def test_a_small_drop_uses_a_warm_pool_and_gets_the_in_process_bytes(tmp_path: P
     for sha, _ in pooled:
         key = curated_object_key(sha)
         assert pooled_store.open_read(key).read() == inline_store.open_read(key).read()
+
+
+def test_a_prewarm_that_cannot_start_changes_nothing(tmp_path: Path) -> None:
+    from clinical_pipelines.headless import _prewarm
+    from clinical_pipelines.settings import Settings
+
+    store = LocalObjectStore(tmp_path / "data")
+    write_drop(store, "src", "d1", {f"a/{i}.dcm": b"x" for i in range(40)})
+    # production without a de-identification key: the engines cannot be built, so no pool starts and nothing
+    # is raised here; the de-identified step reports the missing key, as it does without a prewarm
+    local = Settings.from_env({"CLINICAL_PIPELINES_DEID_WORKERS": "2"}, data_dir=tmp_path / "data",
+                              key_dir=tmp_path / "no-keys")  # fmt: skip
+    settings = dataclasses.replace(local, env="production")
+    warm_pool.shutdown_all()
+    try:
+        assert _prewarm(settings, store, ["src/d1"]) == []
+        assert "deid-dicom" not in warm_pool._POOLS
+    finally:
+        warm_pool.shutdown_all()
