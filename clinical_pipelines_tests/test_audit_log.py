@@ -167,6 +167,7 @@ def test_two_processes_appending_at_once_never_fork_the_chain_postgresql(pg_url:
     log = _race(pg_url)
     result = log.verify()
     assert result.intact and result.records == 400
+    assert log.verify(workers=2) == result  # two server-side cursors, one per worker, give one walk's answer
 
 
 def test_an_untouched_log_of_100000_records_verifies(tmp_path: Path) -> None:

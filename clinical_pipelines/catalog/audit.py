@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import itertools
 import json
 import multiprocessing
 import os
 import re
+from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -184,16 +186,15 @@ class AuditLog:
         Read through the driver's own cursor (a server-side one on PostgreSQL): a verify of 10^5 records
         spends its time hashing, not building SQLAlchemy rows.
         """
-        where, params = "", {}
-        if first is not None and last is not None:
-            where, params = " WHERE seq BETWEEN %(first)s AND %(last)s", {"first": first, "last": last}
         with self.engine.connect() as conn:
             raw = conn.connection.dbapi_connection
             assert raw is not None
             postgres = conn.dialect.name == "postgresql"
+            where, params = "", {}
+            if first is not None and last is not None:  # each driver's own named-parameter style
+                low, high = ("%(first)s", "%(last)s") if postgres else (":first", ":last")
+                where, params = f" WHERE seq BETWEEN {low} AND {high}", {"first": first, "last": last}
             sql = f"SELECT {', '.join(_FIELDS)} FROM {AuditRecord.__tablename__}{where} ORDER BY seq"
-            if not postgres:  # sqlite3 takes named parameters as :name
-                sql = sql.replace("%(first)s", ":first").replace("%(last)s", ":last")
             cursor = raw.cursor("audit_verify") if postgres else raw.cursor()
             try:
                 cursor.execute(sql, params)
@@ -252,12 +253,11 @@ def _walk_part(job: tuple[str, int, int, int]) -> _Part:
         peek = next(rows, None)
         if peek is None:
             return _Part(first, None, Verification(0, first - 1, "", first, "deleted"), ())
-        seen: list[str] = []
+        seen: deque[str] = deque(maxlen=2)  # the hashes of the last two records read
 
         def tracked() -> Iterator[tuple]:  # type: ignore[type-arg]
-            for row in _then(peek, rows):
+            for row in itertools.chain((peek,), rows):
                 seen.append(str(row[9]))
-                del seen[:-2]
                 yield row
 
         result = verify_rows(tracked(), start_seq=first, start_prev=str(peek[8]))
@@ -266,11 +266,6 @@ def _walk_part(job: tuple[str, int, int, int]) -> _Part:
         return _Part(first, str(peek[8]), result, tuple(seen))
     finally:
         engine.dispose()
-
-
-def _then(first: tuple, rest: Iterator[tuple]) -> Iterator[tuple]:  # type: ignore[type-arg]
-    yield first
-    yield from rest
 
 
 def _joined(parts: list[_Part]) -> Verification:
