@@ -10,13 +10,13 @@ from __future__ import annotations
 import dagster as dg
 
 from clinical_pipelines.curate.spec import load_specs
-from clinical_pipelines.defs import curate, deid, ingest, training, validate
+from clinical_pipelines.defs import curate, deid, governance, ingest, training, validate
 from clinical_pipelines.defs.executor import step_executor
 from clinical_pipelines.defs.resources import resources_for
 from clinical_pipelines.defs.skipped_modalities import quiet_skipped_check_warnings
 from clinical_pipelines.settings import Settings
 
-STAGES = [ingest.defs, validate.defs, deid.defs]
+STAGES = [ingest.defs, validate.defs, deid.defs, governance.defs]
 
 
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:

@@ -38,6 +38,11 @@ Environment variables (a contract: keep the names):
 - ``CLINICAL_PIPELINES_CATALOG_URL``: the catalog database (SQLAlchemy URL), e.g.
   ``postgresql+psycopg2://catalog@db/catalog`` (give the password through ``PGPASSWORD`` or
   ``~/.pgpass``, not the URL); default ``sqlite:///<data dir>/catalog.sqlite``.
+- ``CLINICAL_PIPELINES_AUDIT_SIGNING_KEY``: base64 of the Ed25519 private key (32 bytes) signing audit exports
+  (:mod:`clinical_pipelines.catalog.audit_export`); required for exports in production, never generated there.
+- ``CLINICAL_PIPELINES_PRINCIPAL``: who acts, for commands that touch data (``--as`` wins); grants decide what
+  it may do. Default ``local-admin`` in the local environment (created with every grant but ``keys`` on first
+  use); production has no default.
 """
 
 from __future__ import annotations
@@ -70,6 +75,8 @@ ENV_CACHE_TTL_HOURS = "CLINICAL_PIPELINES_CACHE_TTL_HOURS"
 ENV_SHARD_MB = "CLINICAL_PIPELINES_SHARD_MB"
 ENV_SPECS_DIR = "CLINICAL_PIPELINES_SPECS_DIR"
 ENV_CATALOG_URL = "CLINICAL_PIPELINES_CATALOG_URL"
+ENV_PRINCIPAL = "CLINICAL_PIPELINES_PRINCIPAL"
+LOCAL_PRINCIPAL = "local-admin"  # the administrator the embedded default creates (catalog.access.LOCAL_ADMIN)
 SHIPPED_SPECS_DIR = Path(__file__).resolve().parent / "curate" / "specs"
 
 DEFAULT_DATA_DIR = ".clinical_data"
@@ -132,6 +139,7 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("shard_mb", ENV_SHARD_MB, int, 256),
     Variable("specs_dir", ENV_SPECS_DIR, _path, SHIPPED_SPECS_DIR),
     Variable("catalog_url", ENV_CATALOG_URL, str, lambda env, r: f"sqlite:///{r['data_dir'] / 'catalog.sqlite'}"),
+    Variable("principal", ENV_PRINCIPAL, str, lambda env, r: LOCAL_PRINCIPAL if r["env"] == "local" else None),
 )
 
 
@@ -156,6 +164,7 @@ class Settings:
     shard_mb: int
     specs_dir: Path
     catalog_url: str
+    principal: str | None
     limits: Limits = field(default_factory=Limits)
 
     @classmethod

@@ -28,7 +28,8 @@ from clinical_pipelines_tests.test_curate_support import (
 
 TABLES = {
     "owners", "retention_classes", "policy_tags", "dataset_policy_tags", "datasets", "versions", "version_facets",
-    "object_summaries", "quality_results", "lineage_edges", "training_runs", "training_run_versions",
+    "object_summaries", "quality_results", "lineage_edges", "training_runs", "training_run_versions", "audit_log",
+    "principals", "projects", "grants",
 }  # fmt: skip
 
 MR_SPEC = """\

@@ -42,7 +42,7 @@ _PRINCIPAL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@:+-]{0,199}")
 _ACTION = re.compile(r"[a-z][a-z0-9_.-]{0,31}")
 _TARGET = re.compile(r"[A-Za-z0-9._@:/+=#-]{1,300}")
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))  # built once: json.dumps builds one per call
-_WORDS = re.compile(r"[A-Za-z0-9 ._:/()=,+#@-]{0,500}")
+_WORDS = re.compile(r"[A-Za-z0-9 ._:/()=,+#@*-]{0,500}")
 
 
 class AuditError(ValueError):

@@ -70,6 +70,7 @@ class Dataset(Base):
     retention_class: Mapped[str] = mapped_column(ForeignKey("retention_classes.name"))
     spec_sha256: Mapped[str] = mapped_column(String(64))
     spec_json: Mapped[str] = mapped_column(Text)
+    project: Mapped[str | None] = mapped_column(String(64), nullable=True)  # grants are scoped by it
     created_at: Mapped[datetime.datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[datetime.datetime] = mapped_column(DateTime, default=utcnow)
     owner: Mapped[Owner] = relationship()
@@ -189,3 +190,38 @@ class AuditRecord(Base):
     detail: Mapped[str | None] = mapped_column(String(500), nullable=True)
     prev_hash: Mapped[str] = mapped_column(String(64))
     record_hash: Mapped[str] = mapped_column(String(64))  # unique by construction (it covers seq); no index to keep
+
+
+class Principal(Base):
+    """Someone or something that acts on data (a person, a service, a job); grants name it."""
+
+    __tablename__ = "principals"
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Project(Base):
+    """A project datasets belong to (the spec's ``project``, by default the dataset's name); grants are scoped by it."""
+
+    __tablename__ = "projects"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16), default="open")  # open | closed
+    created_at: Mapped[datetime.datetime] = mapped_column(DateTime, default=utcnow)
+    closed_at: Mapped[datetime.datetime | None] = mapped_column(DateTime, nullable=True)
+    closed_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+
+
+class AccessGrant(Base):
+    """One grant: ``principal`` may ``action`` on data of ``project`` carrying ``tag`` (``*``: any project / tag)."""
+
+    __tablename__ = "grants"
+    __table_args__ = (UniqueConstraint("principal", "project", "tag", "action", name="uq_grants_scope"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    principal: Mapped[str] = mapped_column(ForeignKey("principals.name", ondelete="CASCADE"))
+    project: Mapped[str] = mapped_column(String(64))
+    tag: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(16))
+    granted_by: Mapped[str] = mapped_column(String(200))
+    granted_at: Mapped[datetime.datetime] = mapped_column(DateTime, default=utcnow)
+    last_used_at: Mapped[datetime.datetime | None] = mapped_column(DateTime, nullable=True)

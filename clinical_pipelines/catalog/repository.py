@@ -18,6 +18,7 @@ from clinical_pipelines.catalog.models import (
     ObjectSummary,
     Owner,
     PolicyTag,
+    Project,
     QualityCheckResult,
     RetentionClass,
     TrainingRun,
@@ -120,16 +121,19 @@ class Catalog:
             session.add(owner)
         if session.get(RetentionClass, spec.retention) is None:
             session.add(RetentionClass(name=spec.retention))
+        if session.get(Project, spec.project_name) is None:
+            session.add(Project(name=spec.project_name))
         session.flush()
         dataset = session.scalar(select(Dataset).where(Dataset.name == spec.name))
         spec_json = json.dumps(spec.to_doc(), sort_keys=True)
         if dataset is None:
             dataset = Dataset(name=spec.name, owner_id=owner.id, purpose=spec.purpose, retention_class=spec.retention,
-                              spec_sha256=spec.sha256, spec_json=spec_json)  # fmt: skip
+                              spec_sha256=spec.sha256, spec_json=spec_json, project=spec.project_name)  # fmt: skip
             session.add(dataset)
         else:
             dataset.owner_id, dataset.purpose, dataset.retention_class = owner.id, spec.purpose, spec.retention
             dataset.spec_sha256, dataset.spec_json, dataset.updated_at = spec.sha256, spec_json, utcnow()
+            dataset.project = spec.project_name
         session.flush()
         session.execute(delete(DatasetPolicyTag).where(DatasetPolicyTag.dataset_id == dataset.id))
         for name in sorted(spec.policy_tags):
@@ -307,6 +311,7 @@ class Catalog:
                 "latest_version": max(v.number for v in ds.versions),
                 "purpose": ds.purpose,
                 "owner": ds.owner.name,
+                "project": ds.project or ds.name,
                 "policy_tags": sorted(tags),
                 "retention": ds.retention_class,
                 "phi_status": row.phi_status,

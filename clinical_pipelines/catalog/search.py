@@ -110,6 +110,7 @@ def search(catalog: Catalog, filters: SearchFilters) -> list[dict[str, Any]]:
                     "version": version.number,
                     "version_id": version.id,
                     "owner": owner.name,
+                    "project": dataset.project or dataset.name,
                     "purpose": dataset.purpose,
                     "policy_tags": sorted(tags),
                     "retention": dataset.retention_class,

@@ -5,17 +5,22 @@ from __future__ import annotations
 
 import click
 
-from clinical_pipelines.cli import audit, catalog, deid, quarantine, run, synth, versions
-from clinical_pipelines.cli._common import config_errors, fail
+from clinical_pipelines.cli import access, audit, catalog, deid, quarantine, run, synth, versions
+from clinical_pipelines.cli._common import config_errors, fail, refused
 
 
 class _Main(click.Group):
     """The top-level group: a configuration error in any command is one line naming the variable or file
-    and the fix, exit status 2, never a traceback."""
+    and the fix, exit status 2; a refusal (no grant) is one line naming the missing grant, exit status 3;
+    never a traceback."""
 
     def invoke(self, ctx: click.Context) -> object:
+        from clinical_pipelines.catalog.access import AccessDenied
+
         try:
             return super().invoke(ctx)
+        except AccessDenied as exc:
+            refused(" ".join(str(exc).split()))
         except config_errors() as exc:
             fail(" ".join(str(exc).split()))
 
@@ -26,7 +31,7 @@ def main() -> None:
     """Governed, versioned, training-ready clinical datasets."""
 
 
-for _module in (synth, run, quarantine, deid, catalog, versions, audit):
+for _module in (synth, run, quarantine, deid, catalog, versions, access, audit):
     for _command in _module.COMMANDS:
         main.add_command(_command)
 

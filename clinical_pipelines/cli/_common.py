@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import click
 
 if TYPE_CHECKING:
+    from clinical_pipelines.catalog.access import Access
     from clinical_pipelines.catalog.repository import Catalog
     from clinical_pipelines.curate.manifest import Manifest
     from clinical_pipelines.settings import Settings
@@ -36,6 +37,35 @@ def zone_options(func: Any) -> Any:
     return func
 
 
+principal_option = click.option(
+    "--as", "principal", metavar="PRINCIPAL",
+    help="Who is acting (default: CLINICAL_PIPELINES_PRINCIPAL; locally, local-admin). Grants decide what it may do.",
+)  # fmt: skip
+purpose_option = click.option(
+    "--purpose", help="Why, as a code (training, qa, irb-2024-117), for the audit log; never free text."
+)
+
+
+def governed_options(func: Any) -> Any:
+    """The zone options plus ``--as`` and ``--purpose``: for commands that touch data and are audited."""
+    return zone_options(principal_option(purpose_option(func)))
+
+
+def governed(settings: Settings, principal: str | None) -> tuple[Catalog, Access, str]:
+    """The catalog, its access control and the acting principal (no principal in production: exit 2)."""
+    from clinical_pipelines.catalog.governed import access_for, acting_principal
+
+    who = acting_principal(settings, principal)
+    catalog = open_catalog(settings)
+    return catalog, access_for(catalog, settings), who
+
+
+def refused(message: str) -> NoReturn:
+    """One line on stderr and exit status 3: the principal holds no grant for this (already audited)."""
+    click.echo(f"refused: {message}", err=True)
+    sys.exit(3)
+
+
 def fail(message: str) -> NoReturn:
     """One line on stderr and exit status 2: configuration and output-folder errors (no traceback)."""
     click.echo(f"error: {message}", err=True)
@@ -43,13 +73,15 @@ def fail(message: str) -> NoReturn:
 
 
 def config_errors() -> tuple[type[BaseException], ...]:
-    """Errors that mean "the configuration is wrong" (variables, key folder, key files): one line, exit 2."""
+    """Errors that mean "the configuration or request is wrong" (variables, key folder, key files, a malformed
+    grant): one line, exit 2."""
+    from clinical_pipelines.catalog.access import AccessError
     from clinical_pipelines.limits import LimitsError
     from clinical_pipelines.settings import SettingsError
     from clinical_pipelines.storage.envelope import LegacyEnvelope
     from clinical_pipelines.storage.keys import KeyError_
 
-    return (SettingsError, LimitsError, KeyError_, LegacyEnvelope)
+    return (SettingsError, LimitsError, KeyError_, LegacyEnvelope, AccessError)
 
 
 def settings_for(

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from clinical_pipelines.cli._common import open_catalog, settings_for, size, zone_options
+from clinical_pipelines.cli._common import governed, governed_options, settings_for, size
 
 
 @click.group()
@@ -38,7 +38,7 @@ def _date(value: str | None, hint: str) -> str | None:
 
 
 @catalog.command("search")
-@zone_options
+@governed_options
 @click.option("--modality", help="dicom, notes, labs, outcomes, or a DICOM modality (CT, MR).")
 @click.option("--body-part", help="DICOM body part (e.g. CHEST).")
 @click.option("--age-band", help="Cohort ages overlapping MIN-MAX years (e.g. 18-64, 65+).")
@@ -55,6 +55,8 @@ def catalog_search(
     data_dir: Path | None,
     store_url: str | None,
     catalog_url: str | None,
+    principal: str | None,
+    purpose: str | None,
     modality: str | None,
     body_part: str | None,
     age_band: str | None,
@@ -68,7 +70,11 @@ def catalog_search(
     all_versions: bool,
     as_json: bool,
 ) -> None:
-    """Find curated versions by modality, body part, age band, dates, labels, PHI status, policy tag, owner."""
+    """Find curated versions by modality, body part, age band, dates, labels, PHI status, policy tag, owner.
+
+    Lists only versions the principal may read; refused (exit 3) when it holds no read grant at all.
+    """
+    from clinical_pipelines.catalog.access import Scope
     from clinical_pipelines.catalog.search import SearchFilters, search
 
     age_min, age_max = _band(age_band)
@@ -77,7 +83,13 @@ def catalog_search(
         date_from=_date(date_from, "--from"), date_to=_date(date_to, "--to"), labelled=labelled,
         phi_status=phi_status, policy_tag=policy_tag, owner=owner, text=text, all_versions=all_versions,
     )  # fmt: skip
-    rows = search(open_catalog(settings_for(data_dir, store_url, catalog_url)), filters)
+    cat, access, who = governed(settings_for(data_dir, store_url, catalog_url), principal)
+    found = search(cat, filters)
+    scopes = [Scope(r["project"], tuple(r["policy_tags"]), f"version:{r['version_id']}") for r in found]
+    rows = [r for r, readable in zip(found, access.readable(who, "read", scopes), strict=True) if readable]
+    access.authorize_somewhere(who, "read", operation="search", target="catalog", purpose=purpose,
+                               detail=f"results={len(rows)} hidden={len(found) - len(rows)}")  # fmt: skip
+    cat.close()
     if as_json:
         click.echo(json.dumps(rows, indent=2, sort_keys=True))
         return
@@ -101,19 +113,30 @@ def catalog_search(
 
 @catalog.command("show")
 @click.argument("reference", metavar="DATASET[@VERSION]")
-@zone_options
+@governed_options
 @click.option("--json", "as_json", is_flag=True)
-def catalog_show(
-    reference: str, data_dir: Path | None, store_url: str | None, catalog_url: str | None, as_json: bool
-) -> None:
-    """Purpose, owner, policy, retention, quality results, lineage and the training runs that used a version."""
+def catalog_show(reference: str, data_dir: Path | None, store_url: str | None, catalog_url: str | None,
+                 principal: str | None, purpose: str | None, as_json: bool) -> None:  # fmt: skip
+    """Purpose, owner, policy, retention, quality results, lineage, the training runs that used a version, who may
+    read it and its last 10 audit records (needs a read grant on it: exit 3 without)."""
     from clinical_pipelines.catalog.repository import CatalogError
 
     dataset, _, version = reference.partition("@")
+    cat, access, who = governed(settings_for(data_dir, store_url, catalog_url), principal)
     try:
-        info = open_catalog(settings_for(data_dir, store_url, catalog_url)).show(dataset, version or None)
+        scope = access.version_scope(cat.resolve(dataset, version or None).version_id)
+        with access.perform(who, "read", scope, operation="show", purpose=purpose):
+            info = cat.show(dataset, version or None)
+            info["readers"] = access.who_may("read", scope)
+            info["audit"] = [
+                {"seq": r.seq, "at": r.at + "Z", "principal": r.principal, "action": r.action, "outcome": r.outcome,
+                 "purpose": r.purpose, "detail": r.detail}
+                for r in access.audit.for_target(scope.target, limit=10)
+            ]  # fmt: skip
     except CatalogError as exc:
         raise click.ClickException(str(exc)) from None
+    finally:
+        cat.close()
     if as_json:
         click.echo(json.dumps(info, indent=2, sort_keys=True))
         return
@@ -145,6 +168,14 @@ def catalog_show(
     console.print("  lineage to     " + (", ".join(info["lineage"]["to"]) or "-"))
     runs = ", ".join(f"{r['run_id']}" + (f" ({r['model']})" if r["model"] else "") for r in info["training_runs"])
     console.print("  used by runs   " + (runs or "none registered"))
+    console.print("  may read       " + (", ".join(info["readers"]) or "-"))
+    audit = Table(title="last audit records")
+    for column in ("seq", "at", "principal", "action", "outcome", "purpose", "detail"):
+        audit.add_column(column)
+    for r in info["audit"]:
+        audit.add_row(str(r["seq"]), r["at"], r["principal"], r["action"], r["outcome"], r["purpose"] or "",
+                      r["detail"] or "")  # fmt: skip
+    console.print(audit)
 
 
 COMMANDS = [catalog]

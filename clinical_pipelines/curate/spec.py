@@ -21,6 +21,7 @@ A spec file holds one mapping::
     split: {seed: 17, ratios: {train: "0.8", val: "0.1", test: "0.1"}}
     policy_tags: [research, deidentified]
     retention: research-7y
+    project: chest-imaging             # optional: access grants are scoped by it (default: the name)
 
 Errors name the file and the line (:class:`SpecError`). The spec's identity is the sha256 of its
 normalised canonical JSON (comments and layout do not count).
@@ -125,12 +126,18 @@ class DatasetSpec:
     split_seed: int = 0
     split_ratios: tuple[tuple[str, str], ...] = tuple(sorted(DEFAULT_RATIOS.items()))
     policy_tags: tuple[str, ...] = ()
+    project: str | None = None  # grants are scoped by project; None: the dataset's own name
     path: str = ""
+
+    @property
+    def project_name(self) -> str:
+        """The project access grants name for this dataset: ``project`` if the spec gives one, else ``name``."""
+        return self.project or self.name
 
     def to_doc(self) -> dict[str, Any]:
         """The normalised spec as canonical-JSON-ready data (no floats, sorted lists)."""
         cohort = self.cohort
-        return {
+        doc: dict[str, Any] = {
             "name": self.name,
             "owner": self.owner,
             "purpose": self.purpose,
@@ -157,6 +164,9 @@ class DatasetSpec:
             "policy_tags": sorted(self.policy_tags),
             "retention": self.retention,
         }
+        if self.project is not None:  # only when given: specs without one keep the identity they had
+            doc["project"] = self.project
+        return doc
 
     @property
     def sha256(self) -> str:
@@ -328,7 +338,7 @@ def _labels(parser: _Parser, node: yaml.Node) -> LabelRules:
     )
 
 
-_TOP = ("name", "owner", "purpose", "modalities", "cohort", "labels", "split", "policy_tags", "retention")
+_TOP = ("name", "owner", "purpose", "modalities", "cohort", "labels", "split", "policy_tags", "retention", "project")
 _REQUIRED = ("name", "owner", "purpose", "modalities", "retention")
 
 
@@ -380,6 +390,7 @@ def parse_spec(text: str, path: str | Path = "<spec>") -> DatasetSpec:
             split_seed=seed,
             split_ratios=ratios,
             policy_tags=parser.strings(fields["policy_tags"], "policy tag", tag) if "policy_tags" in fields else (),
+            project=parser.text(fields["project"], "project", TAG) if "project" in fields else None,
             path=str(path),
         )
     except yaml.constructor.ConstructorError as exc:

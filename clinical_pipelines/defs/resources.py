@@ -1,11 +1,14 @@
 """Dagster resources over the plain-Python engines, and their per-environment assembly."""
 
+import os
 from typing import TYPE_CHECKING
 
 import dagster as dg
 from pydantic import PrivateAttr
 
 if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     from clinical_pipelines.catalog.repository import Catalog
     from clinical_pipelines.deid.dicom import DicomDeidentifier
     from clinical_pipelines.deid.notes import NoteDeidentifier
@@ -51,6 +54,16 @@ class KeyRingResource(dg.ConfigurableResource):
             # production=None still refuses when this worker's own environment says production
             self._ring = load_keyring(Path(self.key_dir), production=self.production or None)
         return self._ring
+
+    def get_audit_signing_key(self) -> "Ed25519PrivateKey":
+        """The Ed25519 key signing audit exports, kept with the master keys (production: configuration only)."""
+        from pathlib import Path
+
+        from clinical_pipelines.catalog.audit_export import load_signing_key
+        from clinical_pipelines.storage.keys import ENV_ENVIRONMENT
+
+        production = self.production or os.environ.get(ENV_ENVIRONMENT, "").strip() == "production"
+        return load_signing_key(Path(self.key_dir), production=production)
 
 
 class LandingSettingsResource(dg.ConfigurableResource):
@@ -154,11 +167,7 @@ class TrainingResource(dg.ConfigurableResource):
         """The local shard cache (size bound and TTL as configured; 0 means none)."""
         from clinical_pipelines.training.cache import ShardCache
 
-        return ShardCache(
-            self.cache_dir,
-            max_bytes=int(self.cache_max_gb * 1e9) if self.cache_max_gb > 0 else None,
-            ttl_seconds=self.cache_ttl_hours * 3600 if self.cache_ttl_hours > 0 else None,
-        )
+        return ShardCache.bounded(self.cache_dir, max_gb=self.cache_max_gb, ttl_hours=self.cache_ttl_hours)
 
 
 def resources_for(settings: Settings) -> dict[str, dg.ConfigurableResource]:

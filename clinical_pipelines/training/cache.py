@@ -119,6 +119,12 @@ class ShardCache:
         self.evictions = 0
         self.expire()
 
+    @classmethod
+    def bounded(cls, root: str | os.PathLike[str], *, max_gb: float, ttl_hours: float) -> ShardCache:
+        """A cache bounded as the settings say it: ``max_gb`` (GB) and ``ttl_hours``, 0 meaning no bound."""
+        return cls(root, max_bytes=int(max_gb * 1e9) if max_gb > 0 else None,
+                   ttl_seconds=ttl_hours * 3600 if ttl_hours > 0 else None)  # fmt: skip
+
     # -- layout ----------------------------------------------------------------------------------
     def shard_path(self, sha256: str) -> Path:
         """Where the shard with this sha256 lives once cached."""
