@@ -51,6 +51,8 @@ def _args(tmp: Path) -> dict[tuple[str, ...], list[str]]:
         ("audit", "export"): ["--data-dir", data],
         ("audit", "verify-export"): [str(tmp / "x.head.json")],
         ("audit", "public-key"): ["--data-dir", data],
+        ("keys", "rotate"): ["--data-dir", data],
+        ("keys", "status"): ["--data-dir", data],
         ("access", "grant"): ["alice", "--action", "read", "--data-dir", data],
         ("access", "revoke"): ["alice", "--action", "read", "--data-dir", data],
         ("access", "list"): ["--data-dir", data],
@@ -62,7 +64,8 @@ def _args(tmp: Path) -> dict[tuple[str, ...], list[str]]:
 # An auditor's check of exported files: it reads no configuration, so even a broken one does not stop it.
 NO_CONFIGURATION = {("audit", "verify-export")}
 # Commands that read or write PHI zones, or encrypt a mapping: they need the master key.
-NEEDS_MASTER_KEY = {("run",), ("quarantine", "list"), ("deid", "dicom"), ("deid", "notes"), ("deid", "mapping")}
+NEEDS_MASTER_KEY = {("run",), ("quarantine", "list"), ("deid", "dicom"), ("deid", "notes"), ("deid", "mapping"),
+                    ("keys", "rotate"), ("keys", "status")}  # fmt: skip
 
 
 def test_the_table_covers_every_command(tmp_path: Path) -> None:

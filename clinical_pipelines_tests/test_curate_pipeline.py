@@ -173,3 +173,26 @@ def test_curated_assets_follow_the_configured_specs_folder(tmp_path: Path) -> No
     (specs / "broken.yaml").write_text(SPEC_TEXT.replace("retention:", "retension:"))
     with pytest.raises(SpecError, match=r"broken\.yaml:21: unknown field 'retension'"):
         build_definitions(settings)
+
+
+def test_each_new_version_is_promoted_once_in_the_audit_log_and_its_metadata_shows_governance(chain: Chain) -> None:
+    from sqlalchemy import text
+
+    from clinical_pipelines.catalog.audit import AuditLog
+
+    catalog = Catalog.open(chain.settings.catalog_url)
+    try:
+        with catalog.engine.connect() as conn:
+            versions = {row[0] for row in conn.execute(text("SELECT id FROM versions"))}
+        log = AuditLog(catalog.engine)
+        promoted = [row for row in log.rows() if row[3] == "promote.build-version"]
+        assert log.verify().intact
+    finally:
+        catalog.close()
+    assert versions and sorted(r[4] for r in promoted) == sorted(f"version:{v}" for v in versions)
+    assert {r[2] for r in promoted} <= {"pipeline:datasets", "pipeline:__ASSET_JOB"}
+    assert all(r[6] == "allowed" and " run=" in r[7] for r in promoted)
+    event = chain.instance.get_latest_materialization_event(dg.AssetKey(["curated", "chest_ct_outcomes"]))
+    assert event is not None and event.asset_materialization is not None
+    meta = event.asset_materialization.metadata
+    assert meta["owner"].value == "imaging-research" and meta["retention"].value and meta["project"].value

@@ -48,6 +48,7 @@ def test_every_command_comes_from_its_group_module() -> None:
         "runs": "clinical_pipelines.cli.versions",
         "audit": "clinical_pipelines.cli.audit",
         "access": "clinical_pipelines.cli.access",
+        "keys": "clinical_pipelines.cli.keys",
     }
 
 

@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from clinical_pipelines.catalog.repository import Catalog
 
 MAX_CLAIM_ATTEMPTS = 20
+PIPELINE_PRINCIPAL = "pipeline"  # who promotes versions built outside a Dagster run (library use)
 
 
 class NothingToBuild(Exception):
@@ -139,18 +140,31 @@ def _publish_provenance(store: ObjectStore, manifest: Manifest) -> None:
         store.put_bytes(curated_provenance_key(manifest.dataset, manifest.version_id), data, write_once=True)
 
 
+def _audit_promotion(catalog: Catalog, principal: str, manifest: Manifest, run_id: str | None) -> None:
+    from clinical_pipelines.catalog.audit import AuditEntry, AuditLog
+
+    detail = f"dataset={manifest.dataset} number={manifest.number} objects={len(manifest.objects)}"
+    if run_id:
+        detail += f" run={run_id}"
+    entry = AuditEntry(principal, "promote.build-version", f"version:{manifest.version_id}", "allowed", detail=detail)
+    AuditLog(catalog.engine).append(entry)
+
+
 def build_version(
     store: ObjectStore,
     spec: DatasetSpec,
     *,
     catalog: Catalog | None = None,
     code_version: str | None = None,
+    principal: str = PIPELINE_PRINCIPAL,
+    run_id: str | None = None,
 ) -> BuildResult:
     """Build (or find) the version of ``spec`` over every passed de-identified drop in ``store``.
 
     Promises: the same inputs and spec give the same version id and write nothing; a manifest is
     written only after all its objects exist and is never overwritten; two concurrent builds of the
-    same content agree on one version; the catalog (when given) gets the version's row last.
+    same content agree on one version; the catalog (when given) gets the version's row last, and a new
+    version's promotion is then recorded in the audit log (``promote.build-version`` by ``principal``).
     Raises :class:`NothingToBuild` when the spec selects no object.
     """
     selection = select(store, spec, read_deid_records(store))
@@ -184,6 +198,7 @@ def build_version(
         if holder == manifest.version_id:
             if catalog is not None:
                 catalog.record_version(spec, manifest, quality)
+                _audit_promotion(catalog, principal, manifest, run_id)
             return BuildResult(spec, manifest, created=True, objects_written=written, quality=quality)
         claim = (number, holder)  # another run took this number with other content: build on top of it
     raise RuntimeError(f"could not claim a version number for {spec.name!r} after {MAX_CLAIM_ATTEMPTS} attempts")

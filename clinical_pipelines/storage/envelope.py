@@ -209,7 +209,7 @@ class DecryptingReader:
         except (ValueError, KeyError, TypeError, RecursionError) as exc:
             raise DecryptionError(f"malformed envelope header ({type(exc).__name__})") from None
         except InvalidTag:
-            raise DecryptionError("data key does not unwrap under the master key (wrong key?)") from None
+            raise DecryptionError(f"data key does not unwrap under master key {self.key_id!r} (wrong key?)") from None
         self._aead = AESGCM(dek)
         self._sealed_size = self._chunk_size + TAG_SIZE
         # A small read (a DICOM header) opens one chunk; a large or whole read opens a block of chunks

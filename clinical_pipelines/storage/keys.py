@@ -35,16 +35,24 @@ class KeyRing:
 
     keys: Mapping[str, bytes]
     current_id: str
+    key_dir: Path | None = None  # a local ring: a key it lacks may have been added since (a rotation)
 
     def current(self) -> tuple[str, bytes]:
         """The (key id, key) that wraps new data keys."""
         return self.current_id, self.keys[self.current_id]
 
     def get(self, key_id: str) -> bytes:
-        """The master key named ``key_id``; raises :class:`KeyError_` if this ring lacks it."""
+        """The master key named ``key_id``; raises :class:`KeyError_` naming it if this ring lacks it.
+
+        A local ring looks in its key folder again first, so a process started before a rotation reads the
+        objects the rotation re-wrapped under the new key."""
         try:
             return self.keys[key_id]
         except KeyError:
+            if self.key_dir is not None:
+                fresh = local_keyring(self.key_dir)
+                if key_id in fresh.keys:
+                    return fresh.keys[key_id]
             raise KeyError_(f"master key {key_id!r} is not available to this process") from None
 
 
@@ -134,7 +142,26 @@ def local_keyring(key_dir: Path) -> KeyRing:
             ) from None
     if current_id not in keys:
         raise KeyError_(f"key folder {key_dir} names current key {current_id!r} but has no file for it")
-    return KeyRing(keys, current_id)
+    return KeyRing(keys, current_id, key_dir)
+
+
+def add_local_key(key_dir: Path) -> str:
+    """Create a new master key in the local key folder and make it current (older keys stay, for reading);
+    returns its id. The switch is one atomic rename of the ``current`` file."""
+    local_keyring(key_dir)  # the folder exists, is private and readable
+    key = secrets.token_bytes(KEY_BYTES)
+    key_id = fingerprint_id("local", key)
+    record = {"key_id": key_id, "key": base64.b64encode(key).decode(), "alg": "AES-256"}
+    key_dir = Path(key_dir)
+    _write_exclusive(key_dir / f"{key_id}.key", json.dumps(record).encode())
+    staged = key_dir / f".current.{secrets.token_hex(6)}.tmp"
+    fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(key_id.encode())
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(staged, key_dir / "current")
+    return key_id
 
 
 def _why(exc: BaseException) -> str:

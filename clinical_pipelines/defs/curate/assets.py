@@ -46,6 +46,9 @@ def _metadata(result: BuildResult, catalog: CatalogResource) -> dict[str, dg.Met
         "deid_profile": dg.MetadataValue.text(f"{doc['deid']['profile']} {doc['deid']['version']}"),
         "deid_options": dg.MetadataValue.json(doc["deid"]["options"]),
         "policy_tags": dg.MetadataValue.json(sorted(result.spec.policy_tags)),
+        "owner": dg.MetadataValue.text(result.spec.owner),
+        "retention": dg.MetadataValue.text(result.spec.retention),
+        "project": dg.MetadataValue.text(result.spec.project_name),
         "catalog_entry": dg.MetadataValue.text(
             f"{catalog.get_catalog().url} datasets/{manifest.dataset}@{manifest.number} "
             f"(clinical-pipelines catalog show {manifest.dataset}@{manifest.number})"
@@ -82,7 +85,8 @@ def _build(spec: DatasetSpec) -> dg.AssetsDefinition:
         from clinical_pipelines.curate.build import NothingToBuild, build_version
 
         try:
-            result = build_version(object_store.get_store(), spec, catalog=catalog.get_catalog())
+            result = build_version(object_store.get_store(), spec, catalog=catalog.get_catalog(),
+                                   principal=f"pipeline:{context.run.job_name}", run_id=context.run_id)  # fmt: skip
         except NothingToBuild as exc:
             # Nothing matches yet (e.g. a spec needing tables while landing holds only DICOM): no new
             # version, nothing for the shards to read; the check says so, and the run succeeds.
