@@ -14,6 +14,7 @@ from clinical_pipelines.defs import curate, deid, governance, ingest, training, 
 from clinical_pipelines.defs.executor import step_executor
 from clinical_pipelines.defs.resources import resources_for
 from clinical_pipelines.defs.skipped_modalities import quiet_skipped_check_warnings
+from clinical_pipelines.landing.sources import load_sources
 from clinical_pipelines.settings import Settings
 
 STAGES = [ingest.defs, validate.defs, deid.defs, governance.defs]
@@ -24,6 +25,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     settings = settings or Settings.from_env()
     quiet_skipped_check_warnings()
     specs = load_specs(settings.specs_dir)  # parsed once; a bad spec fails loading with its file and line
+    load_sources(settings.sources_file)  # likewise a bad sources file
     curated = curate.defs_for(specs)  # one asset per dataset spec in the configured folder
     ready = training.defs_for(specs)  # training-ready shards of each curated dataset
     return dg.Definitions.merge(

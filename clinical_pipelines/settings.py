@@ -38,6 +38,8 @@ Environment variables (a contract: keep the names):
 - ``CLINICAL_PIPELINES_CATALOG_URL``: the catalog database (SQLAlchemy URL), e.g.
   ``postgresql+psycopg2://catalog@db/catalog`` (give the password through ``PGPASSWORD`` or
   ``~/.pgpass``, not the URL); default ``sqlite:///<data dir>/catalog.sqlite``.
+- ``CLINICAL_PIPELINES_SOURCES``: the sources YAML (owner, approval, purposes and sensitivity of each source,
+  :mod:`clinical_pipelines.landing.sources`); default: the shipped ``landing/sources.yaml``.
 - ``CLINICAL_PIPELINES_AUDIT_SIGNING_KEY``: base64 of the Ed25519 private key (32 bytes) signing audit exports
   (:mod:`clinical_pipelines.catalog.audit_export`); required for exports in production, never generated there.
 - ``CLINICAL_PIPELINES_PRINCIPAL``: who acts, for commands that touch data (``--as`` wins); grants decide what
@@ -76,6 +78,8 @@ ENV_SHARD_MB = "CLINICAL_PIPELINES_SHARD_MB"
 ENV_SPECS_DIR = "CLINICAL_PIPELINES_SPECS_DIR"
 ENV_CATALOG_URL = "CLINICAL_PIPELINES_CATALOG_URL"
 ENV_PRINCIPAL = "CLINICAL_PIPELINES_PRINCIPAL"
+ENV_SOURCES = "CLINICAL_PIPELINES_SOURCES"
+SHIPPED_SOURCES = Path(__file__).resolve().parent / "landing" / "sources.yaml"
 LOCAL_PRINCIPAL = "local-admin"  # the administrator the embedded default creates (catalog.access.LOCAL_ADMIN)
 SHIPPED_SPECS_DIR = Path(__file__).resolve().parent / "curate" / "specs"
 
@@ -139,6 +143,7 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("shard_mb", ENV_SHARD_MB, int, 256),
     Variable("specs_dir", ENV_SPECS_DIR, _path, SHIPPED_SPECS_DIR),
     Variable("catalog_url", ENV_CATALOG_URL, str, lambda env, r: f"sqlite:///{r['data_dir'] / 'catalog.sqlite'}"),
+    Variable("sources_file", ENV_SOURCES, _path, SHIPPED_SOURCES),
     Variable("principal", ENV_PRINCIPAL, str, lambda env, r: LOCAL_PRINCIPAL if r["env"] == "local" else None),
 )
 
@@ -164,6 +169,7 @@ class Settings:
     shard_mb: int
     specs_dir: Path
     catalog_url: str
+    sources_file: Path
     principal: str | None
     limits: Limits = field(default_factory=Limits)
 

@@ -105,8 +105,10 @@ def test_a_grant_on_the_project_and_its_tags_lets_a_principal_in_and_revoking_ta
     assert granted.exit_code == 0 and "granted alice: read on project chest_ct, tag imaging" in granted.stdout
     shown = json.loads(site.cli("catalog", "show", "chest_ct", "--json", "--as", "alice").stdout)
     assert shown["readers"] == ["alice", LOCAL_ADMIN] and shown["project"] == "chest_ct"
-    # the version's audit trail so far: alice's refused show (this show is recorded when it ends)
-    assert [(r["principal"], r["action"], r["outcome"]) for r in shown["audit"]] == [("alice", "read.show", "refused")]
+    # the version's audit trail so far, newest first (this show is recorded when it ends)
+    assert [(r["principal"], r["action"], r["outcome"]) for r in shown["audit"]] == [
+        ("alice", "read.show", "refused"), ("pipeline", "promote.build-version", "allowed")
+    ]
     assert [r["dataset"] for r in json.loads(site.cli("catalog", "search", "--json", "--as", "alice").stdout)] == [
         "chest_ct"
     ]

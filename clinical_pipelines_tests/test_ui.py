@@ -50,6 +50,7 @@ CHROMIUM_ARGS = [
 ]
 LOCATION = "clinical_pipelines"
 SENSORS = {"landing_sensor": "Standard sensor", "datasets_automation": "Automation condition sensor"}
+SCHEDULES = {"access_review_daily": "access_review", "audit_export_daily": "audit_export"}  # name -> its job
 # Asset graph group -> the node labels (last key component) it must hold; keys are group/name.
 GROUPS = {
     "landing": ["drops"],
@@ -216,6 +217,15 @@ def browser() -> Iterator[Browser]:
             chromium.close()
 
 
+def _row_of(page: Page, link: Locator, switch: Locator) -> Locator:
+    """The innermost element holding ``link`` and exactly one ``switch``: that automation's row."""
+    rows = page.locator("div").filter(has=link).filter(has=switch)
+    for i in range(rows.count() - 1, -1, -1):
+        if rows.nth(i).locator(switch).count() == 1:
+            return rows.nth(i)
+    raise AssertionError("no row holds the automation's link and exactly one switch")
+
+
 def _no_modal(page: Page) -> None:
     """Close any dialog (the first-run "nux" one, a toast-like overlay) and check that none is left."""
     dialogs = page.locator(".bp5-dialog, [role=dialog]")
@@ -289,14 +299,14 @@ def test_asset_graph_and_sensor_in_the_ui(browser: Browser, webserver: Webserver
         _no_modal(page)
         _screenshot(page, test_output / "stopped_run.png")
 
-        # Automation: the landing sensor and the datasets automation are listed, switched on (RUNNING by default).
+        # Automation: the sensors and the governance schedules are listed, switched on (RUNNING by default).
         page.goto(f"{webserver.url}/automation")
         switch = page.locator("label[class*=formatSwitch] input[type=checkbox]")  # not the row's select box
-        for sensor, kind in SENSORS.items():
-            link = page.get_by_role("link", name=sensor)
+        for name, kind in {**SENSORS, **SCHEDULES}.items():
+            link = page.get_by_role("link", name=name)
             expect(link).to_be_visible()
-            row = page.locator("div").filter(has=link).filter(has=switch).last
-            expect(row.get_by_text(kind)).to_be_visible()
+            row = _row_of(page, link, switch)
+            expect(row.get_by_text(kind).first).to_be_visible()
             expect(row.locator(switch)).to_be_checked()
         _no_modal(page)
         _screenshot(page, test_output / "sensors.png")

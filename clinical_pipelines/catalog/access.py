@@ -41,8 +41,10 @@ from clinical_pipelines.catalog.models import (
     Principal,
     Project,
     Version,
+    VersionTag,
     utcnow,
 )
+from clinical_pipelines.landing.sources import restrictive
 
 ACTIONS = ("read", "reproduce", "export", "promote", "delete", "hold", "grant", "keys")
 ANY = "*"
@@ -205,8 +207,9 @@ class Access:
     # -- scopes --------------------------------------------------------------------------------
 
     def version_scope(self, version_id: str, dataset: str | None = None) -> Scope:
-        """The scope of a version: its dataset's project and policy tags. A version the catalog does not know
-        (a manifest file from elsewhere) is scoped by the dataset name it gives and carries no tags."""
+        """The scope of a version: its dataset's project and the restrictive policy tags (those without a colon)
+        of its spec and of its own (its drops' sensitivity, e.g. ``pediatric``). A version the catalog does not
+        know (a manifest file from elsewhere) is scoped by the dataset name it gives and carries no tags."""
         target = f"version:{version_id}"
         with Session(self.engine) as session:
             row = session.execute(
@@ -214,10 +217,11 @@ class Access:
             ).first()
             if row is None:
                 return Scope(dataset or "unknown", (), target)
-            tags = session.scalars(
+            tags = set(session.scalars(
                 select(PolicyTag.name).join(DatasetPolicyTag).where(DatasetPolicyTag.dataset_id == row.id)
-            ).all()
-        return Scope(row.project or row.name, tuple(sorted(tags)), target)
+            ))
+            tags |= set(session.scalars(select(VersionTag.tag).where(VersionTag.version_id == version_id)))
+        return Scope(row.project or row.name, restrictive(tags), target)
 
     # -- decisions -----------------------------------------------------------------------------
 

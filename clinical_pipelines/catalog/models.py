@@ -115,6 +115,15 @@ class VersionFacet(Base):
     value: Mapped[str] = mapped_column(String(200), primary_key=True)
 
 
+class VersionTag(Base):
+    """A policy tag of one version: its drops' sensitivity and labels (``source:…``, ``approval:…``) and its
+    ``deid:<profile>@<version>``; the spec's own tags are on the dataset (:class:`DatasetPolicyTag`)."""
+
+    __tablename__ = "version_tags"
+    version_id: Mapped[str] = mapped_column(ForeignKey("versions.id", ondelete="CASCADE"), primary_key=True)
+    tag: Mapped[str] = mapped_column(String(100), primary_key=True)
+
+
 class ObjectSummary(Base):
     """Objects, bytes and patients of a version per modality and split."""
 

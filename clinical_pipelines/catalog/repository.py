@@ -25,9 +25,11 @@ from clinical_pipelines.catalog.models import (
     TrainingRunVersion,
     Version,
     VersionFacet,
+    VersionTag,
     utcnow,
 )
 from clinical_pipelines.curate.select import age_years
+from clinical_pipelines.landing.sources import restrictive
 
 if TYPE_CHECKING:
     from clinical_pipelines.curate.manifest import Manifest
@@ -155,7 +157,8 @@ class Catalog:
         if exists is None:
             session.add(LineageEdge(src_kind=src[0], src_id=src[1], dst_kind=dst[0], dst_id=dst[1]))
 
-    def record_version(self, spec: DatasetSpec, manifest: Manifest, quality: list[QualityResult]) -> None:
+    def record_version(self, spec: DatasetSpec, manifest: Manifest, quality: list[QualityResult],
+                       tags: tuple[str, ...] | list[str] = ()) -> None:  # fmt: skip
         """Upsert the dataset's governance, the version row, its summaries, facets, quality results and lineage.
 
         Idempotent: recording the same version again refreshes governance and quality, nothing more.
@@ -163,13 +166,14 @@ class Catalog:
         """
         for attempt in range(3):
             try:
-                self._record(spec, manifest, quality)
+                self._record(spec, manifest, quality, tags)
                 return
             except IntegrityError:  # a concurrent writer inserted the same rows first: go again, as an update
                 if attempt == 2:
                     raise
 
-    def _record(self, spec: DatasetSpec, manifest: Manifest, quality: list[QualityResult]) -> None:
+    def _record(self, spec: DatasetSpec, manifest: Manifest, quality: list[QualityResult],
+                tags: tuple[str, ...] | list[str]) -> None:  # fmt: skip
         doc = manifest.doc
         with Session(self.engine) as session, session.begin():
             dataset = self._dataset(session, spec)
@@ -200,6 +204,10 @@ class Catalog:
                 for (modality, split), (count, size, patients) in sorted(summary.items()):
                     session.add(ObjectSummary(version_id=manifest.version_id, modality=modality, split=split,
                                               objects=count, bytes=size, patients=len(patients)))  # fmt: skip
+            if tags:  # the version's own tags, from its drops' classification: the same drops give the same tags
+                held = set(session.scalars(select(VersionTag.tag).where(VersionTag.version_id == manifest.version_id)))
+                for tag in sorted(set(tags) - held):
+                    session.add(VersionTag(version_id=manifest.version_id, tag=tag))
             for drop in doc["parents"]["drops"]:
                 self._edge(session, ("drop", drop), ("version", manifest.version_id))
             if doc["parents"]["previous"]:
@@ -281,9 +289,10 @@ class Catalog:
             row = session.get(Version, ref.version_id)
             assert row is not None
             ds = row.dataset
-            tags = session.scalars(
+            tags = set(session.scalars(
                 select(PolicyTag.name).join(DatasetPolicyTag).where(DatasetPolicyTag.dataset_id == ds.id)
-            ).all()
+            ))
+            tags |= set(session.scalars(select(VersionTag.tag).where(VersionTag.version_id == row.id)))
             quality = session.scalars(
                 select(QualityCheckResult)
                 .where(QualityCheckResult.version_id == row.id)
@@ -312,7 +321,8 @@ class Catalog:
                 "purpose": ds.purpose,
                 "owner": ds.owner.name,
                 "project": ds.project or ds.name,
-                "policy_tags": sorted(tags),
+                "policy_tags": list(restrictive(tags)),  # restrict access: spec tags and drops' sensitivity
+                "labels": sorted(t for t in tags if ":" in t),  # describe: deid:…, source:…, approval:…
                 "retention": ds.retention_class,
                 "phi_status": row.phi_status,
                 "deid": {

@@ -8,8 +8,17 @@ from typing import Any
 from sqlalchemy import Select, and_, exists, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
-from clinical_pipelines.catalog.models import Dataset, DatasetPolicyTag, Owner, PolicyTag, Version, VersionFacet
+from clinical_pipelines.catalog.models import (
+    Dataset,
+    DatasetPolicyTag,
+    Owner,
+    PolicyTag,
+    Version,
+    VersionFacet,
+    VersionTag,
+)
 from clinical_pipelines.catalog.repository import Catalog
+from clinical_pipelines.landing.sources import restrictive
 
 
 @dataclass(frozen=True)
@@ -71,12 +80,16 @@ def build_query(filters: SearchFilters) -> Select[Any]:
         query = query.where(Version.labelled_patients == 0)
     if filters.phi_status:
         query = query.where(func.lower(Version.phi_status) == filters.phi_status.lower())
-    if filters.policy_tag:
+    if filters.policy_tag:  # the spec's tags (on the dataset) or the version's own (from its drops, its de-id)
+        wanted = filters.policy_tag.lower()
         query = query.where(
-            exists().where(
-                DatasetPolicyTag.dataset_id == Dataset.id,
-                DatasetPolicyTag.tag_id == PolicyTag.id,
-                func.lower(PolicyTag.name) == filters.policy_tag.lower(),
+            or_(
+                exists().where(
+                    DatasetPolicyTag.dataset_id == Dataset.id,
+                    DatasetPolicyTag.tag_id == PolicyTag.id,
+                    func.lower(PolicyTag.name) == wanted,
+                ),
+                exists().where(VersionTag.version_id == Version.id, func.lower(VersionTag.tag) == wanted),
             )
         )
     if filters.owner:
@@ -95,11 +108,12 @@ def search(catalog: Catalog, filters: SearchFilters) -> list[dict[str, Any]]:
             facets = session.execute(
                 select(VersionFacet.facet, VersionFacet.value).where(VersionFacet.version_id == version.id)
             ).all()
-            tags = session.scalars(
+            tags = set(session.scalars(
                 select(PolicyTag.name)
                 .join(DatasetPolicyTag, and_(DatasetPolicyTag.tag_id == PolicyTag.id))
                 .where(DatasetPolicyTag.dataset_id == dataset.id)
-            ).all()
+            ))
+            tags |= set(session.scalars(select(VersionTag.tag).where(VersionTag.version_id == version.id)))
 
             def values(name: str, facets: list[Any] = facets) -> list[str]:
                 return sorted(v for f, v in facets if f == name)
@@ -112,7 +126,8 @@ def search(catalog: Catalog, filters: SearchFilters) -> list[dict[str, Any]]:
                     "owner": owner.name,
                     "project": dataset.project or dataset.name,
                     "purpose": dataset.purpose,
-                    "policy_tags": sorted(tags),
+                    "policy_tags": list(restrictive(tags)),
+                    "labels": sorted(t for t in tags if ":" in t),
                     "retention": dataset.retention_class,
                     "phi_status": version.phi_status,
                     "modalities": values("modality"),

@@ -147,7 +147,8 @@ def catalog_show(reference: str, data_dir: Path | None, store_url: str | None, c
     latest = " (latest)" if info["version"] == info["latest_version"] else f" (latest is {info['latest_version']})"
     console.print(f"[bold]{info['dataset']}@{info['version']}[/bold]{latest}  id {info['version_id']}")
     for label, value in (
-        ("purpose", info["purpose"]), ("owner", info["owner"]), ("policy tags", ", ".join(info["policy_tags"])),
+        ("purpose", info["purpose"]), ("owner", info["owner"]), ("project", info["project"]),
+        ("policy tags", ", ".join(info["policy_tags"])), ("labels", ", ".join(info["labels"])),
         ("retention", info["retention"]), ("PHI status", info["phi_status"]),
         ("de-id profile", f"{info['deid']['profile']} {info['deid']['version']} "
                           f"({', '.join(info['deid']['options'])})"),

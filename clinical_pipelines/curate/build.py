@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -37,6 +38,8 @@ from clinical_pipelines.curate.records import read_deid_records
 from clinical_pipelines.curate.select import Candidate, Selection, select
 from clinical_pipelines.curate.spec import DatasetSpec
 from clinical_pipelines.curate.splits import assign_split
+from clinical_pipelines.deid.profile import PROFILE_NAME
+from clinical_pipelines.landing.sources import PHI, read_classification
 from clinical_pipelines.storage import ObjectAlreadyExists, ObjectStore
 from clinical_pipelines.version import code_version as current_code_version
 from clinical_pipelines.zones import curated_provenance_key
@@ -61,6 +64,7 @@ class BuildResult:
     created: bool
     objects_written: int = 0
     quality: list[QualityResult] = field(default_factory=list)
+    tags: tuple[str, ...] = ()  # every policy tag of the version: its spec's and its own (version_tags)
 
     @property
     def version_id(self) -> str:
@@ -140,6 +144,29 @@ def _publish_provenance(store: ObjectStore, manifest: Manifest) -> None:
         store.put_bytes(curated_provenance_key(manifest.dataset, manifest.version_id), data, write_once=True)
 
 
+def deid_tag(profile: str | None, version: str | None) -> str:
+    """``deid:<profile>@<version>``: the DICOM PS3.15 basic profile as ``ps3.15-e1-basic``, others slugged."""
+    if profile is None:
+        return "deid:none"
+    slug = "ps3.15-e1-basic" if profile == PROFILE_NAME else re.sub(r"[^a-z0-9.]+", "-", profile.lower()).strip("-")
+    return f"deid:{slug[:40]}@{version or 'unversioned'}"
+
+
+def version_tags(store: ObjectStore, spec: DatasetSpec, doc: dict[str, Any]) -> tuple[str, ...]:
+    """The policy tags of a version built from ``doc``'s drops: the spec's; each drop's classification at ingest
+    without ``phi`` and its ``modality:`` labels (sensitivity such as ``pediatric`` travels on); and
+    ``deid:<profile>@<version>``. A drop ingested before classification existed adds ``classification:missing``."""
+    tags = set(spec.policy_tags) | {deid_tag(doc["deid"]["profile"], doc["deid"]["version"])}
+    for drop in doc["parents"]["drops"]:
+        source, _, drop_id = str(drop).partition("/")
+        found = read_classification(store, source, drop_id)
+        if found is None:
+            tags.add("classification:missing")
+            continue
+        tags.update(t for t in found.tags if t != PHI and not t.startswith("modality:"))
+    return tuple(sorted(tags))
+
+
 def _audit_promotion(catalog: Catalog, principal: str, manifest: Manifest, run_id: str | None) -> None:
     from clinical_pipelines.catalog.audit import AuditEntry, AuditLog
 
@@ -180,10 +207,10 @@ def build_version(
         if claim is not None:
             latest = load_manifest(store, spec.name, claim[1])
             if content_of(latest.doc) == content_of(doc):
-                result = BuildResult(spec, latest, created=False)
+                result = BuildResult(spec, latest, created=False, tags=version_tags(store, spec, latest.doc))
                 result.quality = check_version(latest.doc, missing, label_required)
                 if catalog is not None:
-                    catalog.record_version(spec, latest, result.quality)
+                    catalog.record_version(spec, latest, result.quality, result.tags)
                 return result
         quality = check_version(doc, missing, label_required)
         if missing:
@@ -196,9 +223,10 @@ def build_version(
         _publish_provenance(store, manifest)
         holder = claim_number(store, spec.name, number, manifest.version_id)
         if holder == manifest.version_id:
+            tags = version_tags(store, spec, manifest.doc)
             if catalog is not None:
-                catalog.record_version(spec, manifest, quality)
+                catalog.record_version(spec, manifest, quality, tags)
                 _audit_promotion(catalog, principal, manifest, run_id)
-            return BuildResult(spec, manifest, created=True, objects_written=written, quality=quality)
+            return BuildResult(spec, manifest, created=True, objects_written=written, quality=quality, tags=tags)
         claim = (number, holder)  # another run took this number with other content: build on top of it
     raise RuntimeError(f"could not claim a version number for {spec.name!r} after {MAX_CLAIM_ATTEMPTS} attempts")

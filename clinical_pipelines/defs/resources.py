@@ -71,6 +71,7 @@ class LandingSettingsResource(dg.ConfigurableResource):
 
     stale_after_hours: float = 24.0
     ingest_workers: int = 4
+    sources_file: str = ""  # the sources YAML (clinical_pipelines.landing.sources); "": the shipped one
 
 
 class LimitsResource(dg.ConfigurableResource):
@@ -178,6 +179,7 @@ def resources_for(settings: Settings) -> dict[str, dg.ConfigurableResource]:
         "landing": LandingSettingsResource(
             stale_after_hours=settings.stale_after_hours,
             ingest_workers=settings.ingest_workers,
+            sources_file=str(settings.sources_file),
         ),
         "limits": LimitsResource.of(settings.limits),
         "validation": ValidationSettingsResource(max_item_failure_fraction=settings.max_item_failure_fraction),

@@ -11,6 +11,7 @@ from clinical_pipelines.defs.catalog_info import format_kinds, spec_owners
 from clinical_pipelines.defs.datasets import CURATED_GROUP
 from clinical_pipelines.defs.deid.assets import deidentified_key
 from clinical_pipelines.defs.resources import CatalogResource, ObjectStoreResource
+from clinical_pipelines.landing.sources import restrictive
 from clinical_pipelines.modalities import DROP_MODALITIES
 from clinical_pipelines.zones import curated_provenance_key
 
@@ -45,7 +46,8 @@ def _metadata(result: BuildResult, catalog: CatalogResource) -> dict[str, dg.Met
         "code_version": dg.MetadataValue.text(doc["code_version"]),
         "deid_profile": dg.MetadataValue.text(f"{doc['deid']['profile']} {doc['deid']['version']}"),
         "deid_options": dg.MetadataValue.json(doc["deid"]["options"]),
-        "policy_tags": dg.MetadataValue.json(sorted(result.spec.policy_tags)),
+        "policy_tags": dg.MetadataValue.json(list(restrictive(result.tags or result.spec.policy_tags))),
+        "labels": dg.MetadataValue.json([t for t in result.tags if ":" in t]),
         "owner": dg.MetadataValue.text(result.spec.owner),
         "retention": dg.MetadataValue.text(result.spec.retention),
         "project": dg.MetadataValue.text(result.spec.project_name),

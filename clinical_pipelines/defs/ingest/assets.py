@@ -81,8 +81,14 @@ def ingest_drop(
             f"drop {context.partition_key}: {len(report.quarantined)} item(s) quarantined "
             f"{report.quarantined_by_reason()}"
         )
+    from clinical_pipelines.landing.sources import SHIPPED_SOURCES, classify_drop, load_sources, write_classification
+
+    sources = load_sources(landing.sources_file or SHIPPED_SOURCES)
+    present = sorted({f.modality for f in report.files})
+    kept = write_classification(object_store.get_store(), classify_drop(source, drop_id, present, sources))
     for modality in modalities_to_materialize(report):
-        yield dg.MaterializeResult(asset_key=raw_key(modality), metadata=raw_metadata(report, modality))
+        metadata = {**raw_metadata(report, modality), "policy_tags": dg.MetadataValue.json(list(kept.tags))}
+        yield dg.MaterializeResult(asset_key=raw_key(modality), metadata=metadata)
 
 
 def modalities_to_materialize(report: IngestReport) -> list[str]:
