@@ -253,6 +253,22 @@ def _prewarm(settings: Settings, store: ObjectStore, keys: list[str]) -> list[st
         return []
 
 
+def _import_validation_library() -> None:
+    """Import Great Expectations (3-4 s of one core) on a thread while the first drop is ingested, instead
+    of inside that drop's validation step: ingest spends its time in hashing, encryption and file I/O, which
+    release the GIL. The step's own import then finds the module loaded (or waits for it: one import lock)."""
+    import contextlib
+    import threading
+
+    from clinical_pipelines.validate.expectations import import_gx
+
+    def _import() -> None:
+        with contextlib.suppress(Exception):  # the step imports it again and reports what fails there
+            import_gx()
+
+    threading.Thread(target=_import, name="import-great-expectations", daemon=True).start()
+
+
 def process_landing(settings: Settings, instance: dg.DagsterInstance) -> HeadlessSummary:
     """Run ``process_drop`` for every complete drop not yet processed, then the ``datasets`` job.
 
@@ -283,6 +299,8 @@ def process_landing(settings: Settings, instance: dg.DagsterInstance) -> Headles
     resent = sorted(k for k in done if raw.landing_changed(*parse_partition_key(k)) is not None)
     keys = list(dict.fromkeys(interrupted_drops(instance) + [partition_key(s, d) for s, d in found.complete] + resent))
     _add_partitions(instance, keys)
+    if keys:
+        _import_validation_library()
     _prewarm(settings, store, keys)
     job = defs.resolve_job_def(process_drop_job.name)
     for key in keys:
