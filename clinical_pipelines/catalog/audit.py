@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import io
 import itertools
 import json
 import multiprocessing
@@ -29,7 +30,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
-from sqlalchemy import Engine, insert, select, text
+from sqlalchemy import Connection, Engine, insert, select, text
 
 from clinical_pipelines.catalog.models import AuditRecord
 
@@ -123,6 +124,23 @@ def record_hash(*fields: object) -> str:
     return hashlib.sha256(canonical(*fields)).hexdigest()  # type: ignore[arg-type]
 
 
+def _copy_into(conn: Connection, records: Sequence[Record]) -> None:
+    """``COPY ... FROM STDIN`` on the transaction's own connection: PostgreSQL takes a batch several times faster
+    than as INSERT statements. Every field is inside an alphabet with no tab, newline or backslash (checked
+    entries), so the text format needs no escaping; None is ``\\N``."""
+    buffer = io.StringIO()
+    for r in records:
+        buffer.write("\t".join("\\N" if v is None else str(v) for v in (
+            r.seq, r.at, r.principal, r.action, r.target, r.purpose, r.outcome, r.detail, r.prev_hash, r.record_hash
+        )))  # fmt: skip
+        buffer.write("\n")
+    buffer.seek(0)
+    raw = conn.connection.dbapi_connection
+    assert raw is not None
+    with raw.cursor() as cursor:
+        cursor.copy_expert(f"COPY {AuditRecord.__tablename__} ({', '.join(_FIELDS)}) FROM STDIN", buffer)
+
+
 def _now() -> str:
     return datetime.datetime.now(datetime.UTC).replace(tzinfo=None).isoformat(timespec="microseconds")
 
@@ -157,7 +175,10 @@ class AuditLog:
                 records.append(Record(seq, at, e.principal, e.action, e.target, e.purpose, e.outcome, e.detail,
                                       prev, digest))  # fmt: skip
                 prev = digest
-            conn.execute(insert(AuditRecord), [r.__dict__ for r in records])
+            if conn.dialect.name == "postgresql":
+                _copy_into(conn, records)
+            else:
+                conn.execute(insert(AuditRecord), [r.__dict__ for r in records])
         return records
 
     def head(self) -> tuple[int, str]:
