@@ -14,6 +14,7 @@ from clinical_pipelines.catalog.search import SearchFilters, search
 from clinical_pipelines.landing.sources import (
     SHIPPED_SOURCES,
     SourcesError,
+    allowed_purposes,
     classify_drop,
     load_sources,
     parse_sources,
@@ -68,6 +69,8 @@ def test_drops_are_classified_once_at_ingest(tmp_path: Path) -> None:
     assert write_classification(store, later) == child  # the first classification stands
     assert read_classification(store, "hospital-b", "d1") == child
     assert read_classification(store, "hospital-b", "nope") is None
+    assert allowed_purposes(["purpose:qa", "purpose:research", "source:x"]) == ("qa", "research")
+    assert allowed_purposes(["purpose:none"]) == () and allowed_purposes(["source:x"]) is None
 
 
 def test_tags_travel_from_ingest_to_versions_catalog_metadata_and_access(tmp_path: Path) -> None:
@@ -120,6 +123,16 @@ def test_tags_travel_from_ingest_to_versions_catalog_metadata_and_access(tmp_pat
                 access.authorize("adult-team", "read", scope, operation="show")
             access.grant(LOCAL_ADMIN, "adult-team", ["read"], project=scope.project, tag="pediatric")
         access.authorize("adult-team", "read", scope, operation="show")
+        # A declared purpose must be one every source of the version allows.
+        allowed = set.intersection(*({"research", "training"} if p.startswith("hospital-a/") else {"research"}
+                                     for p in parents))  # fmt: skip
+        assert scope.purposes == tuple(sorted(allowed)) and f"purpose:{sorted(allowed)[0]}" in tags
+        access.authorize("adult-team", "read", scope, operation="show", purpose="research")
+        if "training" in allowed:
+            access.authorize("adult-team", "read", scope, operation="show", purpose="training")
+        else:
+            with pytest.raises(AccessDenied, match=r"purpose 'training' is not allowed .* allow: research"):
+                access.authorize("adult-team", "read", scope, operation="show", purpose="training")
         checked[name] = pediatric
     found = {r["dataset"] for r in search(catalog, SearchFilters(policy_tag="pediatric"))}
     catalog.close()

@@ -4,7 +4,8 @@ A grant is principal x project x policy tag x action (:data:`ACTIONS`); ``*`` as
 any. An action on data (a :class:`Scope`: the dataset's project and the policy tags the data carries) is
 allowed when, for every tag the data carries, the principal holds a grant for that action on that project
 (or ``*``) and that tag (or ``*``); data without tags needs one grant for the action on the project. So a
-principal granted ``read`` on ``research`` data cannot read a version that is also ``pediatric``.
+principal granted ``read`` on ``research`` data cannot read a version that is also ``pediatric``. A declared
+purpose must also be one the data's sources allow (:attr:`Scope.purposes`).
 
 Every decision is written to the audit log (:mod:`clinical_pipelines.catalog.audit`): a refusal at once
 (``refused``, naming the missing grant), an allowed action once, when it ends (``allowed``, or ``failed``
@@ -44,7 +45,7 @@ from clinical_pipelines.catalog.models import (
     VersionTag,
     utcnow,
 )
-from clinical_pipelines.landing.sources import restrictive
+from clinical_pipelines.landing.sources import allowed_purposes, restrictive
 
 ACTIONS = ("read", "reproduce", "export", "promote", "delete", "hold", "grant", "keys")
 ANY = "*"
@@ -77,6 +78,7 @@ class Scope:
     project: str
     tags: tuple[str, ...]
     target: str
+    purposes: tuple[str, ...] | None = None  # what the data's sources allow a declared purpose to be; None: any
 
 
 @dataclass(frozen=True)
@@ -221,7 +223,7 @@ class Access:
                 select(PolicyTag.name).join(DatasetPolicyTag).where(DatasetPolicyTag.dataset_id == row.id)
             ))
             tags |= set(session.scalars(select(VersionTag.tag).where(VersionTag.version_id == version_id)))
-        return Scope(row.project or row.name, restrictive(tags), target)
+        return Scope(row.project or row.name, restrictive(tags), target, allowed_purposes(tags))
 
     # -- decisions -----------------------------------------------------------------------------
 
@@ -281,6 +283,11 @@ class Access:
             self.audit.append(AuditEntry(principal, f"{action}.{operation}", scope.target, "refused", purpose,
                                          f"missing {action} project={scope.project} tag={missing or '*'}"))  # fmt: skip
             raise AccessDenied(_missing(principal, action, scope, missing or None))
+        if purpose is not None and scope.purposes is not None and purpose not in scope.purposes:
+            allowed = ", ".join(scope.purposes) or "none"
+            why = f"purpose not allowed by its sources (allowed: {allowed})"
+            self.audit.append(AuditEntry(principal, f"{action}.{operation}", scope.target, "refused", purpose, why))
+            raise AccessDenied(f"purpose '{purpose}' is not allowed for {scope.target} (its sources allow: {allowed})")
         return used
 
     def authorize_somewhere(self, principal: str, action: str, *, operation: str, target: str,

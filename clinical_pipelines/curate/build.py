@@ -39,7 +39,7 @@ from clinical_pipelines.curate.select import Candidate, Selection, select
 from clinical_pipelines.curate.spec import DatasetSpec
 from clinical_pipelines.curate.splits import assign_split
 from clinical_pipelines.deid.profile import PROFILE_NAME
-from clinical_pipelines.landing.sources import PHI, read_classification
+from clinical_pipelines.landing.sources import PHI, PURPOSE_LABEL, read_classification
 from clinical_pipelines.storage import ObjectAlreadyExists, ObjectStore
 from clinical_pipelines.version import code_version as current_code_version
 from clinical_pipelines.zones import curated_provenance_key
@@ -155,8 +155,10 @@ def deid_tag(profile: str | None, version: str | None) -> str:
 def version_tags(store: ObjectStore, spec: DatasetSpec, doc: dict[str, Any]) -> tuple[str, ...]:
     """The policy tags of a version built from ``doc``'s drops: the spec's; each drop's classification at ingest
     without ``phi`` and its ``modality:`` labels (sensitivity such as ``pediatric`` travels on); and
-    ``deid:<profile>@<version>``. A drop ingested before classification existed adds ``classification:missing``."""
+    ``deid:<profile>@<version>``; and ``purpose:<p>`` for each purpose every classified drop's source allows. A drop
+    ingested before classification existed adds ``classification:missing``."""
     tags = set(spec.policy_tags) | {deid_tag(doc["deid"]["profile"], doc["deid"]["version"])}
+    purposes: set[str] | None = None
     for drop in doc["parents"]["drops"]:
         source, _, drop_id = str(drop).partition("/")
         found = read_classification(store, source, drop_id)
@@ -164,6 +166,9 @@ def version_tags(store: ObjectStore, spec: DatasetSpec, doc: dict[str, Any]) -> 
             tags.add("classification:missing")
             continue
         tags.update(t for t in found.tags if t != PHI and not t.startswith("modality:"))
+        purposes = set(found.purposes) if purposes is None else purposes & set(found.purposes)
+    if purposes is not None:  # what every source of the version allows; purpose:none when they share none
+        tags.update({f"{PURPOSE_LABEL}{p}" for p in purposes} or {f"{PURPOSE_LABEL}none"})
     return tuple(sorted(tags))
 
 

@@ -34,6 +34,7 @@ SHIPPED_SOURCES = Path(__file__).resolve().parent / "sources.yaml"
 #: A tag with a colon describes (``source:…``, ``deid:…``); a plain one restricts access (``phi``, ``pediatric``).
 LABEL_SEPARATOR = ":"
 PHI = "phi"
+PURPOSE_LABEL = "purpose:"  # a version's label for each purpose all its sources allow
 UNREGISTERED = "unregistered"
 _WORD = re.compile(r"^[a-z][a-z0-9-]{0,63}$")
 
@@ -73,6 +74,14 @@ class Classification:
         doc = json.loads(data)
         return cls(str(doc["source"]), str(doc["drop_id"]), tuple(doc["tags"]), doc.get("owner"),
                    doc.get("approval"), tuple(doc.get("purposes", ())))  # fmt: skip
+
+
+def allowed_purposes(tags: Iterable[str]) -> tuple[str, ...] | None:
+    """The purposes a version's ``purpose:`` labels allow (``()`` for ``purpose:none``), or None: unconstrained."""
+    found = sorted(t.removeprefix(PURPOSE_LABEL) for t in tags if t.startswith(PURPOSE_LABEL))
+    if not found:
+        return None
+    return tuple(p for p in found if p != "none")
 
 
 def restrictive(tags: Iterable[str]) -> tuple[str, ...]:
