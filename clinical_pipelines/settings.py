@@ -7,6 +7,8 @@ Environment variables (a contract: keep the names):
 - ``CLINICAL_PIPELINES_STORE_URL``: object store for all zones; a path, ``file://`` or
   ``s3://bucket/prefix`` (default: the data folder).
 - ``CLINICAL_PIPELINES_S3_ENDPOINT_URL``: S3-compatible endpoint (moto, MinIO, ...).
+- ``CLINICAL_PIPELINES_S3_KMS_KEY_ID``: KMS key id or ARN; on S3 the PHI zones (raw, quarantine, landing) are
+  written with SSE-KMS under it, on top of the envelope encryption; required in production on S3.
 - ``CLINICAL_PIPELINES_KEY_DIR``: local key folder (default ``~/.config/clinical-pipelines/keys``);
   must not lie inside the data folder.
 - ``CLINICAL_PIPELINES_MASTER_KEY`` / ``CLINICAL_PIPELINES_MASTER_KEY_ID``: the master key
@@ -79,6 +81,7 @@ ENV_SPECS_DIR = "CLINICAL_PIPELINES_SPECS_DIR"
 ENV_CATALOG_URL = "CLINICAL_PIPELINES_CATALOG_URL"
 ENV_PRINCIPAL = "CLINICAL_PIPELINES_PRINCIPAL"
 ENV_SOURCES = "CLINICAL_PIPELINES_SOURCES"
+ENV_S3_KMS_KEY_ID = "CLINICAL_PIPELINES_S3_KMS_KEY_ID"
 SHIPPED_SOURCES = Path(__file__).resolve().parent / "landing" / "sources.yaml"
 LOCAL_PRINCIPAL = "local-admin"  # the administrator the embedded default creates (catalog.access.LOCAL_ADMIN)
 SHIPPED_SPECS_DIR = Path(__file__).resolve().parent / "curate" / "specs"
@@ -131,6 +134,7 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("data_dir", ENV_DATA_DIR, _path, lambda env, r: _path(DEFAULT_DATA_DIR)),
     Variable("store_url", ENV_STORE_URL, str, lambda env, r: str(r["data_dir"])),
     Variable("s3_endpoint_url", ENV_S3_ENDPOINT_URL, str, None),
+    Variable("s3_kms_key_id", ENV_S3_KMS_KEY_ID, str, None),
     Variable("key_dir", ENV_KEY_DIR, _path, lambda env, r: _default_key_dir(env, r).absolute()),
     Variable("stale_after_hours", ENV_STALE_AFTER_HOURS, float, 24.0),
     Variable("ingest_workers", ENV_INGEST_WORKERS, int, 4),
@@ -157,6 +161,7 @@ class Settings:
     data_dir: Path
     store_url: str
     s3_endpoint_url: str | None
+    s3_kms_key_id: str | None
     key_dir: Path
     stale_after_hours: float
     ingest_workers: int
@@ -207,6 +212,11 @@ class Settings:
                 raise SettingsError(f"{name} must be 1 or more")
         if not 0.0 <= self.max_item_failure_fraction <= 1.0:
             raise SettingsError(f"{ENV_MAX_ITEM_FAILURE_FRACTION} must be between 0 and 1")
+        if self.env == "production" and self.store_url.startswith("s3://") and not self.s3_kms_key_id:
+            raise SettingsError(
+                f"production writes the PHI zones on S3 with SSE-KMS: set {ENV_S3_KMS_KEY_ID} to the KMS key id or "
+                "ARN (on top of the envelope encryption)"
+            )
         for required in (ENV_MASTER_KEY, "CLINICAL_PIPELINES_DEID_KEY"):
             if self.env == "production" and not env.get(required):
                 raise SettingsError(
@@ -218,7 +228,7 @@ class Settings:
         """The object store holding every zone (imported lazily so settings stay cheap to load)."""
         from clinical_pipelines.storage import open_store
 
-        return open_store(self.store_url, endpoint_url=self.s3_endpoint_url)
+        return open_store(self.store_url, endpoint_url=self.s3_endpoint_url, kms_key_id=self.s3_kms_key_id)
 
     def keyring(self) -> KeyRing:
         """The master-key ring: the environment's key if set, else the local key folder (created once)."""

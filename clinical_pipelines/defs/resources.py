@@ -26,12 +26,13 @@ class ObjectStoreResource(dg.ConfigurableResource):
 
     url: str
     endpoint_url: str | None = None
+    kms_key_id: str | None = None  # SSE-KMS key for the PHI zones on S3 (an id, not key material)
     _store: ObjectStore | None = PrivateAttr(default=None)
 
     def get_store(self) -> ObjectStore:
         """The store, opened once per process."""
         if self._store is None:
-            self._store = open_store(self.url, endpoint_url=self.endpoint_url)
+            self._store = open_store(self.url, endpoint_url=self.endpoint_url, kms_key_id=self.kms_key_id)
         return self._store
 
 
@@ -174,7 +175,8 @@ class TrainingResource(dg.ConfigurableResource):
 def resources_for(settings: Settings) -> dict[str, dg.ConfigurableResource]:
     """Resources for ``settings`` (the same shapes locally and in production; only values differ)."""
     return {
-        "object_store": ObjectStoreResource(url=settings.store_url, endpoint_url=settings.s3_endpoint_url),
+        "object_store": ObjectStoreResource(url=settings.store_url, endpoint_url=settings.s3_endpoint_url,
+                                            kms_key_id=settings.s3_kms_key_id),
         "keyring": KeyRingResource(key_dir=str(settings.key_dir), production=settings.env == "production"),
         "landing": LandingSettingsResource(
             stale_after_hours=settings.stale_after_hours,

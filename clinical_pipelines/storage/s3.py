@@ -16,6 +16,8 @@ from clinical_pipelines.storage.base import (
     validate_key,
 )
 
+#: Zones holding PHI (envelope-encrypted by us): written with SSE-KMS on top when the store has a KMS key id.
+PHI_ZONES = ("raw", "quarantine", "landing")
 # S3 parts must be >= 5 MiB except the last; 8 MiB keeps memory bounded per upload.
 PART_SIZE = DEFAULT_CHUNK_SIZE
 MAX_KEY_BYTES = 1024  # S3's limit on a key's UTF-8 length
@@ -51,7 +53,9 @@ class S3ObjectStore:
 
     Uploads are single PUTs up to 8 MiB and multipart above, streamed part by
     part. Write-once puts use ``If-None-Match: *`` so the bucket itself refuses
-    an overwrite (HTTP 412), with no read-then-write race.
+    an overwrite (HTTP 412), with no read-then-write race. With ``kms_key_id``,
+    objects of the PHI zones (:data:`PHI_ZONES`) are written with SSE-KMS under
+    that key, on top of the envelope encryption their bytes already carry.
     """
 
     def __init__(
@@ -62,9 +66,11 @@ class S3ObjectStore:
         endpoint_url: str | None = None,
         region_name: str | None = None,
         client: Any = None,
+        kms_key_id: str | None = None,
     ) -> None:
         import boto3
 
+        self.kms_key_id = kms_key_id
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         self.url = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
@@ -168,7 +174,7 @@ class S3ObjectStore:
         extra = {"IfNoneMatch": "*"} if write_once else {}
         if write_once and self.head(key) is not None:
             raise ObjectAlreadyExists(key)
-        upload_id = self.client.create_multipart_upload(Bucket=self.bucket, Key=full)["UploadId"]
+        upload_id = self.client.create_multipart_upload(Bucket=self.bucket, Key=full, **self._sse(key))["UploadId"]
         try:
             parts, size, chunk, number = [], 0, first, 1
             while chunk:
@@ -198,8 +204,14 @@ class S3ObjectStore:
             raise
         return self.head(key) or ObjectInfo(key=key, size=size, last_modified=0.0)
 
+    def _sse(self, key: str) -> dict[str, str]:
+        """SSE-KMS arguments for ``key``: only in the PHI zones, and only with a KMS key id."""
+        if self.kms_key_id and key.split("/", 1)[0] in PHI_ZONES:
+            return {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": self.kms_key_id}
+        return {}
+
     def _put_single(self, key: str, full: str, data: bytes, write_once: bool) -> ObjectInfo:
-        extra = {"IfNoneMatch": "*"} if write_once else {}
+        extra = {"IfNoneMatch": "*", **self._sse(key)} if write_once else self._sse(key)
         try:
             r = self.client.put_object(Bucket=self.bucket, Key=full, Body=data, **extra)
         except Exception as exc:
