@@ -29,7 +29,7 @@ from clinical_pipelines_tests.test_curate_support import (
 TABLES = {
     "owners", "retention_classes", "policy_tags", "dataset_policy_tags", "datasets", "versions", "version_facets",
     "object_summaries", "quality_results", "lineage_edges", "training_runs", "training_run_versions", "audit_log",
-    "principals", "projects", "grants",
+    "principals", "projects", "grants", "version_tags", "legal_holds",
 }  # fmt: skip
 
 MR_SPEC = """\

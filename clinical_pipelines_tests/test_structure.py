@@ -49,6 +49,7 @@ def test_every_command_comes_from_its_group_module() -> None:
         "audit": "clinical_pipelines.cli.audit",
         "access": "clinical_pipelines.cli.access",
         "keys": "clinical_pipelines.cli.keys",
+        "hold": "clinical_pipelines.cli.holds",
     }
 
 

@@ -225,6 +225,18 @@ class Access:
             tags |= set(session.scalars(select(VersionTag.tag).where(VersionTag.version_id == version_id)))
         return Scope(row.project or row.name, restrictive(tags), target, allowed_purposes(tags))
 
+    def dataset_scope(self, dataset: str) -> Scope:
+        """The scope of a whole dataset: its project and its spec's restrictive tags (``dataset:<name>``)."""
+        with Session(self.engine) as session:
+            query = select(Dataset.id, Dataset.name, Dataset.project).where(Dataset.name == dataset)
+            row = session.execute(query).first()
+            if row is None:
+                return Scope(dataset, (), f"dataset:{dataset}")
+            tags = session.scalars(
+                select(PolicyTag.name).join(DatasetPolicyTag).where(DatasetPolicyTag.dataset_id == row.id)
+            ).all()
+        return Scope(row.project or row.name, restrictive(tags), f"dataset:{dataset}")
+
     # -- decisions -----------------------------------------------------------------------------
 
     def _covering(self, session: Session, principal: str, action: str, scope: Scope) -> tuple[list[int], str | None]:

@@ -234,3 +234,18 @@ class AccessGrant(Base):
     granted_by: Mapped[str] = mapped_column(String(200))
     granted_at: Mapped[datetime.datetime] = mapped_column(DateTime, default=utcnow)
     last_used_at: Mapped[datetime.datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+class LegalHold(Base):
+    """A legal hold on a dataset (every version, ``version_id`` None) or one version, for one case; active until
+    released. Retention and deletion never touch what an active hold covers."""
+
+    __tablename__ = "legal_holds"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    dataset: Mapped[str] = mapped_column(String(64), index=True)
+    version_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    case_id: Mapped[str] = mapped_column(String(64))
+    placed_by: Mapped[str] = mapped_column(String(200))
+    placed_at: Mapped[datetime.datetime] = mapped_column(DateTime, default=utcnow)
+    released_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    released_at: Mapped[datetime.datetime | None] = mapped_column(DateTime, nullable=True)

@@ -119,6 +119,7 @@ def catalog_show(reference: str, data_dir: Path | None, store_url: str | None, c
                  principal: str | None, purpose: str | None, as_json: bool) -> None:  # fmt: skip
     """Purpose, owner, policy, retention, quality results, lineage, the training runs that used a version, who may
     read it and its last 10 audit records (needs a read grant on it: exit 3 without)."""
+    from clinical_pipelines.catalog.holds import LegalHolds
     from clinical_pipelines.catalog.repository import CatalogError
 
     dataset, _, version = reference.partition("@")
@@ -128,6 +129,8 @@ def catalog_show(reference: str, data_dir: Path | None, store_url: str | None, c
         with access.perform(who, "read", scope, operation="show", purpose=purpose):
             info = cat.show(dataset, version or None)
             info["readers"] = access.who_may("read", scope)
+            held = LegalHolds(cat, access).covering(info["dataset"], info["version_id"])
+            info["legal_holds"] = [{"case": h.case_id, "target": h.target, "placed_by": h.placed_by} for h in held]
             info["audit"] = [
                 {"seq": r.seq, "at": r.at + "Z", "principal": r.principal, "action": r.action, "outcome": r.outcome,
                  "purpose": r.purpose, "detail": r.detail}
@@ -170,6 +173,8 @@ def catalog_show(reference: str, data_dir: Path | None, store_url: str | None, c
     runs = ", ".join(f"{r['run_id']}" + (f" ({r['model']})" if r["model"] else "") for r in info["training_runs"])
     console.print("  used by runs   " + (runs or "none registered"))
     console.print("  may read       " + (", ".join(info["readers"]) or "-"))
+    holds = ", ".join(f"{h['case']} ({h['target']}, by {h['placed_by']})" for h in info["legal_holds"])
+    console.print("  legal holds    " + (holds or "none"))
     audit = Table(title="last audit records")
     for column in ("seq", "at", "principal", "action", "outcome", "purpose", "detail"):
         audit.add_column(column)
