@@ -55,6 +55,7 @@ def _args(tmp: Path) -> dict[tuple[str, ...], list[str]]:
         ("hold", "add"): ["brain_mr", "--case", "C-1", "--data-dir", data],
         ("hold", "remove"): ["brain_mr", "--case", "C-1", "--data-dir", data],
         ("hold", "list"): ["--data-dir", data],
+        ("lifecycle", "set"): ["brain_mr@1", "frozen", "--reason", "release-candidate", "--data-dir", data],
         ("keys", "status"): ["--data-dir", data],
         ("access", "grant"): ["alice", "--action", "read", "--data-dir", data],
         ("access", "revoke"): ["alice", "--action", "read", "--data-dir", data],

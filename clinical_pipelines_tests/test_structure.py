@@ -50,6 +50,7 @@ def test_every_command_comes_from_its_group_module() -> None:
         "access": "clinical_pipelines.cli.access",
         "keys": "clinical_pipelines.cli.keys",
         "hold": "clinical_pipelines.cli.holds",
+        "lifecycle": "clinical_pipelines.cli.lifecycle",
     }
 
 

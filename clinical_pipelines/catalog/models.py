@@ -103,6 +103,10 @@ class Version(Base):
     date_min: Mapped[str | None] = mapped_column(String(8), nullable=True)  # YYYYMMDD (shifted study dates)
     date_max: Mapped[str | None] = mapped_column(String(8), nullable=True)
     created_at: Mapped[datetime.datetime] = mapped_column(DateTime, default=utcnow)
+    # hot | warm | frozen | archived | expired (clinical_pipelines.curate.lifecycle); a recorded version is warm
+    lifecycle_state: Mapped[str] = mapped_column(String(16), default="warm", server_default="warm")
+    state_changed_at: Mapped[datetime.datetime | None] = mapped_column(DateTime, nullable=True)
+    state_reason: Mapped[str | None] = mapped_column(String(64), nullable=True)
     dataset: Mapped[Dataset] = relationship(back_populates="versions")
 
 

@@ -325,6 +325,12 @@ class Catalog:
                 "labels": sorted(t for t in tags if ":" in t),  # describe: deid:…, source:…, approval:…
                 "retention": ds.retention_class,
                 "phi_status": row.phi_status,
+                "lifecycle": {
+                    "state": row.lifecycle_state,
+                    "changed_at": (row.state_changed_at.isoformat(timespec="seconds") + "Z")
+                    if row.state_changed_at else None,
+                    "reason": row.state_reason,
+                },
                 "deid": {
                     "profile": row.deid_profile,
                     "version": row.deid_version,

@@ -5,7 +5,19 @@ from __future__ import annotations
 
 import click
 
-from clinical_pipelines.cli import access, audit, catalog, deid, holds, keys, quarantine, run, synth, versions
+from clinical_pipelines.cli import (
+    access,
+    audit,
+    catalog,
+    deid,
+    holds,
+    keys,
+    lifecycle,
+    quarantine,
+    run,
+    synth,
+    versions,
+)
 from clinical_pipelines.cli._common import config_errors, fail, refused
 
 
@@ -31,7 +43,7 @@ def main() -> None:
     """Governed, versioned, training-ready clinical datasets."""
 
 
-for _module in (synth, run, quarantine, deid, catalog, versions, access, audit, keys, holds):
+for _module in (synth, run, quarantine, deid, catalog, versions, access, audit, keys, holds, lifecycle):
     for _command in _module.COMMANDS:
         main.add_command(_command)
 

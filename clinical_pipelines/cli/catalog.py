@@ -153,6 +153,8 @@ def catalog_show(reference: str, data_dir: Path | None, store_url: str | None, c
         ("purpose", info["purpose"]), ("owner", info["owner"]), ("project", info["project"]),
         ("policy tags", ", ".join(info["policy_tags"])), ("labels", ", ".join(info["labels"])),
         ("retention", info["retention"]), ("PHI status", info["phi_status"]),
+        ("lifecycle", f"{info['lifecycle']['state']}" + (f" since {info['lifecycle']['changed_at']} "
+                      f"({info['lifecycle']['reason']})" if info["lifecycle"]["changed_at"] else "")),
         ("de-id profile", f"{info['deid']['profile']} {info['deid']['version']} "
                           f"({', '.join(info['deid']['options'])})"),
         ("manifest", f"{info['store']}/{info['manifest']}"), ("code version", info["code_version"]),

@@ -18,6 +18,8 @@ from clinical_pipelines.storage.base import (
 
 #: Zones holding PHI (envelope-encrypted by us): written with SSE-KMS on top when the store has a KMS key id.
 PHI_ZONES = ("raw", "quarantine", "landing")
+#: The archive zone is cold: written in this storage class (instant retrieval, so a copy can be verified at once).
+ARCHIVE_STORAGE_CLASS = "GLACIER_IR"
 # S3 parts must be >= 5 MiB except the last; 8 MiB keeps memory bounded per upload.
 PART_SIZE = DEFAULT_CHUNK_SIZE
 MAX_KEY_BYTES = 1024  # S3's limit on a key's UTF-8 length
@@ -205,9 +207,13 @@ class S3ObjectStore:
         return self.head(key) or ObjectInfo(key=key, size=size, last_modified=0.0)
 
     def _sse(self, key: str) -> dict[str, str]:
-        """SSE-KMS arguments for ``key``: only in the PHI zones, and only with a KMS key id."""
-        if self.kms_key_id and key.split("/", 1)[0] in PHI_ZONES:
+        """Per-zone write arguments for ``key``: SSE-KMS in the PHI zones (with a KMS key id), the archive storage
+        class in the archive zone."""
+        zone = key.split("/", 1)[0]
+        if self.kms_key_id and zone in PHI_ZONES:
             return {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": self.kms_key_id}
+        if zone == "archive":
+            return {"StorageClass": ARCHIVE_STORAGE_CLASS}
         return {}
 
     def _put_single(self, key: str, full: str, data: bytes, write_once: bool) -> ObjectInfo:
