@@ -29,6 +29,28 @@ def _notes_version(site: Site) -> tuple[LocalObjectStore, str]:  # noqa: F811
     return store, version_id
 
 
+def _training_asset_again(site: Site, version_id: str) -> dict[str, object]:  # noqa: F811
+    """The training asset materialized once more after the curated asset reported ``version_id``."""
+    import dagster as dg
+
+    from clinical_pipelines.defs.curate.assets import curated_key
+    from clinical_pipelines.defs.resources import CatalogResource, ObjectStoreResource, TrainingResource
+    from clinical_pipelines.defs.training.assets import training_asset
+    from clinical_pipelines.zones import curated_manifest_key
+
+    with dg.instance_for_test() as instance:
+        instance.report_runless_asset_event(dg.AssetMaterialization(asset_key=curated_key("ward_notes"), metadata={
+            "manifest": dg.MetadataValue.path(curated_manifest_key("ward_notes", version_id)),
+            "version_id": dg.MetadataValue.text(version_id)}))  # fmt: skip
+        result = dg.materialize([training_asset("ward_notes")], instance=instance, resources={
+            "object_store": ObjectStoreResource(url=str(site.data)),
+            "training": TrainingResource(cache_dir=str(site.data / ".cache"), shard_mb=1),
+            "catalog": CatalogResource(url=f"sqlite:///{site.data / 'catalog.sqlite'}"),
+        })  # fmt: skip
+        (event,) = result.get_asset_materialization_events()
+        return {k: v.value for k, v in event.materialization.metadata.items()}
+
+
 def test_moves_follow_the_state_machine_with_archive_copies_holds_and_audit(site: Site) -> None:  # noqa: F811
     store, version_id = _notes_version(site)
     training = site.data / "training" / "ward_notes" / version_id
@@ -52,6 +74,8 @@ def test_moves_follow_the_state_machine_with_archive_copies_holds_and_audit(site
     archived = site.cli("lifecycle", "set", "ward_notes@1", "archived", "--reason", "study-closed")
     assert archived.exit_code == 0 and "training object(s) removed" in archived.stdout
     assert not any(p.is_file() for p in training.rglob("*"))  # shards and index gone
+    assert _training_asset_again(site, version_id)["skipped"] == "version is archived"
+    assert not any(p.is_file() for p in training.rglob("*"))  # and the training asset does not bring them back
     assert site.cli("manifest", "verify", "ward_notes@1").exit_code == 0  # the curated copy is still whole
 
     assert site.cli("hold", "add", "ward_notes", "--case", "LIT-9").exit_code == 0

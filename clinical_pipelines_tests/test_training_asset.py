@@ -8,7 +8,7 @@ from pathlib import Path
 import dagster as dg
 
 from clinical_pipelines.defs.curate.assets import curated_key
-from clinical_pipelines.defs.resources import ObjectStoreResource, TrainingResource
+from clinical_pipelines.defs.resources import CatalogResource, ObjectStoreResource, TrainingResource
 from clinical_pipelines.defs.training.assets import training_asset, training_key
 from clinical_pipelines.storage.local import LocalObjectStore
 from clinical_pipelines.training import ShardIndex
@@ -23,6 +23,7 @@ def _materialize(instance: dg.DagsterInstance, store: LocalObjectStore, cache: P
         resources={
             "object_store": ObjectStoreResource(url=str(store.root)),
             "training": TrainingResource(cache_dir=str(cache), shard_mb=1),
+            "catalog": CatalogResource(url=f"sqlite:///{cache.parent / 'catalog.sqlite'}"),
         },
     )
     assert result.success

@@ -35,6 +35,15 @@ MOVES = {"hot": {"warm"}, "warm": {"hot", "frozen", "archived", "expired"}, "fro
          "archived": {"expired"}, "expired": set()}  # fmt: skip
 NEEDS = {"hot": "promote", "warm": "promote", "frozen": "promote", "archived": "delete", "expired": "delete"}
 REASON = re.compile(r"[a-z][a-z0-9_.-]{0,63}")
+#: States whose versions have no training shards (the training asset never rebuilds them).
+OUT_OF_TRAINING = ("archived", "expired")
+
+
+def version_state(catalog: Catalog, version_id: str) -> str | None:
+    """A version's lifecycle state, or None when the catalog does not know it."""
+    with Session(catalog.engine) as session:
+        row = session.get(Version, version_id)
+        return row.lifecycle_state if row is not None else None
 
 
 class LifecycleError(ValueError):

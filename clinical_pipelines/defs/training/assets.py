@@ -8,7 +8,7 @@ from clinical_pipelines.curate.spec import DatasetSpec
 from clinical_pipelines.defs.catalog_info import TRAINING_KINDS, spec_owners
 from clinical_pipelines.defs.curate.assets import curated_key
 from clinical_pipelines.defs.datasets import TRAINING_GROUP
-from clinical_pipelines.defs.resources import ObjectStoreResource, TrainingResource
+from clinical_pipelines.defs.resources import CatalogResource, ObjectStoreResource, TrainingResource
 from clinical_pipelines.storage import ObjectStore, read_all
 from clinical_pipelines.version import code_version
 
@@ -48,12 +48,19 @@ def training_asset(dataset: str, owners: list[str] | None = None) -> dg.AssetsDe
         owners=owners,
     )
     def _training(
-        context: dg.AssetExecutionContext, object_store: ObjectStoreResource, training: TrainingResource
+        context: dg.AssetExecutionContext, object_store: ObjectStoreResource, training: TrainingResource,
+        catalog: CatalogResource,
     ) -> dg.MaterializeResult:
+        from clinical_pipelines.curate.lifecycle import OUT_OF_TRAINING, version_state
         from clinical_pipelines.training import ReaderMetrics, StreamingDataset, build_training_shards
 
         store = object_store.get_store()
         manifest_key, version_id = _latest_manifest(context, store, dataset)
+        state = version_state(catalog.get_catalog(), version_id)
+        if state in OUT_OF_TRAINING:  # archived or expired: its shards were removed on purpose, never rebuilt
+            context.log.info(f"{dataset}: version {version_id[:12]} is {state}; no training shards")
+            return dg.MaterializeResult(metadata={"version_id": dg.MetadataValue.text(version_id),
+                                                  "skipped": dg.MetadataValue.text(f"version is {state}")})  # fmt: skip
         data = read_all(store, manifest_key)
         if hashlib.sha256(data).hexdigest() != version_id:
             raise dg.Failure(f"manifest {manifest_key} does not hash to its version id {version_id}")
