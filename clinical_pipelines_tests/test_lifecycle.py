@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 import boto3
+import pytest
 
 from clinical_pipelines.catalog.repository import Catalog
 from clinical_pipelines.curate.build import build_version
@@ -75,6 +76,16 @@ def test_moves_follow_the_state_machine_with_archive_copies_holds_and_audit(site
     assert archived.exit_code == 0 and "training object(s) removed" in archived.stdout
     assert not any(p.is_file() for p in training.rglob("*"))  # shards and index gone
     assert _training_asset_again(site, version_id)["skipped"] == "version is archived"
+    import os
+
+    from clinical_pipelines.curate.lifecycle import LifecycleError
+    from clinical_pipelines.settings import Settings
+    from clinical_pipelines.training.governed import open_training_dataset
+
+    settings = Settings.from_env({"CLINICAL_PIPELINES_KEY_DIR": os.environ["CLINICAL_PIPELINES_KEY_DIR"]},
+                                 data_dir=site.data)  # fmt: skip
+    with pytest.raises(LifecycleError, match="ward_notes@1 is archived: its training shards were removed"):
+        open_training_dataset("ward_notes@1", "train", settings=settings)
     assert not any(p.is_file() for p in training.rglob("*"))  # and the training asset does not bring them back
     assert site.cli("manifest", "verify", "ward_notes@1").exit_code == 0  # the curated copy is still whole
 

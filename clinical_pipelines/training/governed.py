@@ -29,11 +29,13 @@ def open_training_dataset(reference: str, split: str, *, principal: str | None =
 
     Promises: without a ``read`` grant covering the version's project and policy tags it raises
     :class:`~clinical_pipelines.catalog.access.AccessDenied` (one line naming the missing grant) before any
-    shard is read, and the refusal is audited; otherwise the opening is audited once. ``options`` go to
+    shard is read, and the refusal is audited; otherwise the opening is audited once. An archived or expired
+    version raises :class:`~clinical_pipelines.curate.lifecycle.LifecycleError` saying so. ``options`` go to
     :class:`StreamingDataset` (seed, rank, world_size, ...); ``cache`` defaults to the settings' cache folder.
     """
     from clinical_pipelines.catalog.governed import access_for, acting_principal
     from clinical_pipelines.catalog.repository import Catalog, CatalogError
+    from clinical_pipelines.curate.lifecycle import OUT_OF_TRAINING, LifecycleError, version_state
     from clinical_pipelines.settings import Settings
 
     settings = settings or Settings.from_env()
@@ -50,6 +52,10 @@ def open_training_dataset(reference: str, split: str, *, principal: str | None =
         access = access_for(catalog, settings)
         access.authorize(who, "read", access.version_scope(ref.version_id), operation="open-reader",
                          purpose=purpose, detail=f"split={split}")  # fmt: skip
+        state = version_state(catalog, ref.version_id)
+        if state in OUT_OF_TRAINING:
+            raise LifecycleError(f"{ref.dataset}@{ref.number} is {state}: its training shards were removed "
+                                 "(its manifest and objects are in archive/)")  # fmt: skip
     finally:
         catalog.close()
     if cache is None:
