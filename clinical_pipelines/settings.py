@@ -13,6 +13,8 @@ Environment variables (a contract: keep the names):
   must not lie inside the data folder.
 - ``CLINICAL_PIPELINES_MASTER_KEY`` / ``CLINICAL_PIPELINES_MASTER_KEY_ID``: the master key
   (base64, 32 bytes) from a secret manager; required in production.
+- ``CLINICAL_PIPELINES_RETIRED_MASTER_KEYS``: earlier master keys after a rotation (``id:base64,...``), read
+  and re-wrapped by ``keys rotate --resume``, never used to write.
 - ``CLINICAL_PIPELINES_DEID_KEY``: the de-identification secret (base64, >= 32 bytes) keying
   pseudonyms, UID remaps and date shifts; required in production.
 - ``CLINICAL_PIPELINES_STALE_AFTER_HOURS``: an incomplete drop older than this is quarantined

@@ -183,3 +183,43 @@ def test_the_pipeline_keeps_working_across_a_rotation(tmp_path: Path) -> None:
                 assert _kid(blob) == ring.current_id, info.key  # the later drops were written under the new key
                 encrypted += 1
     assert encrypted > 10 and key_ids_in_use(store) == {ring.current_id: encrypted}
+
+
+def test_production_rotation_takes_its_new_key_from_the_environment(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from clinical_pipelines.storage.keys import keyring_from_env
+    from clinical_pipelines.storage.local import LocalObjectStore
+
+    for name in [k for k in os.environ if k.startswith("CLINICAL_PIPELINES_")]:
+        monkeypatch.delenv(name)
+    old, new = os.urandom(32), os.urandom(32)
+    b64 = lambda k: base64.b64encode(k).decode()  # noqa: E731
+    data = tmp_path / "data"
+    store = LocalObjectStore(data, fsync=False)
+    base = {"CLINICAL_PIPELINES_ENV": "production", "CLINICAL_PIPELINES_DEID_KEY": b64(b"d" * 32),
+            "CLINICAL_PIPELINES_KEY_DIR": str(tmp_path / "no-keys-here")}  # fmt: skip
+    first = {**base, "CLINICAL_PIPELINES_MASTER_KEY": b64(old), "CLINICAL_PIPELINES_MASTER_KEY_ID": "kms-2025"}
+    _fill(store, keyring_from_env(first))  # type: ignore[arg-type]
+    for name, value in first.items():
+        monkeypatch.setenv(name, value)
+    runner = CliRunner()
+
+    def cli(*args: str) -> Result:
+        return runner.invoke(main, [*args, "--data-dir", str(data)], catch_exceptions=False)
+
+    assert cli("access", "init", "--admin", "root").exit_code == 0
+    assert cli("access", "grant", "keykeeper", "--action", "keys", "--as", "root").exit_code == 0
+    monkeypatch.setenv("CLINICAL_PIPELINES_MASTER_KEY", b64(new))
+    monkeypatch.setenv("CLINICAL_PIPELINES_MASTER_KEY_ID", "kms-2026")
+    monkeypatch.setenv("CLINICAL_PIPELINES_RETIRED_MASTER_KEYS", f"kms-2025:{b64(old)}")
+    fresh = cli("keys", "rotate", "--as", "keykeeper")  # production never makes a key
+    assert fresh.exit_code == 2 and "then run keys rotate --resume" in fresh.stderr and fresh.stderr.count("\n") == 1
+    rotated = cli("keys", "rotate", "--resume", "--as", "keykeeper")
+    assert rotated.exit_code == 0, rotated.output
+    assert f"{len(OBJECTS)} object(s) re-wrapped ({len(OBJECTS)} from kms-2025)" in rotated.stdout
+    assert key_ids_in_use(store) == {"kms-2026": len(OBJECTS)}
+    _all_readable(store, KeyRing({"kms-2026": new}, "kms-2026"))  # the retired key is no longer needed
+    assert not (tmp_path / "no-keys-here").exists()
+    monkeypatch.setenv("CLINICAL_PIPELINES_RETIRED_MASTER_KEYS", "kms-2025:not-base64")
+    broken = cli("keys", "status")
+    assert broken.exit_code == 2 and "CLINICAL_PIPELINES_RETIRED_MASTER_KEYS must be id:base64 pairs" in broken.stderr

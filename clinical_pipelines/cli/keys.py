@@ -18,21 +18,29 @@ def keys() -> None:
 @keys.command("rotate")
 @zone_options
 @principal_option
-@click.option("--resume", is_flag=True, help="Finish an interrupted rotation: re-wrap to the current key, no new key.")
+@click.option("--resume", is_flag=True,
+              help="Re-wrap to the current key, no new key (an interrupted rotation; production).")  # fmt: skip
 def keys_rotate(data_dir: Path | None, store_url: str | None, catalog_url: str | None, principal: str | None,
                 resume: bool) -> None:  # fmt: skip
     """Make a new master key current and re-wrap every encrypted object's data key under it (raw and quarantine
     zones), streaming each object's sealed chunks through unchanged. Old keys stay, so every object is readable
-    throughout; a run killed half-way is finished by ``keys rotate --resume``. Needs a 'keys' grant on every
-    project (exit 3 without); audited."""
+    throughout; a run killed half-way is finished by ``keys rotate --resume``. In production the new key comes
+    from the environment (the old ones in CLINICAL_PIPELINES_RETIRED_MASTER_KEYS) and ``--resume`` re-wraps.
+    Needs a 'keys' grant on every project (exit 3 without); audited."""
     from clinical_pipelines.catalog.access import ANY, Scope
-    from clinical_pipelines.storage.keys import ENV_MASTER_KEY, add_local_key
+    from clinical_pipelines.storage.keys import (
+        ENV_MASTER_KEY,
+        ENV_MASTER_KEY_ID,
+        ENV_RETIRED_MASTER_KEYS,
+        add_local_key,
+    )
     from clinical_pipelines.storage.rotation import rotate
 
     settings = settings_for(data_dir, store_url, catalog_url)
-    if settings.env == "production":
-        fail(f"keys rotate manages the local key folder; production keys come from {ENV_MASTER_KEY} and their "
-             "rotation through it is not built yet (issue #13)")  # fmt: skip
+    if settings.env == "production" and not resume:
+        fail(f"production keys come from configuration: put the new key in {ENV_MASTER_KEY} (and its id in "
+             f"{ENV_MASTER_KEY_ID}), the old ones in {ENV_RETIRED_MASTER_KEYS} (id:base64,...), then run "
+             "keys rotate --resume to re-wrap every object under the new key")  # fmt: skip
     before = settings.keyring().current_id  # a broken key folder is a configuration error (exit 2), checked first
     cat, access, who = governed(settings, principal)
     try:

@@ -4,7 +4,8 @@ A master key never sits in the data folder. The embedded default creates one
 once, under a key folder (mode 0700, key files 0600) that is refused if it lies
 inside the data folder. Production passes the key in through the environment
 (``CLINICAL_PIPELINES_MASTER_KEY``, base64 of 32 bytes, with
-``CLINICAL_PIPELINES_MASTER_KEY_ID``), typically injected from a secret manager.
+``CLINICAL_PIPELINES_MASTER_KEY_ID``), typically injected from a secret manager; after a rotation the
+earlier keys come in ``CLINICAL_PIPELINES_RETIRED_MASTER_KEYS`` (``id:base64,...``) until no object needs them.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from pathlib import Path
 
 ENV_MASTER_KEY = "CLINICAL_PIPELINES_MASTER_KEY"
 ENV_MASTER_KEY_ID = "CLINICAL_PIPELINES_MASTER_KEY_ID"
+#: Earlier master keys, still needed to read (and re-wrap) objects written under them: ``id:base64,id:base64``.
+ENV_RETIRED_MASTER_KEYS = "CLINICAL_PIPELINES_RETIRED_MASTER_KEYS"
 ENV_ENVIRONMENT = "CLINICAL_PIPELINES_ENV"
 KEY_BYTES = 32
 _FIX = f"set {ENV_MASTER_KEY} to the base64 of {KEY_BYTES} random bytes (e.g. `openssl rand -base64 32`)"
@@ -73,7 +76,18 @@ def keyring_from_env(env: Mapping[str, str]) -> KeyRing | None:
     if len(key) != KEY_BYTES:
         raise KeyError_(f"{ENV_MASTER_KEY} must decode to {KEY_BYTES} bytes, got {len(key)}; {_FIX}")
     key_id = env.get(ENV_MASTER_KEY_ID, "").strip() or fingerprint_id("env", key)
-    return KeyRing({key_id: key}, key_id)
+    keys = {key_id: key}
+    for item in filter(None, (p.strip() for p in env.get(ENV_RETIRED_MASTER_KEYS, "").split(","))):
+        old_id, sep, encoded_old = item.partition(":")
+        try:
+            old = base64.b64decode(encoded_old, validate=True) if sep and old_id.strip() else b""
+        except ValueError:
+            old = b""
+        if len(old) != KEY_BYTES:
+            raise KeyError_(f"{ENV_RETIRED_MASTER_KEYS} must be id:base64 pairs of {KEY_BYTES}-byte keys, comma "
+                            "separated (an entry is not)")  # fmt: skip
+        keys.setdefault(old_id.strip(), old)
+    return KeyRing(keys, key_id)
 
 
 def _write_exclusive(path: Path, data: bytes) -> bool:
