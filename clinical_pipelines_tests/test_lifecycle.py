@@ -110,13 +110,18 @@ def test_a_damaged_object_stops_the_freeze_and_the_state_stays(site: Site) -> No
     store, version_id = _notes_version(site)
     manifest = json.loads(read_all(store, f"curated/manifests/ward_notes/{version_id}.json"))
     victim = site.data / manifest["objects"][0]["key"]
-    victim.write_bytes(victim.read_bytes() + b"!")
+    original = victim.read_bytes()
+    victim.write_bytes(original + b"!")
     failed = site.cli("lifecycle", "set", "ward_notes@1", "frozen", "--reason", "release-candidate")
     assert failed.exit_code == 1 and "archive copy of ward_notes@1 does not verify" in failed.stderr
     assert json.loads(site.cli("catalog", "show", "ward_notes", "--json").stdout)["lifecycle"]["state"] == "warm"
     assert not (site.data / "archive" / "curated" / "manifests").exists()  # no manifest for a bad copy
     failures = [r for r in site.records() if r.action == "promote.lifecycle-frozen"]
     assert [(r.outcome, r.detail) for r in failures] == [("failed", "error=LifecycleError")]
+    victim.write_bytes(original)  # repaired: the bad archive copy was dropped, so the next freeze copies it again
+    again = site.cli("lifecycle", "set", "ward_notes@1", "frozen", "--reason", "release-candidate")
+    assert again.exit_code == 0, again.output
+    assert read_all(store, archive_key(manifest["objects"][0]["key"])) == original
 
 
 def test_the_archive_zone_is_written_in_a_cold_storage_class_on_s3(s3_endpoint: str, tmp_path: object) -> None:

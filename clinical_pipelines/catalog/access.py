@@ -37,14 +37,12 @@ from clinical_pipelines.catalog.audit import AuditEntry, AuditLog
 from clinical_pipelines.catalog.models import (
     AccessGrant,
     Dataset,
-    DatasetPolicyTag,
-    PolicyTag,
     Principal,
     Project,
     Version,
-    VersionTag,
     utcnow,
 )
+from clinical_pipelines.catalog.repository import tags_of
 from clinical_pipelines.landing.sources import allowed_purposes, restrictive
 
 ACTIONS = ("read", "reproduce", "export", "promote", "delete", "hold", "grant", "keys")
@@ -165,6 +163,20 @@ def _missing(principal: str, action: str, scope: Scope, tag: str | None) -> str:
             f"{fix}{f' --tag {tag}' if tag else ''})")  # fmt: skip
 
 
+def _cover(grants: Sequence[tuple[str, int, str, str]], scope: Scope) -> tuple[list[int], str | None]:
+    """Ids of the grants (``(principal, id, project, tag)``) that together cover ``scope``: one on its project (or
+    ``*``) for each tag it carries (or ``*``), any one on its project when it carries none; else ``([], the first
+    tag left uncovered, "" for none)``."""
+    mine = [(grant_id, tag) for _, grant_id, project, tag in grants if project in (ANY, scope.project)]
+    used: list[int] = []
+    for needed in scope.tags or (None,):
+        match = [grant_id for grant_id, tag in mine if needed is None or tag in (ANY, needed)]
+        if not match:
+            return [], needed or ""
+        used.append(match[0])
+    return sorted(set(used)), None
+
+
 def _grant_scope(project: str, tag: str, principal: str) -> Scope:
     """What granting on ``project`` x ``tag`` touches: granting ``*`` needs a ``grant`` on ``*`` itself (the tag
     ``*`` is only covered by a grant on ``*``), so a grantor cannot widen its own reach."""
@@ -219,10 +231,7 @@ class Access:
             ).first()
             if row is None:
                 return Scope(dataset or "unknown", (), target)
-            tags = set(session.scalars(
-                select(PolicyTag.name).join(DatasetPolicyTag).where(DatasetPolicyTag.dataset_id == row.id)
-            ))
-            tags |= set(session.scalars(select(VersionTag.tag).where(VersionTag.version_id == version_id)))
+            tags = tags_of(session, row.id, version_id)
         return Scope(row.project or row.name, restrictive(tags), target, allowed_purposes(tags))
 
     def dataset_scope(self, dataset: str) -> Scope:
@@ -232,56 +241,42 @@ class Access:
             row = session.execute(query).first()
             if row is None:
                 return Scope(dataset, (), f"dataset:{dataset}")
-            tags = session.scalars(
-                select(PolicyTag.name).join(DatasetPolicyTag).where(DatasetPolicyTag.dataset_id == row.id)
-            ).all()
+            tags = tags_of(session, row.id)
         return Scope(row.project or row.name, restrictive(tags), f"dataset:{dataset}")
 
     # -- decisions -----------------------------------------------------------------------------
 
+    def _grants(self, session: Session, action: str, principal: str | None = None) -> list[tuple[str, int, str, str]]:
+        """``(principal, id, project, tag)`` of every grant of ``action`` (``principal``'s only, if given)."""
+        query = select(AccessGrant.principal, AccessGrant.id, AccessGrant.project, AccessGrant.tag).where(
+            AccessGrant.action == action
+        )
+        if principal is not None:
+            query = query.where(AccessGrant.principal == principal)
+        return [tuple(row) for row in session.execute(query)]  # type: ignore[misc]
+
     def _covering(self, session: Session, principal: str, action: str, scope: Scope) -> tuple[list[int], str | None]:
-        """Ids of grants that together cover ``scope`` for ``action``; else ``([], missing tag or "")``."""
-        grants = session.execute(
-            select(AccessGrant.id, AccessGrant.tag).where(
-                AccessGrant.principal == principal,
-                AccessGrant.action == action,
-                AccessGrant.project.in_((ANY, scope.project)),
-            )
-        ).all()
-        used: list[int] = []
-        for tag in scope.tags or (None,):
-            match = [g.id for g in grants if tag is None or g.tag in (ANY, tag)]
-            if not match:
-                return [], tag or ""
-            used.append(match[0])
-        return sorted(set(used)), None
+        """Ids of ``principal``'s grants that together cover ``scope`` for ``action``; else ``([], missing tag)``."""
+        return _cover(self._grants(session, action, principal), scope)
 
     def may(self, principal: str, action: str, scope: Scope) -> bool:
         """Whether ``principal`` may ``action`` on ``scope`` (no audit record: for filtering what to show)."""
-        with Session(self.engine) as session:
-            used, _ = self._covering(session, principal, action, scope)
-        return bool(used)
+        return self.readable(principal, action, [scope])[0]
 
     def readable(self, principal: str, action: str, scopes: Sequence[Scope]) -> list[bool]:
         """For each scope, whether ``principal`` may ``action`` on it (one query; no audit record)."""
         with Session(self.engine) as session:
-            grants = session.execute(
-                select(AccessGrant.project, AccessGrant.tag).where(
-                    AccessGrant.principal == principal, AccessGrant.action == action
-                )
-            ).all()
-
-        def covered(scope: Scope) -> bool:
-            mine = [g.tag for g in grants if g.project in (ANY, scope.project)]
-            return bool(mine) and all(any(t in (ANY, tag) for t in mine) for tag in scope.tags)
-
-        return [covered(s) for s in scopes]
+            grants = self._grants(session, action, principal)
+        return [bool(_cover(grants, s)[0]) for s in scopes]
 
     def who_may(self, action: str, scope: Scope) -> list[str]:
-        """Every principal that may ``action`` on ``scope``, sorted."""
+        """Every principal that may ``action`` on ``scope``, sorted (one query)."""
         with Session(self.engine) as session:
-            names = session.scalars(select(AccessGrant.principal).where(AccessGrant.action == action).distinct())
-            return sorted(n for n in names if self._covering(session, n, action, scope)[0])
+            grants = self._grants(session, action)
+        by_principal: dict[str, list[tuple[str, int, str, str]]] = {}
+        for grant in grants:
+            by_principal.setdefault(grant[0], []).append(grant)
+        return sorted(name for name, mine in by_principal.items() if _cover(mine, scope)[0])
 
     def _decide(self, principal: str, action: str, scope: Scope, operation: str, purpose: str | None) -> list[int]:
         """The grants allowing it, or :class:`AccessDenied` after a ``refused`` audit record."""

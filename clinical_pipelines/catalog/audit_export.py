@@ -35,7 +35,7 @@ from sqlalchemy import Engine
 
 from clinical_pipelines.catalog.audit import GENESIS, AuditLog, record_hash
 from clinical_pipelines.storage.base import ObjectAlreadyExists, ObjectStore, read_all
-from clinical_pipelines.storage.keys import KeyError_, _write_exclusive
+from clinical_pipelines.storage.keys import ENV_ENVIRONMENT, KeyError_, _write_exclusive
 from clinical_pipelines.zones import ARCHIVE
 
 FORMAT = "clinical-pipelines/audit-export@1"
@@ -79,10 +79,13 @@ def _private_from_b64(text: str, where: str) -> Ed25519PrivateKey:
 
 
 def load_signing_key(key_dir: Path, env: Mapping[str, str] | None = None, *,
-                     production: bool = False) -> Ed25519PrivateKey:  # fmt: skip
+                     production: bool | None = None) -> Ed25519PrivateKey:  # fmt: skip
     """The audit signing key: ``CLINICAL_PIPELINES_AUDIT_SIGNING_KEY`` if set; else (never in production, which
-    refuses with :class:`SigningKeyError`) the key folder's, created on first use."""
+    refuses with :class:`SigningKeyError`) the key folder's, created on first use. ``production`` None: as
+    ``CLINICAL_PIPELINES_ENV`` says (like :func:`~clinical_pipelines.storage.keys.load_keyring`)."""
     env = os.environ if env is None else env
+    if production is None:
+        production = env.get(ENV_ENVIRONMENT, "").strip() == "production"
     if env.get(ENV_AUDIT_SIGNING_KEY, "").strip():
         return _private_from_b64(env[ENV_AUDIT_SIGNING_KEY], ENV_AUDIT_SIGNING_KEY)
     if production:
@@ -195,10 +198,14 @@ def _signed(doc: dict[str, Any], key: Ed25519PrivateKey) -> dict[str, Any]:
     return {**body, "signature": base64.b64encode(key.sign(_JSON.encode(body).encode())).decode()}
 
 
+def head_keys(store: ObjectStore) -> list[str]:
+    """Every export head's key, oldest first (names start with the zero-padded first sequence number)."""
+    return sorted(o.key for o in store.list(EXPORT_PREFIX) if o.key.endswith(".head.json"))
+
+
 def head_documents(store: ObjectStore) -> list[dict[str, Any]]:
     """Every export head in the archive zone, oldest first."""
-    docs = [json.loads(read_all(store, o.key)) for o in store.list(EXPORT_PREFIX) if o.key.endswith(".head.json")]
-    return sorted(docs, key=lambda d: int(d["first_seq"]))
+    return [json.loads(read_all(store, key)) for key in head_keys(store)]
 
 
 def _put_once(store: ObjectStore, key: str, stream: BinaryIO, sha256: str) -> None:
@@ -219,8 +226,9 @@ def export_audit(engine: Engine, store: ObjectStore, key: Ed25519PrivateKey, *,
     signed unless every exported record re-hashes to its hash and links to the one before. Re-running after a
     crash finishes the export; running with nothing new writes nothing.
     """
-    heads = head_documents(store)
-    prev_seq, prev_hash = (int(heads[-1]["head_seq"]), str(heads[-1]["head_hash"])) if heads else (0, GENESIS)
+    keys = head_keys(store)  # only the newest head is read: the export continues from it
+    last = json.loads(read_all(store, keys[-1])) if keys else None
+    prev_seq, prev_hash = (int(last["head_seq"]), str(last["head_hash"])) if last else (0, GENESIS)
     log = AuditLog(engine)
     last_seq, _ = log.head()
     if last_seq < prev_seq:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from clinical_pipelines.catalog.access import Access, AccessError
+from clinical_pipelines.catalog.access import Access, AccessError, Scope
 from clinical_pipelines.catalog.models import LegalHold, utcnow
 from clinical_pipelines.catalog.repository import Catalog
 
@@ -60,7 +60,7 @@ class LegalHolds:
             return dataset, None
         return dataset, self.catalog.resolve(dataset, version).version_id
 
-    def _scope(self, dataset: str, version_id: str | None):  # type: ignore[no-untyped-def]
+    def _scope(self, dataset: str, version_id: str | None) -> Scope:
         if version_id is not None:
             return self.access.version_scope(version_id)
         return self.access.dataset_scope(dataset)

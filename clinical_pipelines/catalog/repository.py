@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
     from clinical_pipelines.curate.spec import DatasetSpec
 
 PHI_STATUS = "de-identified"
+_HEX64 = re.compile(r"[0-9a-f]{64}")
 AGE_TOP_CODE = 90  # "90+"
 
 
@@ -89,6 +91,16 @@ def _facets(spec: DatasetSpec, manifest: Manifest) -> tuple[set[tuple[str, str]]
         "date_max": max(dates) if dates else None,
     }
     return facets, ranges
+
+
+def tags_of(session: Session, dataset_id: int, version_id: str | None = None) -> set[str]:
+    """The policy tags of a dataset's spec, plus (with ``version_id``) that version's own (:class:`VersionTag`)."""
+    tags = set(session.scalars(
+        select(PolicyTag.name).join(DatasetPolicyTag).where(DatasetPolicyTag.dataset_id == dataset_id)
+    ))  # fmt: skip
+    if version_id is not None:
+        tags |= set(session.scalars(select(VersionTag.tag).where(VersionTag.version_id == version_id)))
+    return tags
 
 
 class Catalog:
@@ -267,6 +279,17 @@ class Catalog:
                 raise CatalogError(f"dataset {dataset!r} has no version {version or '(none yet)'}")
             return VersionRef(dataset, row.number, row.id, row.manifest_key, row.store_url)
 
+    def resolve_reference(self, reference: str) -> VersionRef:
+        """The version ``reference`` names: a version id (64 hex), ``DATASET@VERSION`` or ``DATASET`` (its latest);
+        :class:`CatalogError` when the catalog does not know it."""
+        if _HEX64.fullmatch(reference):
+            ref = self.find_version(reference)
+            if ref is None:
+                raise CatalogError(f"version {reference} is not in the catalog")
+            return ref
+        dataset, _, version = reference.partition("@")
+        return self.resolve(dataset, version or None)
+
     def find_version(self, version_id: str) -> VersionRef | None:
         """The version with id ``version_id``, or None."""
         with Session(self.engine) as session:
@@ -289,10 +312,7 @@ class Catalog:
             row = session.get(Version, ref.version_id)
             assert row is not None
             ds = row.dataset
-            tags = set(session.scalars(
-                select(PolicyTag.name).join(DatasetPolicyTag).where(DatasetPolicyTag.dataset_id == ds.id)
-            ))
-            tags |= set(session.scalars(select(VersionTag.tag).where(VersionTag.version_id == row.id)))
+            tags = tags_of(session, ds.id, row.id)
             quality = session.scalars(
                 select(QualityCheckResult)
                 .where(QualityCheckResult.version_id == row.id)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, and_, exists, func, or_, select
+from sqlalchemy import Select, exists, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from clinical_pipelines.catalog.models import (
@@ -17,7 +17,7 @@ from clinical_pipelines.catalog.models import (
     VersionFacet,
     VersionTag,
 )
-from clinical_pipelines.catalog.repository import Catalog
+from clinical_pipelines.catalog.repository import Catalog, tags_of
 from clinical_pipelines.landing.sources import restrictive
 
 
@@ -108,12 +108,7 @@ def search(catalog: Catalog, filters: SearchFilters) -> list[dict[str, Any]]:
             facets = session.execute(
                 select(VersionFacet.facet, VersionFacet.value).where(VersionFacet.version_id == version.id)
             ).all()
-            tags = set(session.scalars(
-                select(PolicyTag.name)
-                .join(DatasetPolicyTag, and_(DatasetPolicyTag.tag_id == PolicyTag.id))
-                .where(DatasetPolicyTag.dataset_id == dataset.id)
-            ))
-            tags |= set(session.scalars(select(VersionTag.tag).where(VersionTag.version_id == version.id)))
+            tags = tags_of(session, dataset.id, version.id)
 
             def values(name: str, facets: list[Any] = facets) -> list[str]:
                 return sorted(v for f, v in facets if f == name)

@@ -14,7 +14,6 @@ move is audited once. On S3 the archive zone is written in the store's archive s
 from __future__ import annotations
 
 import contextlib
-import datetime
 import re
 from dataclasses import dataclass
 
@@ -57,12 +56,18 @@ def archive_key(key: str) -> str:
 
 def archive_version(store: ObjectStore, manifest: Manifest) -> VerifyReport:
     """Copy ``manifest`` and every object it names into ``archive/`` (objects already there are kept: they are
-    content-addressed) and re-hash the copies; :class:`LifecycleError` naming the first bad copy."""
+    content-addressed) and re-hash the copies; :class:`LifecycleError` naming the first bad copy (bad copies are
+    removed, the manifest is not copied, the curated originals are untouched)."""
     for row in manifest.objects:
+        target = archive_key(str(row["key"]))
+        if store.head(target) is not None:  # archived with another version, or by an earlier move: re-hashed below
+            continue
         with store.open_read(str(row["key"])) as source, contextlib.suppress(ObjectAlreadyExists):
-            store.put_stream(archive_key(str(row["key"])), source, write_once=True)
+            store.put_stream(target, source, write_once=True)
     report = verify_rows([{**row, "key": archive_key(str(row["key"]))} for row in manifest.objects], store.open_read)
     if not report.ok:
+        for problem in report.problems:  # a bad copy is ours to drop: the next attempt copies it again
+            store.delete(problem.key)
         first = report.problems[0]
         raise LifecycleError(f"the archive copy of {manifest.dataset}@{manifest.number} does not verify: "
                              f"{first.reason} {first.key}")  # fmt: skip
@@ -99,25 +104,19 @@ class Lifecycle:
     def __init__(self, catalog: Catalog, access: Access, store: ObjectStore) -> None:
         self.catalog, self.access, self.store = catalog, access, store
 
-    def state(self, version_id: str) -> tuple[str, datetime.datetime | None, str | None]:
-        """``(state, changed at, reason)`` of a version."""
-        with Session(self.catalog.engine) as session:
-            row = session.get(Version, version_id)
-            if row is None:
-                raise LifecycleError(f"version {version_id} is not in the catalog")
-            return row.lifecycle_state, row.state_changed_at, row.state_reason
-
     def set_state(self, principal: str, reference: str, new: str, *, reason: str) -> Move:
-        """Move ``reference`` (``DATASET@VERSION``) to ``new``: frozen makes and verifies the archive copy; archived
-        makes sure of it and removes the training shards. Refused (audited) without the grant :data:`NEEDS` names;
-        :class:`LifecycleError` for a move :data:`MOVES` does not allow or an expiry a legal hold forbids."""
+        """Move ``reference`` (``DATASET@VERSION``, ``DATASET`` for its latest, or a version id) to ``new``:
+        frozen makes and verifies the archive copy; archived makes sure of it and removes the training shards.
+        Refused (audited) without the grant :data:`NEEDS` names; :class:`LifecycleError` for a move
+        :data:`MOVES` does not allow or an expiry a legal hold forbids."""
         if new not in STATES:
             raise LifecycleError(f"unknown state {new!r}: use {', '.join(STATES)}")
         if not REASON.fullmatch(reason):
             raise LifecycleError(f"a reason is a code matching {REASON.pattern} (e.g. study-closed), not free text")
-        dataset, _, version = reference.partition("@")
-        ref = self.catalog.resolve(dataset, version or None)
-        old, _, _ = self.state(ref.version_id)
+        ref = self.catalog.resolve_reference(reference)
+        dataset = ref.dataset
+        old = version_state(self.catalog, ref.version_id)
+        assert old is not None  # resolved above
         if new not in MOVES[old]:
             allowed = ", ".join(sorted(MOVES[old])) or "nothing"
             raise LifecycleError(f"{dataset}@{ref.number} is {old}: it can move to {allowed}, not {new}")

@@ -1,6 +1,5 @@
 """Dagster resources over the plain-Python engines, and their per-environment assembly."""
 
-import os
 from typing import TYPE_CHECKING
 
 import dagster as dg
@@ -61,10 +60,8 @@ class KeyRingResource(dg.ConfigurableResource):
         from pathlib import Path
 
         from clinical_pipelines.catalog.audit_export import load_signing_key
-        from clinical_pipelines.storage.keys import ENV_ENVIRONMENT
 
-        production = self.production or os.environ.get(ENV_ENVIRONMENT, "").strip() == "production"
-        return load_signing_key(Path(self.key_dir), production=production)
+        return load_signing_key(Path(self.key_dir), production=self.production or None)
 
 
 class LandingSettingsResource(dg.ConfigurableResource):

@@ -8,7 +8,6 @@ permissions are what keeps everyone else out.
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING, Any
 
 from clinical_pipelines.training.cache import ShardCache
@@ -17,9 +16,6 @@ from clinical_pipelines.zones import training_index_key
 
 if TYPE_CHECKING:
     from clinical_pipelines.settings import Settings
-
-_HEX64 = re.compile(r"[0-9a-f]{64}")
-
 
 def open_training_dataset(reference: str, split: str, *, principal: str | None = None, purpose: str | None = None,
                           settings: Settings | None = None, cache: ShardCache | None = None,
@@ -34,7 +30,7 @@ def open_training_dataset(reference: str, split: str, *, principal: str | None =
     :class:`StreamingDataset` (seed, rank, world_size, ...); ``cache`` defaults to the settings' cache folder.
     """
     from clinical_pipelines.catalog.governed import access_for, acting_principal
-    from clinical_pipelines.catalog.repository import Catalog, CatalogError
+    from clinical_pipelines.catalog.repository import Catalog
     from clinical_pipelines.curate.lifecycle import OUT_OF_TRAINING, LifecycleError, version_state
     from clinical_pipelines.settings import Settings
 
@@ -42,13 +38,7 @@ def open_training_dataset(reference: str, split: str, *, principal: str | None =
     who = acting_principal(settings, principal)
     catalog = Catalog.open(settings.catalog_url, store_url=settings.store_url)
     try:
-        if _HEX64.fullmatch(reference):
-            ref = catalog.find_version(reference)
-            if ref is None:
-                raise CatalogError(f"version {reference} is not in the catalog")
-        else:
-            dataset, _, version = reference.partition("@")
-            ref = catalog.resolve(dataset, version or None)
+        ref = catalog.resolve_reference(reference)
         access = access_for(catalog, settings)
         access.authorize(who, "read", access.version_scope(ref.version_id), operation="open-reader",
                          purpose=purpose, detail=f"split={split}")  # fmt: skip
