@@ -42,7 +42,7 @@ from clinical_pipelines.catalog.models import (
     Version,
     utcnow,
 )
-from clinical_pipelines.catalog.repository import tags_of
+from clinical_pipelines.catalog.tags import tags_of
 from clinical_pipelines.landing.sources import allowed_purposes, restrictive
 
 ACTIONS = ("read", "reproduce", "export", "promote", "delete", "hold", "grant", "keys")

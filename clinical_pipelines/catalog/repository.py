@@ -29,6 +29,7 @@ from clinical_pipelines.catalog.models import (
     VersionTag,
     utcnow,
 )
+from clinical_pipelines.catalog.tags import tags_of
 from clinical_pipelines.curate.select import age_years
 from clinical_pipelines.landing.sources import restrictive
 
@@ -91,16 +92,6 @@ def _facets(spec: DatasetSpec, manifest: Manifest) -> tuple[set[tuple[str, str]]
         "date_max": max(dates) if dates else None,
     }
     return facets, ranges
-
-
-def tags_of(session: Session, dataset_id: int, version_id: str | None = None) -> set[str]:
-    """The policy tags of a dataset's spec, plus (with ``version_id``) that version's own (:class:`VersionTag`)."""
-    tags = set(session.scalars(
-        select(PolicyTag.name).join(DatasetPolicyTag).where(DatasetPolicyTag.dataset_id == dataset_id)
-    ))  # fmt: skip
-    if version_id is not None:
-        tags |= set(session.scalars(select(VersionTag.tag).where(VersionTag.version_id == version_id)))
-    return tags
 
 
 class Catalog:

@@ -17,7 +17,8 @@ from clinical_pipelines.catalog.models import (
     VersionFacet,
     VersionTag,
 )
-from clinical_pipelines.catalog.repository import Catalog, tags_of
+from clinical_pipelines.catalog.repository import Catalog
+from clinical_pipelines.catalog.tags import tags_of
 from clinical_pipelines.landing.sources import restrictive
 
 
